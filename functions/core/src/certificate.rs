@@ -1,0 +1,207 @@
+//! X.509 inspection of a device certificate against its registered CA.
+//!
+//! IoT Core checked the chain only at TLS time, and the event itself proves nothing, so the
+//! function re-checks everything that matters before it activates a certificate: issuer,
+//! signature, validity window, key type and size, and signature algorithm.
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::der_parser::oid::Oid;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_ORGANIZATION_NAME,
+    OID_X509_ORGANIZATIONAL_UNIT, OID_X509_SERIALNUMBER,
+};
+use x509_parser::pem::Pem;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::X509Name;
+
+/// Why a certificate cannot be admitted; the names are the reason codes in logs and outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// Not a parseable X.509 certificate.
+    Unparseable,
+    /// Signed with MD5 or SHA-1.
+    WeakSignatureAlgorithm,
+    /// The issuer is not the registered CA's subject.
+    IssuerMismatch,
+    /// The signature does not verify with the registered CA's public key.
+    SignatureInvalid,
+    /// Before notBefore.
+    NotYetValid,
+    /// After notAfter.
+    Expired,
+    /// Neither RSA nor EC P-256/P-384.
+    UnsupportedKey,
+    /// RSA shorter than 2048 bits.
+    WeakKey,
+}
+
+impl CertificateProblem {
+    /// The reason code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unparseable => "CertificateUnparseable",
+            Self::WeakSignatureAlgorithm => "WeakSignatureAlgorithm",
+            Self::IssuerMismatch => "IssuerMismatch",
+            Self::SignatureInvalid => "SignatureInvalid",
+            Self::NotYetValid => "NotYetValid",
+            Self::Expired => "Expired",
+            Self::UnsupportedKey => "UnsupportedKeyType",
+            Self::WeakKey => "WeakKey",
+        }
+    }
+}
+
+/// A registered CA certificate, kept as DER so it can be cached per container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCertificate {
+    der: Vec<u8>,
+}
+
+impl CaCertificate {
+    /// Decodes a PEM CA certificate; `None` when it is not a parseable certificate.
+    pub fn from_pem(pem: &str) -> Option<Self> {
+        let der = pem_to_der(pem)?;
+        X509Certificate::from_der(&der).ok()?;
+        Some(Self { der })
+    }
+
+    /// The DER encoding.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The parsed certificate; it parsed when this value was made.
+    pub fn parsed(&self) -> Option<X509Certificate<'_>> {
+        X509Certificate::from_der(&self.der)
+            .ok()
+            .map(|(_, cert)| cert)
+    }
+}
+
+/// The subject fields a Thing can be named after or described by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub common_name: Option<String>,
+    pub serial_number: Option<String>,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub country: Option<String>,
+}
+
+/// What an admissible certificate tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectedCertificate {
+    /// The certificate serial without leading zero bytes (the form CRL lookups use).
+    pub serial: Vec<u8>,
+    pub subject: Subject,
+    /// notAfter, seconds since the epoch.
+    pub not_after: i64,
+}
+
+/// Checks `device_pem` against `ca` at `now` (seconds since the epoch).
+pub fn inspect(
+    device_pem: &str,
+    ca: &CaCertificate,
+    now: i64,
+) -> Result<InspectedCertificate, CertificateProblem> {
+    let der = pem_to_der(device_pem).ok_or(CertificateProblem::Unparseable)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|_| CertificateProblem::Unparseable)?;
+    let ca = ca.parsed().ok_or(CertificateProblem::Unparseable)?;
+
+    if is_weak_signature_algorithm(&cert.signature_algorithm.algorithm) {
+        return Err(CertificateProblem::WeakSignatureAlgorithm);
+    }
+    if cert.issuer().as_raw() != ca.subject().as_raw() {
+        return Err(CertificateProblem::IssuerMismatch);
+    }
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|_| CertificateProblem::SignatureInvalid)?;
+
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(CertificateProblem::NotYetValid);
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(CertificateProblem::Expired);
+    }
+    check_key(&cert)?;
+
+    Ok(InspectedCertificate {
+        serial: normalized_serial(cert.raw_serial()).to_vec(),
+        subject: subject_of(cert.subject()),
+        not_after: validity.not_after.timestamp(),
+    })
+}
+
+/// A serial number without its leading zero bytes (DER adds one to keep it positive).
+pub fn normalized_serial(raw: &[u8]) -> &[u8] {
+    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
+    &raw[start..]
+}
+
+/// The DER inside a PEM `CERTIFICATE` block, or `None`.
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    is_certificate_block(&block).then_some(block.contents)
+}
+
+fn is_certificate_block(block: &Pem) -> bool {
+    block.label == "CERTIFICATE"
+}
+
+fn check_key(cert: &X509Certificate<'_>) -> Result<(), CertificateProblem> {
+    let spki = cert.public_key();
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
+        return match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) if rsa.key_size() >= 2048 => Ok(()),
+            Ok(PublicKey::RSA(_)) => Err(CertificateProblem::WeakKey),
+            _ => Err(CertificateProblem::UnsupportedKey),
+        };
+    }
+    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == OID_EC_P256 || c == OID_NIST_EC_P384 => Ok(()),
+            _ => Err(CertificateProblem::UnsupportedKey),
+        };
+    }
+    Err(CertificateProblem::UnsupportedKey)
+}
+
+/// MD5 and SHA-1 signatures, with RSA or ECDSA.
+fn is_weak_signature_algorithm(oid: &Oid<'_>) -> bool {
+    const WEAK: [&[u64]; 6] = [
+        &[1, 2, 840, 113549, 1, 1, 4], // md5WithRSAEncryption
+        &[1, 2, 840, 113549, 1, 1, 5], // sha1WithRSAEncryption
+        &[1, 3, 14, 3, 2, 29],         // sha1WithRSA (OIW)
+        &[1, 2, 840, 10045, 4, 1],     // ecdsa-with-SHA1
+        &[1, 2, 840, 113549, 1, 1, 3], // md4WithRSAEncryption
+        &[1, 2, 840, 113549, 1, 1, 2], // md2WithRSAEncryption
+    ];
+    oid.iter()
+        .map(|arcs| arcs.collect::<Vec<u64>>())
+        .is_some_and(|arcs| WEAK.iter().any(|weak| arcs == *weak))
+}
+
+fn subject_of(name: &X509Name<'_>) -> Subject {
+    let first = |oid| {
+        name.iter_by_oid(&oid)
+            .next()
+            .and_then(|attr| attr.as_str().ok())
+            .map(str::to_owned)
+    };
+    Subject {
+        common_name: first(OID_X509_COMMON_NAME),
+        serial_number: first(OID_X509_SERIALNUMBER),
+        organization: first(OID_X509_ORGANIZATION_NAME),
+        organizational_unit: first(OID_X509_ORGANIZATIONAL_UNIT),
+        country: first(OID_X509_COUNTRY_NAME),
+    }
+}

@@ -1,0 +1,251 @@
+//! The registration function's configuration, read once at cold start.
+//! Variable names are fixed by the design; an invalid value fails the cold start with a
+//! message naming the variable, never a request.
+
+use std::collections::BTreeSet;
+
+use crate::error::JitrError;
+use crate::event::is_certificate_id;
+use crate::naming::{ThingNameSource, is_valid_thing_name};
+use crate::revocation::RevocationSource;
+
+/// Validated configuration of the registration function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `DEVICE_POLICY_NAME`: the IoT policy attached to every admitted certificate.
+    pub device_policy_name: String,
+    /// `ALLOWED_CA_CERTIFICATE_IDS`: empty means any CA that is registered and ACTIVE.
+    pub allowed_ca_certificate_ids: BTreeSet<String>,
+    /// `THING_NAME_SOURCE`.
+    pub thing_name_source: ThingNameSource,
+    /// `THING_TYPE_NAME`.
+    pub thing_type_name: Option<String>,
+    /// `THING_GROUP_NAMES`.
+    pub thing_group_names: Vec<String>,
+    /// `REVOCATION_LIST`.
+    pub revocation_list: Option<RevocationSource>,
+    /// `REVOCATION_FAIL_OPEN`.
+    pub revocation_fail_open: bool,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, JitrError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, JitrError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let device_policy_name = get("DEVICE_POLICY_NAME").ok_or_else(|| {
+            config_error(
+                "DEVICE_POLICY_NAME",
+                "required: the IoT policy to attach to every admitted certificate",
+            )
+        })?;
+        if !is_valid_policy_name(&device_policy_name) {
+            return Err(config_error(
+                "DEVICE_POLICY_NAME",
+                "not a valid IoT policy name",
+            ));
+        }
+
+        let mut allowed_ca_certificate_ids = BTreeSet::new();
+        for id in list(get("ALLOWED_CA_CERTIFICATE_IDS")) {
+            if !is_certificate_id(&id) {
+                return Err(config_error(
+                    "ALLOWED_CA_CERTIFICATE_IDS",
+                    &format!("{id:?} is not a 64-character lowercase hex CA certificate id"),
+                ));
+            }
+            allowed_ca_certificate_ids.insert(id);
+        }
+
+        let thing_name_source = match get("THING_NAME_SOURCE") {
+            None => ThingNameSource::default(),
+            Some(v) => v
+                .parse()
+                .map_err(|e: String| config_error("THING_NAME_SOURCE", &e))?,
+        };
+
+        let thing_type_name = get("THING_TYPE_NAME");
+        if let Some(name) = &thing_type_name {
+            if !is_valid_thing_name(name) {
+                return Err(config_error(
+                    "THING_TYPE_NAME",
+                    "must match [a-zA-Z0-9:_-]{1,128}",
+                ));
+            }
+        }
+        let thing_group_names = list(get("THING_GROUP_NAMES"));
+        if let Some(bad) = thing_group_names.iter().find(|g| !is_valid_thing_name(g)) {
+            return Err(config_error(
+                "THING_GROUP_NAMES",
+                &format!("{bad:?} must match [a-zA-Z0-9:_-]{{1,128}}"),
+            ));
+        }
+
+        let revocation_list = get("REVOCATION_LIST")
+            .map(|v| v.parse::<RevocationSource>())
+            .transpose()
+            .map_err(|e| config_error("REVOCATION_LIST", &e))?;
+        let revocation_fail_open = match get("REVOCATION_FAIL_OPEN").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(config_error(
+                    "REVOCATION_FAIL_OPEN",
+                    &format!("expected true or false, got {other:?}"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            device_policy_name,
+            allowed_ca_certificate_ids,
+            thing_name_source,
+            thing_type_name,
+            thing_group_names,
+            revocation_list,
+            revocation_fail_open,
+        })
+    }
+
+    /// A configuration with only the required variable set; for tests and the demo.
+    pub fn with_policy(device_policy_name: &str) -> Self {
+        Self {
+            device_policy_name: device_policy_name.to_owned(),
+            allowed_ca_certificate_ids: BTreeSet::new(),
+            thing_name_source: ThingNameSource::default(),
+            thing_type_name: None,
+            thing_group_names: Vec::new(),
+            revocation_list: None,
+            revocation_fail_open: false,
+        }
+    }
+}
+
+/// IoT policy names: `[\w+=,.@-]{1,128}`.
+fn is_valid_policy_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn config_error(variable: &'static str, problem: &str) -> JitrError {
+    JitrError::Config {
+        variable,
+        problem: problem.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const CA: &str = "0bb6e39cbc3a3d2f4ef5ff4b7d4c9ef1c0ad4fe7c2a8b1b2c3d4e5f60718293a";
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, JitrError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_with_only_the_policy() {
+        let config = load(&[("DEVICE_POLICY_NAME", "jitr-device")]).unwrap();
+        assert_eq!(config, Config::with_policy("jitr-device"));
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let config = load(&[
+            ("DEVICE_POLICY_NAME", "jitr-device"),
+            ("ALLOWED_CA_CERTIFICATE_IDS", &format!(" {CA} ,")),
+            ("THING_NAME_SOURCE", "serial-number"),
+            ("THING_TYPE_NAME", "sensor"),
+            ("THING_GROUP_NAMES", "fleet-a, fleet-b"),
+            ("REVOCATION_LIST", "s3://bucket/crl.pem"),
+            ("REVOCATION_FAIL_OPEN", "true"),
+        ])
+        .unwrap();
+        assert!(config.allowed_ca_certificate_ids.contains(CA));
+        assert_eq!(config.thing_name_source, ThingNameSource::SerialNumber);
+        assert_eq!(config.thing_type_name.as_deref(), Some("sensor"));
+        assert_eq!(config.thing_group_names, ["fleet-a", "fleet-b"]);
+        assert_eq!(
+            config.revocation_list,
+            Some(RevocationSource::S3 {
+                bucket: "bucket".into(),
+                key: "crl.pem".into()
+            })
+        );
+        assert!(config.revocation_fail_open);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "DEVICE_POLICY_NAME"),
+            (&[("DEVICE_POLICY_NAME", "bad name")], "DEVICE_POLICY_NAME"),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("ALLOWED_CA_CERTIFICATE_IDS", "abc"),
+                ],
+                "ALLOWED_CA_CERTIFICATE_IDS",
+            ),
+            (
+                &[("DEVICE_POLICY_NAME", "p"), ("THING_NAME_SOURCE", "cn")],
+                "THING_NAME_SOURCE",
+            ),
+            (
+                &[("DEVICE_POLICY_NAME", "p"), ("THING_TYPE_NAME", "a b")],
+                "THING_TYPE_NAME",
+            ),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("THING_GROUP_NAMES", "ok,bad/group"),
+                ],
+                "THING_GROUP_NAMES",
+            ),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("REVOCATION_LIST", "https://x/crl"),
+                ],
+                "REVOCATION_LIST",
+            ),
+            (
+                &[("DEVICE_POLICY_NAME", "p"), ("REVOCATION_FAIL_OPEN", "yes")],
+                "REVOCATION_FAIL_OPEN",
+            ),
+        ];
+        for (vars, expected) in cases {
+            match load(vars) {
+                Err(JitrError::Config { variable, .. }) => assert_eq!(variable, *expected),
+                other => panic!("{vars:?}: expected a Config error on {expected}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Classified errors: every failure is Permanent or Retryable before it leaves the crate,
+//! and the Lambda `error_type` is `<Class>.<Kind>` so alarms and DLQ triage can key on it.
+
+use crate::registry::{RegistryError, RegistryErrorKind};
+use crate::revocation::RevocationError;
+
+/// Whether repeating the same invocation can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Repeating cannot help: bad input, wrong account, missing permission or configuration.
+    Permanent,
+    /// A transient fault (throttling, 5xx, timeout, unreadable revocation list): retry.
+    Retryable,
+}
+
+impl ErrorClass {
+    /// The class name used as the prefix of the Lambda `error_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Permanent => "Permanent",
+            ErrorClass::Retryable => "Retryable",
+        }
+    }
+}
+
+/// Everything a handler can fail with; rejections of a certificate are outcomes, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum JitrError {
+    /// The event is not a well-formed certificate-registered event.
+    #[error("malformed event: field `{field}`: {problem}")]
+    MalformedEvent {
+        field: &'static str,
+        problem: String,
+    },
+    /// The event names an account other than the one this function runs in.
+    #[error("event is for account {event_account}, this function runs in {function_account}")]
+    WrongAccount {
+        event_account: String,
+        function_account: String,
+    },
+    /// The event disagrees with the registry (for example a different CA id): never act on it.
+    #[error("event does not match the registry: {0}")]
+    EventMismatch(String),
+    /// A configuration variable is missing or invalid (normally caught at cold start).
+    #[error("configuration: {variable}: {problem}")]
+    Config {
+        variable: &'static str,
+        problem: String,
+    },
+    /// A resource the deployment must provide does not exist (device policy, thing type, group).
+    #[error("{resource} `{name}` does not exist; create it before registering devices")]
+    MissingResource {
+        resource: &'static str,
+        name: String,
+    },
+    /// A registry call failed; its kind decides the class.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The revocation list could not be used and the function fails closed.
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
+}
+
+impl JitrError {
+    /// Permanent or Retryable.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            JitrError::Registry(e) => e.kind().class(),
+            JitrError::Revocation(_) => ErrorClass::Retryable,
+            _ => ErrorClass::Permanent,
+        }
+    }
+
+    /// The kind, the second half of the `error_type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JitrError::MalformedEvent { .. } => "MalformedEvent",
+            JitrError::WrongAccount { .. } => "WrongAccount",
+            JitrError::EventMismatch(_) => "EventMismatch",
+            JitrError::Config { .. } => "Config",
+            JitrError::MissingResource { .. } => "MissingResource",
+            JitrError::Registry(e) => e.kind().as_str(),
+            JitrError::Revocation(e) => e.kind(),
+        }
+    }
+
+    /// `Permanent.MalformedEvent`, `Retryable.Throttled`, ...: the Lambda `error_type`.
+    pub fn error_type(&self) -> String {
+        format!("{}.{}", self.class().as_str(), self.kind())
+    }
+
+    /// True when a registry call reported the given kind.
+    pub fn is_registry(&self, kind: RegistryErrorKind) -> bool {
+        matches!(self, JitrError::Registry(e) if e.kind() == kind)
+    }
+}

@@ -1,0 +1,21 @@
+//! jitr-core: the parts of just-in-time registration that do not depend on Lambda.
+//!
+//! The key decision is the split between *pure* code and *ports*: parsing events, inspecting
+//! certificates, checking revocation, naming Things and deciding what to do are plain
+//! functions with table tests (`event`, `certificate`, `revocation`, `naming`, `decision`);
+//! everything that talks to IoT Core goes through the [`registry::Registry`] port, whose AWS
+//! adapter is the only place SDK types appear and whose in-memory adapter is proven by the
+//! same contract suite to answer like the emulator.
+
+pub mod certificate;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod event;
+pub mod naming;
+pub mod registry;
+pub mod revocation;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{ErrorClass, JitrError};

@@ -1,0 +1,116 @@
+//! Where a Thing's name comes from, and what IoT Core accepts as one.
+
+use std::str::FromStr;
+
+/// `THING_NAME_SOURCE`: which part of the certificate names the Thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThingNameSource {
+    /// The subject's first commonName (the default).
+    #[default]
+    CommonName,
+    /// The subject's serialNumber attribute (OID 2.5.4.5), not the certificate serial.
+    SerialNumber,
+    /// The certificate id IoT Core assigned (always a valid name).
+    CertificateId,
+}
+
+impl FromStr for ThingNameSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "common-name" => Ok(Self::CommonName),
+            "serial-number" => Ok(Self::SerialNumber),
+            "certificate-id" => Ok(Self::CertificateId),
+            other => Err(format!(
+                "expected common-name, serial-number or certificate-id, got {other:?}"
+            )),
+        }
+    }
+}
+
+impl ThingNameSource {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CommonName => "common-name",
+            Self::SerialNumber => "serial-number",
+            Self::CertificateId => "certificate-id",
+        }
+    }
+}
+
+/// The longest Thing name IoT Core accepts.
+pub const MAX_THING_NAME_LEN: usize = 128;
+
+/// IoT Core's Thing name pattern `[a-zA-Z0-9:_-]{1,128}`.
+pub fn is_valid_thing_name(name: &str) -> bool {
+    (1..=MAX_THING_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}
+
+/// IoT Core's attribute-name pattern `[a-zA-Z0-9_.,@/:#-]{1,128}`.
+pub fn is_valid_attribute_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b))
+}
+
+/// IoT Core's attribute-value pattern `[a-zA-Z0-9_.,@/:#=\[\]-]{0,800}`.
+pub fn is_valid_attribute_value(value: &str) -> bool {
+    value.len() <= 800
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#=[]-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thing_name_pattern() {
+        let cases = [
+            ("sensor-0001", true),
+            ("a", true),
+            ("A:b_c-9", true),
+            (&*"x".repeat(128), true),
+            (&*"x".repeat(129), false),
+            ("", false),
+            ("has space", false),
+            ("slash/name", false),
+            ("dot.name", false),
+            ("ünïcode", false),
+            ("semi;colon", false),
+            ("new\nline", false),
+        ];
+        for (name, valid) in cases {
+            assert_eq!(is_valid_thing_name(name), valid, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn attribute_patterns() {
+        assert!(is_valid_attribute_name("subject.organization"));
+        assert!(!is_valid_attribute_name(""));
+        assert!(!is_valid_attribute_name("has space"));
+        assert!(is_valid_attribute_value(""));
+        assert!(is_valid_attribute_value("Acme-Devices,Ltd."));
+        assert!(!is_valid_attribute_value("Acme Devices"));
+        assert!(!is_valid_attribute_value(&"v".repeat(801)));
+    }
+
+    #[test]
+    fn source_round_trips() {
+        for source in [
+            ThingNameSource::CommonName,
+            ThingNameSource::SerialNumber,
+            ThingNameSource::CertificateId,
+        ] {
+            assert_eq!(source.as_str().parse::<ThingNameSource>(), Ok(source));
+        }
+        assert!("cn".parse::<ThingNameSource>().is_err());
+    }
+}

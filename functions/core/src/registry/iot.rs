@@ -1,0 +1,765 @@
+//! The AWS adapter: the registry port over `aws-sdk-iot`. SDK types never leave this file;
+//! every SDK error is classified here, from its modeled code and HTTP status, before it is
+//! turned into anything else.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iot::types::{AttributePayload, CaCertificateStatus};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+
+use super::{
+    CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
+    RegistryErrorKind, ThingSpec,
+};
+
+/// SDK configuration for every AWS client of the functions: the SDK's own environment
+/// variables (region, credentials, `AWS_ENDPOINT_URL[_IOT|_S3]`), adaptive retries with
+/// exponential backoff and jitter (the adaptive mode also rate-limits the client when IoT
+/// throttles a burst), and bounded timeouts so a hung call cannot eat the Lambda timeout.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(2)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(12))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The registry port over AWS IoT Core.
+#[derive(Debug, Clone)]
+pub struct IotRegistry {
+    client: aws_sdk_iot::Client,
+}
+
+impl IotRegistry {
+    pub fn new(client: aws_sdk_iot::Client) -> Self {
+        Self { client }
+    }
+
+    pub fn from_sdk_config(sdk: &SdkConfig) -> Self {
+        Self::new(aws_sdk_iot::Client::new(sdk))
+    }
+
+    // Administration the functions never do, for `jitr seed` and the integration tests.
+
+    /// GetRegistrationCode: the CN a CA's verification certificate must carry.
+    pub async fn registration_code(&self) -> Result<String, RegistryError> {
+        const OP: &str = "GetRegistrationCode";
+        let out = self
+            .client
+            .get_registration_code()
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        out.registration_code()
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no registration code"))
+    }
+
+    /// RegisterCACertificate, ACTIVE, with auto-registration as asked. Returns the CA id;
+    /// an already registered CA is success.
+    pub async fn register_ca(
+        &self,
+        ca_pem: &str,
+        verification_pem: &str,
+        auto_registration: bool,
+    ) -> Result<String, RegistryError> {
+        const OP: &str = "RegisterCACertificate";
+        let result = self
+            .client
+            .register_ca_certificate()
+            .ca_certificate(ca_pem)
+            .verification_certificate(verification_pem)
+            .set_as_active(true)
+            .allow_auto_registration(auto_registration)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.certificate_id().map(str::to_owned).ok_or_else(|| {
+                RegistryError::new(RegistryErrorKind::Other, OP, "no certificate id")
+            }),
+            Err(err) => {
+                let id = match err.as_service_error() {
+                    Some(aws_sdk_iot::operation::register_ca_certificate::RegisterCACertificateError::ResourceAlreadyExistsException(e)) => {
+                        e.resource_id().map(str::to_owned)
+                    }
+                    _ => None,
+                };
+                id.ok_or_else(|| classify(OP, err))
+            }
+        }
+    }
+
+    /// UpdateCACertificate to ACTIVE or INACTIVE.
+    pub async fn set_ca_active(
+        &self,
+        ca_certificate_id: &str,
+        active: bool,
+    ) -> Result<(), RegistryError> {
+        let status = if active {
+            CaCertificateStatus::Active
+        } else {
+            CaCertificateStatus::Inactive
+        };
+        self.client
+            .update_ca_certificate()
+            .certificate_id(ca_certificate_id)
+            .new_status(status)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("UpdateCACertificate", e))
+    }
+
+    /// CreatePolicy; an existing policy of that name is success.
+    pub async fn create_policy(&self, name: &str, document: &str) -> Result<(), RegistryError> {
+        let result = self
+            .client
+            .create_policy()
+            .policy_name(name)
+            .policy_document(document)
+            .send()
+            .await;
+        ignore_already_exists(result.map(drop).map_err(|e| classify("CreatePolicy", e)))
+    }
+
+    /// CreateThingType; an existing one is success.
+    pub async fn create_thing_type(&self, name: &str) -> Result<(), RegistryError> {
+        let result = self
+            .client
+            .create_thing_type()
+            .thing_type_name(name)
+            .send()
+            .await;
+        ignore_already_exists(result.map(drop).map_err(|e| classify("CreateThingType", e)))
+    }
+
+    /// CreateThingGroup; an existing one is success.
+    pub async fn create_thing_group(&self, name: &str) -> Result<(), RegistryError> {
+        let result = self
+            .client
+            .create_thing_group()
+            .thing_group_name(name)
+            .send()
+            .await;
+        ignore_already_exists(
+            result
+                .map(drop)
+                .map_err(|e| classify("CreateThingGroup", e)),
+        )
+    }
+
+    /// The Thing's type and attributes (DescribeThing).
+    pub async fn describe_thing(&self, name: &str) -> Result<ThingSpec, RegistryError> {
+        let out = self
+            .client
+            .describe_thing()
+            .thing_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeThing", e))?;
+        Ok(ThingSpec {
+            name: out.thing_name().unwrap_or(name).to_owned(),
+            type_name: out.thing_type_name().map(str::to_owned),
+            attributes: out
+                .attributes()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// The groups a Thing belongs to.
+    pub async fn list_thing_groups_for_thing(
+        &self,
+        name: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_thing_groups_for_thing()
+            .thing_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map(|groups| {
+                groups
+                    .iter()
+                    .filter_map(|g| g.group_name().map(str::to_owned))
+                    .collect()
+            })
+            .map_err(|e| classify("ListThingGroupsForThing", e))
+    }
+}
+
+fn ignore_already_exists(result: Result<(), RegistryError>) -> Result<(), RegistryError> {
+    match result {
+        Err(e) if e.kind() == RegistryErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+impl Registry for IotRegistry {
+    async fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<CertificateDescription, RegistryError> {
+        const OP: &str = "DescribeCertificate";
+        let out = self
+            .client
+            .describe_certificate()
+            .certificate_id(certificate_id)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let missing = |what: &str| {
+            RegistryError::new(
+                RegistryErrorKind::Other,
+                OP,
+                format!("response has no {what}"),
+            )
+        };
+        let d = out
+            .certificate_description()
+            .ok_or_else(|| missing("certificateDescription"))?;
+        Ok(CertificateDescription {
+            id: d.certificate_id().unwrap_or(certificate_id).to_owned(),
+            arn: d
+                .certificate_arn()
+                .ok_or_else(|| missing("certificateArn"))?
+                .to_owned(),
+            status: CertificateStatus::parse(d.status().ok_or_else(|| missing("status"))?.as_str()),
+            pem: d
+                .certificate_pem()
+                .ok_or_else(|| missing("certificatePem"))?
+                .to_owned(),
+            ca_certificate_id: d.ca_certificate_id().map(str::to_owned),
+        })
+    }
+
+    async fn describe_ca_certificate(
+        &self,
+        ca_certificate_id: &str,
+    ) -> Result<CaDescription, RegistryError> {
+        const OP: &str = "DescribeCACertificate";
+        let out = self
+            .client
+            .describe_ca_certificate()
+            .certificate_id(ca_certificate_id)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let missing = |what: &str| {
+            RegistryError::new(
+                RegistryErrorKind::Other,
+                OP,
+                format!("response has no {what}"),
+            )
+        };
+        let d = out
+            .certificate_description()
+            .ok_or_else(|| missing("certificateDescription"))?;
+        Ok(CaDescription {
+            id: d.certificate_id().unwrap_or(ca_certificate_id).to_owned(),
+            active: d.status() == Some(&CaCertificateStatus::Active),
+            pem: d
+                .certificate_pem()
+                .ok_or_else(|| missing("certificatePem"))?
+                .to_owned(),
+        })
+    }
+
+    async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        let attributes: HashMap<String, String> = spec
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.client
+            .create_thing()
+            .thing_name(&spec.name)
+            .set_thing_type_name(spec.type_name.clone())
+            .attribute_payload(
+                AttributePayload::builder()
+                    .set_attributes(Some(attributes))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("CreateThing", e))
+    }
+
+    async fn add_thing_to_group(
+        &self,
+        thing_name: &str,
+        group_name: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .add_thing_to_thing_group()
+            .thing_name(thing_name)
+            .thing_group_name(group_name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("AddThingToThingGroup", e))
+    }
+
+    async fn attach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .attach_policy()
+            .policy_name(policy_name)
+            .target(target_arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("AttachPolicy", e))
+    }
+
+    async fn attach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .attach_thing_principal()
+            .thing_name(thing_name)
+            .principal(principal_arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("AttachThingPrincipal", e))
+    }
+
+    async fn update_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: &CertificateStatus,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .update_certificate()
+            .certificate_id(certificate_id)
+            .new_status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("UpdateCertificate", e))
+    }
+
+    async fn list_thing_principals(&self, thing_name: &str) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_thing_principals()
+            .thing_name(thing_name)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("ListThingPrincipals", e))
+    }
+
+    async fn list_principal_things(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_principal_things()
+            .principal(principal_arn)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("ListPrincipalThings", e))
+    }
+
+    async fn list_attached_policies(&self, target_arn: &str) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_attached_policies()
+            .target(target_arn)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map(|policies| {
+                policies
+                    .iter()
+                    .filter_map(|p| p.policy_name().map(str::to_owned))
+                    .collect()
+            })
+            .map_err(|e| classify("ListAttachedPolicies", e))
+    }
+}
+
+/// Classifies an SDK error by transport failure, modeled code and HTTP status.
+fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> RegistryError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (kind, message) = match &err {
+        SdkError::TimeoutError(_) => (RegistryErrorKind::Timeout, "timed out".to_owned()),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => (
+            RegistryErrorKind::Timeout,
+            format!("{}", DisplayErrorContext(&err)),
+        ),
+        SdkError::DispatchFailure(_) => (
+            RegistryErrorKind::Dispatch,
+            format!("{}", DisplayErrorContext(&err)),
+        ),
+        SdkError::ResponseError(_) => (
+            RegistryErrorKind::Unavailable,
+            format!("{}", DisplayErrorContext(&err)),
+        ),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code();
+            let kind = kind_for(code, service.raw().status().as_u16());
+            let message = format!(
+                "{}: {}",
+                code.unwrap_or("HTTP error"),
+                service.err().message().unwrap_or("no message")
+            );
+            (kind, message)
+        }
+        _ => (
+            RegistryErrorKind::Other,
+            format!("{}", DisplayErrorContext(&err)),
+        ),
+    };
+    RegistryError::new(kind, operation, message)
+}
+
+/// The kind for a service error: the modeled code first, the HTTP status as a fallback.
+fn kind_for(code: Option<&str>, status: u16) -> RegistryErrorKind {
+    use RegistryErrorKind as K;
+    match code {
+        Some(
+            "ThrottlingException"
+            | "LimitExceededException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded",
+        ) => K::Throttled,
+        Some(
+            "ServiceUnavailableException"
+            | "InternalFailureException"
+            | "InternalException"
+            | "InternalServerException",
+        ) => K::Unavailable,
+        Some(
+            "UnauthorizedException"
+            | "AccessDeniedException"
+            | "AccessDenied"
+            | "ExpiredTokenException"
+            | "InvalidClientTokenId"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException",
+        ) => K::AccessDenied,
+        Some("ResourceNotFoundException" | "NotFoundException") => K::NotFound,
+        Some("ResourceAlreadyExistsException") => K::AlreadyExists,
+        Some(
+            "CertificateStateException"
+            | "DeleteConflictException"
+            | "VersionConflictException"
+            | "ConflictingResourceUpdateException",
+        ) => K::Conflict,
+        Some(
+            "InvalidRequestException"
+            | "InvalidStateTransitionException"
+            | "CertificateValidationException"
+            | "RegistrationCodeValidationException"
+            | "MalformedPolicyException",
+        ) => K::InvalidRequest,
+        _ => match status {
+            429 => K::Throttled,
+            401 | 403 => K::AccessDenied,
+            404 => K::NotFound,
+            409 => K::Conflict,
+            500..=599 => K::Unavailable,
+            400..=499 => K::InvalidRequest,
+            _ => K::Other,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iot::Client;
+    use aws_sdk_iot::operation::attach_policy::AttachPolicyError;
+    use aws_sdk_iot::operation::create_thing::CreateThingError;
+    use aws_sdk_iot::operation::describe_certificate::DescribeCertificateError;
+    use aws_sdk_iot::operation::update_certificate::UpdateCertificateError;
+    use aws_sdk_iot::types::error::{
+        InternalFailureException, ResourceAlreadyExistsException, ResourceNotFoundException,
+        ServiceUnavailableException, ThrottlingException, UnauthorizedException,
+    };
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[test]
+    fn kind_table() {
+        use RegistryErrorKind as K;
+        let cases = [
+            (Some("ThrottlingException"), 400, K::Throttled),
+            (Some("LimitExceededException"), 410, K::Throttled),
+            (None, 429, K::Throttled),
+            (Some("ServiceUnavailableException"), 503, K::Unavailable),
+            (Some("InternalFailureException"), 500, K::Unavailable),
+            (None, 502, K::Unavailable),
+            (Some("UnauthorizedException"), 401, K::AccessDenied),
+            (Some("AccessDeniedException"), 403, K::AccessDenied),
+            (None, 403, K::AccessDenied),
+            (Some("ResourceNotFoundException"), 404, K::NotFound),
+            (
+                Some("ResourceAlreadyExistsException"),
+                409,
+                K::AlreadyExists,
+            ),
+            (Some("CertificateStateException"), 406, K::Conflict),
+            (Some("DeleteConflictException"), 409, K::Conflict),
+            (Some("InvalidRequestException"), 400, K::InvalidRequest),
+            (None, 400, K::InvalidRequest),
+            (Some("SomethingNew"), 200, K::Other),
+        ];
+        for (code, status, kind) in cases {
+            assert_eq!(kind_for(code, status), kind, "{code:?} {status}");
+        }
+    }
+
+    /// The metadata a real error response carries: its modeled code.
+    fn meta(code: &str) -> aws_smithy_types::error::ErrorMetadata {
+        aws_smithy_types::error::ErrorMetadata::builder()
+            .code(code)
+            .build()
+    }
+
+    fn registry(rule: &aws_smithy_mocks::Rule) -> IotRegistry {
+        IotRegistry::new(mock_client!(aws_sdk_iot, RuleMode::Sequential, &[rule]))
+    }
+
+    #[tokio::test]
+    async fn modeled_errors_are_classified() {
+        let throttled = mock!(Client::attach_policy)
+            .sequence()
+            .error(|| {
+                AttachPolicyError::ThrottlingException(
+                    ThrottlingException::builder()
+                        .message("slow down")
+                        .meta(meta("ThrottlingException"))
+                        .build(),
+                )
+            })
+            .repeatedly()
+            .build();
+        let err = registry(&throttled)
+            .attach_policy("p", "arn")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind(), err.operation()),
+            (RegistryErrorKind::Throttled, "AttachPolicy")
+        );
+        assert_eq!(err.kind().class(), crate::error::ErrorClass::Retryable);
+
+        let unavailable = mock!(Client::attach_policy)
+            .sequence()
+            .error(|| {
+                AttachPolicyError::ServiceUnavailableException(
+                    ServiceUnavailableException::builder()
+                        .meta(meta("ServiceUnavailableException"))
+                        .build(),
+                )
+            })
+            .repeatedly()
+            .build();
+        assert_eq!(
+            registry(&unavailable)
+                .attach_policy("p", "a")
+                .await
+                .unwrap_err()
+                .kind(),
+            RegistryErrorKind::Unavailable
+        );
+
+        let internal = mock!(Client::attach_policy)
+            .sequence()
+            .error(|| {
+                AttachPolicyError::InternalFailureException(
+                    InternalFailureException::builder()
+                        .meta(meta("InternalFailureException"))
+                        .build(),
+                )
+            })
+            .repeatedly()
+            .build();
+        assert_eq!(
+            registry(&internal)
+                .attach_policy("p", "a")
+                .await
+                .unwrap_err()
+                .kind(),
+            RegistryErrorKind::Unavailable
+        );
+
+        let denied = mock!(Client::update_certificate)
+            .sequence()
+            .error(|| {
+                UpdateCertificateError::UnauthorizedException(
+                    UnauthorizedException::builder()
+                        .meta(meta("UnauthorizedException"))
+                        .build(),
+                )
+            })
+            .repeatedly()
+            .build();
+        let err = registry(&denied)
+            .update_certificate_status("c", &CertificateStatus::Active)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), RegistryErrorKind::AccessDenied);
+        assert_eq!(err.kind().class(), crate::error::ErrorClass::Permanent);
+
+        let missing = mock!(Client::describe_certificate)
+            .sequence()
+            .error(|| {
+                DescribeCertificateError::ResourceNotFoundException(
+                    ResourceNotFoundException::builder()
+                        .meta(meta("ResourceNotFoundException"))
+                        .build(),
+                )
+            })
+            .repeatedly()
+            .build();
+        assert_eq!(
+            registry(&missing)
+                .describe_certificate("c")
+                .await
+                .unwrap_err()
+                .kind(),
+            RegistryErrorKind::NotFound
+        );
+
+        let exists = mock!(Client::create_thing)
+            .sequence()
+            .error(|| {
+                CreateThingError::ResourceAlreadyExistsException(
+                    ResourceAlreadyExistsException::builder()
+                        .meta(meta("ResourceAlreadyExistsException"))
+                        .build(),
+                )
+            })
+            .repeatedly()
+            .build();
+        let err = registry(&exists)
+            .create_thing(&ThingSpec {
+                name: "t".into(),
+                ..ThingSpec::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), RegistryErrorKind::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn raw_http_errors_are_classified_by_status() {
+        let cases = [
+            (500, RegistryErrorKind::Unavailable),
+            (503, RegistryErrorKind::Unavailable),
+            (403, RegistryErrorKind::AccessDenied),
+            (429, RegistryErrorKind::Throttled),
+        ];
+        for (status, kind) in cases {
+            let rule = mock!(Client::attach_thing_principal)
+                .sequence()
+                .http_status(status, Some("{}".into()))
+                .repeatedly()
+                .build();
+            let err = registry(&rule)
+                .attach_thing_principal("t", "arn")
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), kind, "HTTP {status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn success_is_mapped_without_sdk_types() {
+        let rule = mock!(Client::describe_certificate).then_output(|| {
+            aws_sdk_iot::operation::describe_certificate::DescribeCertificateOutput::builder()
+                .certificate_description(
+                    aws_sdk_iot::types::CertificateDescription::builder()
+                        .certificate_id("c")
+                        .certificate_arn("arn:aws:iot:eu-west-1:123456789012:cert/c")
+                        .status(aws_sdk_iot::types::CertificateStatus::PendingActivation)
+                        .certificate_pem("PEM")
+                        .ca_certificate_id("ca")
+                        .build(),
+                )
+                .build()
+        });
+        let d = registry(&rule).describe_certificate("c").await.unwrap();
+        assert_eq!(d.status, CertificateStatus::PendingActivation);
+        assert_eq!(d.ca_certificate_id.as_deref(), Some("ca"));
+    }
+
+    /// A real client against loopback sockets: nothing listening, and a listener that never answers.
+    #[tokio::test]
+    async fn dispatch_failures_and_timeouts_are_retryable() {
+        let refused = {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = socket.local_addr().unwrap().port();
+            drop(socket);
+            port
+        };
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        let _accept = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let client = |port: u16| {
+            let config = aws_sdk_iot::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(aws_sdk_iot::config::Region::new("eu-west-1"))
+                .credentials_provider(aws_sdk_iot::config::Credentials::for_tests())
+                .endpoint_url(format!("http://127.0.0.1:{port}"))
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_attempt_timeout(Duration::from_millis(300))
+                        .build(),
+                )
+                .build();
+            IotRegistry::new(Client::from_conf(config))
+        };
+        let err = client(refused).describe_certificate("c").await.unwrap_err();
+        assert_eq!(err.kind(), RegistryErrorKind::Dispatch, "{err}");
+        let err = client(silent_port)
+            .describe_certificate("c")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), RegistryErrorKind::Timeout, "{err}");
+        assert_eq!(err.kind().class(), crate::error::ErrorClass::Retryable);
+    }
+}

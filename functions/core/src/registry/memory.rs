@@ -1,0 +1,469 @@
+//! The in-memory registry: the emulator's semantics without a network, for unit tests and the
+//! offline demo. The contract suite proves it answers like the AWS adapter against ministack.
+//!
+//! Two test aids the real service cannot offer: one-shot fault injection per operation, and a
+//! monitor that records any moment a certificate is ACTIVE without a Thing and a policy.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
+    RegistryErrorKind, ThingSpec,
+};
+use crate::certificate::pem_to_der;
+use crate::naming::is_valid_thing_name;
+
+#[derive(Debug, Clone)]
+struct Certificate {
+    pem: String,
+    status: CertificateStatus,
+    ca_certificate_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Ca {
+    pem: String,
+    active: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Thing {
+    type_name: Option<String>,
+    attributes: BTreeMap<String, String>,
+    principals: Vec<String>,
+    groups: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    certificates: BTreeMap<String, Certificate>,
+    cas: BTreeMap<String, Ca>,
+    things: BTreeMap<String, Thing>,
+    /// policy name → attached target ARNs
+    policies: BTreeMap<String, Vec<String>>,
+    thing_types: BTreeSet<String>,
+    thing_groups: BTreeSet<String>,
+    failures: HashMap<&'static str, RegistryErrorKind>,
+    violations: Vec<String>,
+}
+
+/// A certificate row of [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    pub id: String,
+    pub status: CertificateStatus,
+    pub things: Vec<String>,
+    pub policies: Vec<String>,
+}
+
+/// A Thing row of [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThingRow {
+    pub name: String,
+    pub type_name: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    pub principals: usize,
+}
+
+/// The whole registry at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub certificates: Vec<CertificateRow>,
+    pub things: Vec<ThingRow>,
+}
+
+/// An in-memory IoT registry for one account and region.
+#[derive(Debug)]
+pub struct MemoryRegistry {
+    account: String,
+    region: String,
+    store: Mutex<Store>,
+}
+
+impl MemoryRegistry {
+    pub fn new(account: &str, region: &str) -> Self {
+        Self {
+            account: account.to_owned(),
+            region: region.to_owned(),
+            store: Mutex::default(),
+        }
+    }
+
+    /// The ARN IoT Core gives a certificate id in this account and region.
+    pub fn certificate_arn(&self, certificate_id: &str) -> String {
+        format!(
+            "arn:aws:iot:{}:{}:cert/{certificate_id}",
+            self.region, self.account
+        )
+    }
+
+    /// Registers a CA (RegisterCACertificate); returns its id.
+    pub fn register_ca(&self, pem: &str, active: bool) -> Result<String, RegistryError> {
+        let id = certificate_id_of(pem, "RegisterCACertificate")?;
+        self.lock().cas.insert(
+            id.clone(),
+            Ca {
+                pem: pem.to_owned(),
+                active,
+            },
+        );
+        Ok(id)
+    }
+
+    /// What a device's first connect does under JITR: the certificate appears
+    /// PENDING_ACTIVATION under its CA. Returns the certificate id.
+    pub fn register_pending(
+        &self,
+        pem: &str,
+        ca_certificate_id: &str,
+    ) -> Result<String, RegistryError> {
+        self.register_certificate(
+            pem,
+            Some(ca_certificate_id),
+            CertificateStatus::PendingActivation,
+        )
+    }
+
+    /// Registers a certificate with any status (RegisterCertificate, or a fixture's state).
+    pub fn register_certificate(
+        &self,
+        pem: &str,
+        ca_certificate_id: Option<&str>,
+        status: CertificateStatus,
+    ) -> Result<String, RegistryError> {
+        let id = certificate_id_of(pem, "RegisterCertificate")?;
+        let certificate = Certificate {
+            pem: pem.to_owned(),
+            status,
+            ca_certificate_id: ca_certificate_id.map(str::to_owned),
+        };
+        let mut store = self.lock();
+        store.certificates.insert(id.clone(), certificate);
+        self.check_invariant(&mut store, "RegisterCertificate");
+        Ok(id)
+    }
+
+    /// CreatePolicy (the document is the emulator's business, not this store's).
+    pub fn create_policy(&self, name: &str) {
+        self.lock().policies.entry(name.to_owned()).or_default();
+    }
+
+    /// CreateThingType.
+    pub fn create_thing_type(&self, name: &str) {
+        self.lock().thing_types.insert(name.to_owned());
+    }
+
+    /// CreateThingGroup.
+    pub fn create_thing_group(&self, name: &str) {
+        self.lock().thing_groups.insert(name.to_owned());
+    }
+
+    /// Makes the next call of `operation` (e.g. `"AttachThingPrincipal"`) fail with `kind`.
+    pub fn fail_next(&self, operation: &'static str, kind: RegistryErrorKind) {
+        self.lock().failures.insert(operation, kind);
+    }
+
+    /// Every moment a certificate was ACTIVE without a Thing or a policy attached.
+    pub fn invariant_violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    /// The registry's contents, sorted.
+    pub fn snapshot(&self) -> Snapshot {
+        let store = self.lock();
+        let certificates = store
+            .certificates
+            .iter()
+            .map(|(id, c)| {
+                let arn = self.certificate_arn(id);
+                CertificateRow {
+                    id: id.clone(),
+                    status: c.status.clone(),
+                    things: things_of(&store, &arn),
+                    policies: policies_of(&store, &arn),
+                }
+            })
+            .collect();
+        let things = store
+            .things
+            .iter()
+            .map(|(name, t)| ThingRow {
+                name: name.clone(),
+                type_name: t.type_name.clone(),
+                attributes: t.attributes.clone(),
+                groups: t.groups.iter().cloned().collect(),
+                principals: t.principals.len(),
+            })
+            .collect();
+        Snapshot {
+            certificates,
+            things,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A poisoned lock only means a test panicked mid-call; the data is still usable.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Locks the store, or fails with an injected fault for `operation`.
+    fn begin(&self, operation: &'static str) -> Result<MutexGuard<'_, Store>, RegistryError> {
+        let mut store = self.lock();
+        match store.failures.remove(operation) {
+            Some(kind) => Err(RegistryError::new(kind, operation, "injected failure")),
+            None => Ok(store),
+        }
+    }
+
+    fn check_invariant(&self, store: &mut Store, after: &str) {
+        let mut found = Vec::new();
+        for (id, certificate) in &store.certificates {
+            if certificate.status == CertificateStatus::Active {
+                let arn = self.certificate_arn(id);
+                if things_of(store, &arn).is_empty() || policies_of(store, &arn).is_empty() {
+                    found.push(format!(
+                        "after {after}: {id} ACTIVE without a Thing and a policy"
+                    ));
+                }
+            }
+        }
+        store.violations.extend(found);
+    }
+
+    fn certificate_id_from_arn<'a>(&self, arn: &'a str) -> Option<&'a str> {
+        let prefix = format!("arn:aws:iot:{}:{}:cert/", self.region, self.account);
+        arn.strip_prefix(&prefix)
+    }
+}
+
+fn things_of(store: &Store, arn: &str) -> Vec<String> {
+    store
+        .things
+        .iter()
+        .filter(|(_, t)| t.principals.iter().any(|p| p == arn))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+fn policies_of(store: &Store, arn: &str) -> Vec<String> {
+    store
+        .policies
+        .iter()
+        .filter(|(_, targets)| targets.iter().any(|t| t == arn))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// IoT Core's certificate id: the hex SHA-256 of the DER encoding.
+pub fn certificate_id_of(pem: &str, operation: &'static str) -> Result<String, RegistryError> {
+    let der = pem_to_der(pem).ok_or_else(|| {
+        RegistryError::new(
+            RegistryErrorKind::InvalidRequest,
+            operation,
+            "not a PEM certificate",
+        )
+    })?;
+    Ok(hex::encode(Sha256::digest(der)))
+}
+
+fn not_found(operation: &'static str, what: impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(
+        RegistryErrorKind::NotFound,
+        operation,
+        format!("{what} does not exist"),
+    )
+}
+
+impl Registry for MemoryRegistry {
+    async fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<CertificateDescription, RegistryError> {
+        const OP: &str = "DescribeCertificate";
+        let store = self.begin(OP)?;
+        let c = store
+            .certificates
+            .get(certificate_id)
+            .ok_or_else(|| not_found(OP, format_args!("certificate {certificate_id}")))?;
+        Ok(CertificateDescription {
+            id: certificate_id.to_owned(),
+            arn: self.certificate_arn(certificate_id),
+            status: c.status.clone(),
+            pem: c.pem.clone(),
+            ca_certificate_id: c.ca_certificate_id.clone(),
+        })
+    }
+
+    async fn describe_ca_certificate(
+        &self,
+        ca_certificate_id: &str,
+    ) -> Result<CaDescription, RegistryError> {
+        const OP: &str = "DescribeCACertificate";
+        let store = self.begin(OP)?;
+        let ca = store
+            .cas
+            .get(ca_certificate_id)
+            .ok_or_else(|| not_found(OP, format_args!("CA certificate {ca_certificate_id}")))?;
+        Ok(CaDescription {
+            id: ca_certificate_id.to_owned(),
+            active: ca.active,
+            pem: ca.pem.clone(),
+        })
+    }
+
+    async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        const OP: &str = "CreateThing";
+        let mut store = self.begin(OP)?;
+        if !is_valid_thing_name(&spec.name) {
+            return Err(RegistryError::new(
+                RegistryErrorKind::InvalidRequest,
+                OP,
+                "invalid thing name",
+            ));
+        }
+        if let Some(existing) = store.things.get(&spec.name) {
+            return if existing.type_name == spec.type_name && existing.attributes == spec.attributes
+            {
+                Ok(())
+            } else {
+                Err(RegistryError::new(
+                    RegistryErrorKind::AlreadyExists,
+                    OP,
+                    format!(
+                        "Thing {} already exists with different configuration",
+                        spec.name
+                    ),
+                ))
+            };
+        }
+        if let Some(type_name) = &spec.type_name {
+            if !store.thing_types.contains(type_name) {
+                return Err(not_found(OP, format_args!("thing type {type_name}")));
+            }
+        }
+        let thing = Thing {
+            type_name: spec.type_name.clone(),
+            attributes: spec.attributes.clone(),
+            ..Thing::default()
+        };
+        store.things.insert(spec.name.clone(), thing);
+        Ok(())
+    }
+
+    async fn add_thing_to_group(
+        &self,
+        thing_name: &str,
+        group_name: &str,
+    ) -> Result<(), RegistryError> {
+        const OP: &str = "AddThingToThingGroup";
+        let mut store = self.begin(OP)?;
+        if !store.thing_groups.contains(group_name) {
+            return Err(not_found(OP, format_args!("thing group {group_name}")));
+        }
+        let thing = store
+            .things
+            .get_mut(thing_name)
+            .ok_or_else(|| not_found(OP, format_args!("thing {thing_name}")))?;
+        thing.groups.insert(group_name.to_owned());
+        Ok(())
+    }
+
+    async fn attach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> Result<(), RegistryError> {
+        const OP: &str = "AttachPolicy";
+        let mut store = self.begin(OP)?;
+        if !store.policies.contains_key(policy_name) {
+            return Err(not_found(OP, format_args!("policy {policy_name}")));
+        }
+        let known = self
+            .certificate_id_from_arn(target_arn)
+            .is_some_and(|id| store.certificates.contains_key(id));
+        if !known {
+            return Err(not_found(OP, format_args!("certificate {target_arn}")));
+        }
+        if let Some(targets) = store.policies.get_mut(policy_name) {
+            if !targets.iter().any(|t| t == target_arn) {
+                targets.push(target_arn.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    async fn attach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> Result<(), RegistryError> {
+        const OP: &str = "AttachThingPrincipal";
+        let mut store = self.begin(OP)?;
+        let known = self
+            .certificate_id_from_arn(principal_arn)
+            .is_some_and(|id| store.certificates.contains_key(id));
+        let thing = store
+            .things
+            .get_mut(thing_name)
+            .ok_or_else(|| not_found(OP, format_args!("thing {thing_name}")))?;
+        if !known {
+            return Err(not_found(OP, format_args!("principal {principal_arn}")));
+        }
+        if !thing.principals.iter().any(|p| p == principal_arn) {
+            thing.principals.push(principal_arn.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn update_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: &CertificateStatus,
+    ) -> Result<(), RegistryError> {
+        const OP: &str = "UpdateCertificate";
+        let mut store = self.begin(OP)?;
+        let certificate = store
+            .certificates
+            .get_mut(certificate_id)
+            .ok_or_else(|| not_found(OP, format_args!("certificate {certificate_id}")))?;
+        certificate.status = status.clone();
+        self.check_invariant(&mut store, OP);
+        Ok(())
+    }
+
+    async fn list_thing_principals(&self, thing_name: &str) -> Result<Vec<String>, RegistryError> {
+        const OP: &str = "ListThingPrincipals";
+        let store = self.begin(OP)?;
+        let thing = store
+            .things
+            .get(thing_name)
+            .ok_or_else(|| not_found(OP, format_args!("thing {thing_name}")))?;
+        Ok(thing.principals.clone())
+    }
+
+    async fn list_principal_things(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        const OP: &str = "ListPrincipalThings";
+        let store = self.begin(OP)?;
+        let known = self
+            .certificate_id_from_arn(principal_arn)
+            .is_some_and(|id| store.certificates.contains_key(id));
+        if !known {
+            return Err(not_found(OP, format_args!("principal {principal_arn}")));
+        }
+        Ok(things_of(&store, principal_arn))
+    }
+
+    async fn list_attached_policies(&self, target_arn: &str) -> Result<Vec<String>, RegistryError> {
+        let store = self.begin("ListAttachedPolicies")?;
+        Ok(policies_of(&store, target_arn))
+    }
+}

@@ -1,0 +1,310 @@
+//! The registry port: the IoT Core operations the functions need, and nothing else.
+//!
+//! Two adapters live beside it, `iot` (aws-sdk-iot; SDK types never leave it) and `memory`
+//! (in-memory, same semantics as the emulator, for unit tests and the offline demo). One
+//! contract suite (`contract`) runs against both.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use crate::error::ErrorClass;
+
+pub mod contract;
+pub mod iot;
+pub mod memory;
+
+pub use iot::IotRegistry;
+pub use memory::MemoryRegistry;
+
+/// A certificate's status in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CertificateStatus {
+    Active,
+    Inactive,
+    Revoked,
+    PendingActivation,
+    PendingTransfer,
+    RegisterInactive,
+    /// A status this code does not know; never acted on.
+    Other(String),
+}
+
+impl CertificateStatus {
+    /// The API spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+            Self::Revoked => "REVOKED",
+            Self::PendingActivation => "PENDING_ACTIVATION",
+            Self::PendingTransfer => "PENDING_TRANSFER",
+            Self::RegisterInactive => "REGISTER_INACTIVE",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Parses the API spelling; unknown values are kept as `Other`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ACTIVE" => Self::Active,
+            "INACTIVE" => Self::Inactive,
+            "REVOKED" => Self::Revoked,
+            "PENDING_ACTIVATION" => Self::PendingActivation,
+            "PENDING_TRANSFER" => Self::PendingTransfer,
+            "REGISTER_INACTIVE" => Self::RegisterInactive,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for CertificateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A device certificate as DescribeCertificate returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateDescription {
+    pub id: String,
+    pub arn: String,
+    pub status: CertificateStatus,
+    pub pem: String,
+    /// The CA that signed it, for certificates registered with a CA.
+    pub ca_certificate_id: Option<String>,
+}
+
+/// A CA certificate as DescribeCACertificate returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaDescription {
+    pub id: String,
+    /// `ACTIVE` or `INACTIVE`.
+    pub active: bool,
+    pub pem: String,
+}
+
+/// What CreateThing is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ThingSpec {
+    pub name: String,
+    pub type_name: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The class of a registry failure, decided where the failure is understood (the adapter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryErrorKind {
+    /// The named resource does not exist.
+    NotFound,
+    /// The resource exists with a different configuration.
+    AlreadyExists,
+    /// The resource's state forbids the operation (delete an ACTIVE certificate, ...).
+    Conflict,
+    /// The request was refused as invalid.
+    InvalidRequest,
+    /// Missing IAM permission or bad credentials.
+    AccessDenied,
+    /// Throttled by the service.
+    Throttled,
+    /// A 5xx or an unreadable response.
+    Unavailable,
+    /// The call or an attempt timed out.
+    Timeout,
+    /// The request could not be sent (connection refused, DNS, TLS).
+    Dispatch,
+    /// Anything else.
+    Other,
+}
+
+impl RegistryErrorKind {
+    /// Whether a retry can succeed.
+    pub fn class(self) -> ErrorClass {
+        match self {
+            Self::Throttled | Self::Unavailable | Self::Timeout | Self::Dispatch => {
+                ErrorClass::Retryable
+            }
+            _ => ErrorClass::Permanent,
+        }
+    }
+
+    /// The kind in an `error_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "NotFound",
+            Self::AlreadyExists => "AlreadyExists",
+            Self::Conflict => "Conflict",
+            Self::InvalidRequest => "InvalidRequest",
+            Self::AccessDenied => "AccessDenied",
+            Self::Throttled => "Throttled",
+            Self::Unavailable => "Unavailable",
+            Self::Timeout => "Timeout",
+            Self::Dispatch => "Dispatch",
+            Self::Other => "RegistryError",
+        }
+    }
+}
+
+/// A classified registry failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed ({}): {message}", kind.as_str())]
+pub struct RegistryError {
+    kind: RegistryErrorKind,
+    operation: &'static str,
+    message: String,
+}
+
+impl RegistryError {
+    pub fn new(
+        kind: RegistryErrorKind,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            operation,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> RegistryErrorKind {
+        self.kind
+    }
+
+    /// The API operation that failed, e.g. `AttachPolicy`.
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+}
+
+/// The port. Each method is one IoT Core API call with its documented semantics.
+pub trait Registry: Send + Sync {
+    fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<CertificateDescription, RegistryError>> + Send;
+
+    fn describe_ca_certificate(
+        &self,
+        ca_certificate_id: &str,
+    ) -> impl Future<Output = Result<CaDescription, RegistryError>> + Send;
+
+    /// Succeeds if the Thing exists with the same type and attributes; `AlreadyExists` if it
+    /// exists otherwise.
+    fn create_thing(
+        &self,
+        spec: &ThingSpec,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    fn add_thing_to_group(
+        &self,
+        thing_name: &str,
+        group_name: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// Idempotent.
+    fn attach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// Idempotent.
+    fn attach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// Sets any status the service accepts; refusing forbidden transitions is the caller's job.
+    fn update_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: &CertificateStatus,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// The principal ARNs attached to a Thing.
+    fn list_thing_principals(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+
+    /// The Thing names a principal is attached to.
+    fn list_principal_things(
+        &self,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+
+    /// The policy names attached to a target (empty for an unknown target).
+    fn list_attached_policies(
+        &self,
+        target_arn: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+}
+
+impl<R: Registry> Registry for std::sync::Arc<R> {
+    fn describe_certificate(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<CertificateDescription, RegistryError>> + Send {
+        (**self).describe_certificate(id)
+    }
+    fn describe_ca_certificate(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<CaDescription, RegistryError>> + Send {
+        (**self).describe_ca_certificate(id)
+    }
+    fn create_thing(
+        &self,
+        spec: &ThingSpec,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).create_thing(spec)
+    }
+    fn add_thing_to_group(
+        &self,
+        thing: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).add_thing_to_group(thing, group)
+    }
+    fn attach_policy(
+        &self,
+        policy: &str,
+        target: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).attach_policy(policy, target)
+    }
+    fn attach_thing_principal(
+        &self,
+        thing: &str,
+        principal: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).attach_thing_principal(thing, principal)
+    }
+    fn update_certificate_status(
+        &self,
+        id: &str,
+        status: &CertificateStatus,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).update_certificate_status(id, status)
+    }
+    fn list_thing_principals(
+        &self,
+        thing: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
+        (**self).list_thing_principals(thing)
+    }
+    fn list_principal_things(
+        &self,
+        principal: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
+        (**self).list_principal_things(principal)
+    }
+    fn list_attached_policies(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
+        (**self).list_attached_policies(target)
+    }
+}
