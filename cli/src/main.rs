@@ -1,1 +1,71 @@
-fn main() {}
+//! `jitr`: replay sample events through the real handlers, locally or against an endpoint,
+//! and seed an emulator with the sample CA, policy and CRL.
+
+mod replay;
+mod seed;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "jitr", version, about = "iot-jitr local tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registration handler on event files and print outcomes and the registry state.
+    Replay {
+        /// Print JSON lines instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Use the AWS IoT API at this URL (an emulator) instead of the embedded registry.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// The sample folder with registry.json (default: the folder of the first event).
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        /// Event files, replayed in the order given.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Load the sample CA (with a verification certificate), device policy and CRL into an emulator.
+    Seed {
+        #[arg(long)]
+        endpoint_url: String,
+        #[arg(long, default_value = "events/registration")]
+        samples: PathBuf,
+        /// The bucket the CRL is published to.
+        #[arg(long, default_value = "jitr-samples")]
+        bucket: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Replay {
+            json,
+            endpoint_url,
+            samples,
+            files,
+        } => replay::run(&files, samples, endpoint_url.as_deref(), json).await,
+        Command::Seed {
+            endpoint_url,
+            samples,
+            bucket,
+        } => seed::run(&endpoint_url, &samples, &bucket).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("jitr: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -13,6 +13,8 @@ pub mod decision;
 pub mod error;
 pub mod event;
 pub mod naming;
+#[cfg(feature = "pki")]
+pub mod pki;
 pub mod registry;
 pub mod revocation;
 pub mod telemetry;

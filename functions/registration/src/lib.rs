@@ -1,1 +1,81 @@
-//! placeholder
+//! jitr-registration: the Lambda function behind the IoT rule on
+//! `$aws/events/certificates/registered/+`.
+//!
+//! The key decision is the order of effects: nothing is written until the event, the
+//! certificate, its CA and the revocation list have all been checked, and the certificate is
+//! activated strictly last, after its Thing and policy are attached. A failure at any step
+//! leaves it PENDING_ACTIVATION, so Lambda's retry (or the device's next connect) completes
+//! the work; duplicates are normal and every step is idempotent.
+
+mod provision;
+mod registrar;
+mod report;
+pub mod samples;
+
+use std::time::Instant;
+
+use jitr_core::event::account_from_function_arn;
+use jitr_core::registry::Registry;
+use jitr_core::revocation::CrlFetcher;
+use jitr_core::telemetry;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+pub use provision::provision;
+pub use registrar::{CA_CACHE_TTL_SECS, Registrar, unix_now};
+pub use report::{Outcome, Report};
+
+/// The Lambda entry point: runs the handler, writes one JSON log line and one metric line,
+/// and turns a classified error into `error_type = "<Class>.<Kind>"`.
+pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
+    registrar: &Registrar<R, F>,
+    event: LambdaEvent<Value>,
+) -> Result<Report, Diagnostic> {
+    let started = Instant::now();
+    let (payload, context) = event.into_parts();
+    let result = match account_from_function_arn(&context.invoked_function_arn) {
+        Ok(account) => registrar.handle(&payload, account).await,
+        Err(e) => Err(e),
+    };
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let id = |field: &str| {
+        payload
+            .get(field)
+            .and_then(Value::as_str)
+            .map(jitr_core::event::escape)
+            .unwrap_or_default()
+    };
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                certificate_id = %report.certificate_id,
+                ca_certificate_id = %report.ca_certificate_id,
+                thing_name = report.thing_name.as_deref().unwrap_or(""),
+                outcome = report.outcome.as_str(),
+                reason = report.reason.as_deref().unwrap_or(""),
+                revocation_unchecked = report.revocation_unchecked,
+                duration_ms,
+                "registration event handled"
+            );
+            telemetry::emit_metric("registration", report.outcome.as_str(), duration_ms);
+            Ok(report)
+        }
+        Err(err) => {
+            let error_type = err.error_type();
+            tracing::error!(
+                certificate_id = %id("certificateId"),
+                ca_certificate_id = %id("caCertificateId"),
+                outcome = "Error",
+                error_type = %error_type,
+                error = %err,
+                duration_ms,
+                "registration event failed"
+            );
+            telemetry::emit_metric("registration", &error_type, duration_ms);
+            Err(Diagnostic {
+                error_type,
+                error_message: err.to_string(),
+            })
+        }
+    }
+}

@@ -1,1 +1,23 @@
-fn main() {}
+//! The registration Lambda: wiring only (see the library for the handler).
+
+use jitr_core::Config;
+use jitr_core::registry::IotRegistry;
+use jitr_core::registry::iot::load_sdk_config;
+use jitr_core::revocation::{S3CrlFetcher, SourceCrlFetcher};
+use jitr_registration::{Registrar, handle_lambda_event};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    jitr_core::telemetry::init_logging();
+    let config = Config::from_env()?;
+    let sdk = load_sdk_config().await;
+    let fetcher = SourceCrlFetcher::new(S3CrlFetcher::from_sdk_config(&sdk));
+    let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher);
+    let registrar = &registrar;
+    run(service_fn(move |event: LambdaEvent<Value>| {
+        handle_lambda_event(registrar, event)
+    }))
+    .await
+}

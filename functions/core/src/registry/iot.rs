@@ -22,6 +22,15 @@ use super::{
 /// exponential backoff and jitter (the adaptive mode also rate-limits the client when IoT
 /// throttles a burst), and bounded timeouts so a hung call cannot eat the Lambda timeout.
 pub async fn load_sdk_config() -> SdkConfig {
+    sdk_config_loader().load().await
+}
+
+/// The same configuration with an explicit endpoint (the CLI's `--endpoint-url`).
+pub async fn load_sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
+    sdk_config_loader().endpoint_url(endpoint_url).load().await
+}
+
+fn sdk_config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(
             RetryConfig::adaptive()
@@ -36,8 +45,6 @@ pub async fn load_sdk_config() -> SdkConfig {
                 .operation_timeout(Duration::from_secs(12))
                 .build(),
         )
-        .load()
-        .await
 }
 
 /// The registry port over AWS IoT Core.

@@ -23,6 +23,42 @@ impl S3CrlFetcher {
         }
     }
 
+    /// Publishes a CRL object, creating the bucket if needed (for `jitr seed` and tests).
+    pub async fn publish(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), RevocationError> {
+        let created = self.client.create_bucket().bucket(bucket).send().await;
+        if let Err(err) = created {
+            let code = err
+                .as_service_error()
+                .and_then(|e| e.code())
+                .unwrap_or_default();
+            if !matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
+                return Err(RevocationError::Unreadable(format!(
+                    "create bucket {bucket}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                )));
+            }
+        }
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                RevocationError::Unreadable(format!(
+                    "put s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                ))
+            })
+    }
+
     pub(super) async fn get(
         &self,
         bucket: &str,

@@ -1,0 +1,44 @@
+//! `jitr seed`: the sample CA (registered with a verification certificate, auto-registration
+//! on), the device policy, and the CRL in S3, loaded into an emulator.
+
+use std::path::Path;
+
+use jitr_core::pki::Ca;
+use jitr_core::registry::IotRegistry;
+use jitr_core::registry::iot::load_sdk_config_for_endpoint;
+use jitr_core::revocation::S3CrlFetcher;
+
+pub async fn run(endpoint_url: &str, samples: &Path, bucket: &str) -> Result<(), String> {
+    let read =
+        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    let ca = Ca::from_pem(
+        &read(&samples.join("ca.pem"))?,
+        &read(&samples.join("ca.key.pem"))?,
+    )
+    .map_err(|e| e.to_string())?;
+    let policy_path = samples.join("../../policies/device-policy.json");
+    let policy = read(&policy_path)?;
+
+    let sdk = load_sdk_config_for_endpoint(endpoint_url).await;
+    let iot = IotRegistry::from_sdk_config(&sdk);
+    let code = iot.registration_code().await.map_err(|e| e.to_string())?;
+    let verification = ca
+        .verification_certificate(&code)
+        .map_err(|e| e.to_string())?;
+    let ca_id = iot
+        .register_ca(&ca.pem, &verification, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("CA registered: {ca_id} (ACTIVE, auto-registration on)");
+    iot.create_policy("jitr-device", &policy)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("policy: jitr-device");
+    let crl = std::fs::read(samples.join("crl.pem")).map_err(|e| e.to_string())?;
+    S3CrlFetcher::from_sdk_config(&sdk)
+        .publish(bucket, "crl.pem", crl)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("CRL: s3://{bucket}/crl.pem");
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The registry state after a replay, read back through the port so the same code prints
+//! the embedded registry and an emulator.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use jitr_core::registry::{Registry, RegistryError, RegistryErrorKind};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct CertificateState {
+    pub id: String,
+    pub status: String,
+    pub things: Vec<String>,
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct RegistryState {
+    pub certificates: Vec<CertificateState>,
+    /// Thing → attached principals (certificate ids).
+    pub things: BTreeMap<String, Vec<String>>,
+}
+
+/// Describes each certificate and its attachments; a certificate that does not exist is skipped.
+pub async fn collect_state<R: Registry>(
+    registry: &R,
+    certificate_ids: &[String],
+) -> Result<RegistryState, RegistryError> {
+    let mut state = RegistryState::default();
+    for id in certificate_ids {
+        let description = match registry.describe_certificate(id).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let things = registry.list_principal_things(&description.arn).await?;
+        let policies = registry.list_attached_policies(&description.arn).await?;
+        for thing in &things {
+            state
+                .things
+                .entry(thing.clone())
+                .or_default()
+                .push(short(id));
+        }
+        state.certificates.push(CertificateState {
+            id: id.clone(),
+            status: description.status.to_string(),
+            things,
+            policies,
+        });
+    }
+    Ok(state)
+}
+
+impl RegistryState {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "certificates": self.certificates.iter().map(|c| json!({
+                "certificateId": c.id, "status": c.status, "things": c.things, "policies": c.policies
+            })).collect::<Vec<_>>(),
+            "things": self.things,
+        })
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<14} {:<20} {:<22} POLICIES",
+            "CERTIFICATE", "STATUS", "THINGS"
+        );
+        for c in &self.certificates {
+            let _ = writeln!(
+                out,
+                "{:<14} {:<20} {:<22} {}",
+                short(&c.id),
+                c.status,
+                dash_if_empty(&c.things.join(",")),
+                dash_if_empty(&c.policies.join(","))
+            );
+        }
+        let _ = writeln!(out, "\n{:<22} PRINCIPALS", "THING");
+        for (thing, principals) in &self.things {
+            let _ = writeln!(out, "{thing:<22} {}", principals.join(","));
+        }
+        out
+    }
+}
+
+fn short(id: &str) -> String {
+    format!("{}…", id.get(..12).unwrap_or(id))
+}
+
+fn dash_if_empty(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}

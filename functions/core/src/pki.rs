@@ -1,0 +1,207 @@
+//! A small PKI for tests, fixtures and `jitr seed` (feature `pki`; never in the functions): CAs, verification certificates, device certificates
+//! and CRLs, made with rcgen so every test owns fresh, unique material.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    PublicKeyData, RevokedCertParams, SerialNumber, SubjectPublicKeyInfo,
+};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+/// Boxed errors keep the factory short; tests unwrap them.
+pub type PkiResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A certificate authority with its private key.
+#[derive(Debug)]
+pub struct Ca {
+    pub pem: String,
+    key: KeyPair,
+}
+
+impl Ca {
+    /// A new EC P-256 CA whose subject is `CN=<common_name>, O=<organization>`.
+    pub fn new(common_name: &str, organization: &str) -> PkiResult<Self> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(365 * 100);
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        let pem = params.self_signed(&key)?.pem();
+        Ok(Self { pem, key })
+    }
+
+    /// A CA from stored PEM files.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> PkiResult<Self> {
+        Ok(Self {
+            pem: cert_pem.to_owned(),
+            key: KeyPair::from_pem(key_pem)?,
+        })
+    }
+
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// IoT Core's id for this CA certificate.
+    pub fn id(&self) -> String {
+        certificate_id(&self.pem)
+    }
+
+    fn issuer(&self) -> PkiResult<Issuer<'_, &KeyPair>> {
+        Ok(Issuer::from_ca_cert_pem(&self.pem, &self.key)?)
+    }
+
+    /// The verification certificate RegisterCACertificate wants: CN = the registration code.
+    pub fn verification_certificate(&self, registration_code: &str) -> PkiResult<String> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, registration_code);
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(30);
+        Ok(params.signed_by(&key, &self.issuer()?)?.pem())
+    }
+
+    /// Signs a device certificate.
+    pub fn issue(&self, spec: &DeviceSpec) -> PkiResult<Device> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = DistinguishedName::new();
+        if let Some(org) = &spec.organization {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, org.as_str());
+        }
+        if let Some(serial) = &spec.subject_serial_number {
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 5]), serial.as_str());
+        }
+        if let Some(cn) = &spec.common_name {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, cn.as_str());
+        }
+        params.not_before = spec.not_before;
+        params.not_after = spec.not_after;
+        params.serial_number = Some(SerialNumber::from_slice(&spec.serial));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let issuer = self.issuer()?;
+        let (cert_pem, key_pem) = match &spec.public_key {
+            Some(spki_pem) => {
+                let spki = SubjectPublicKeyInfo::from_pem(spki_pem)?;
+                (params.signed_by(&spki, &issuer)?.pem(), None)
+            }
+            None => {
+                let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+                (
+                    params.signed_by(&key, &issuer)?.pem(),
+                    Some(key.serialize_pem()),
+                )
+            }
+        };
+        let id = certificate_id(&cert_pem);
+        Ok(Device {
+            cert_pem,
+            key_pem,
+            id,
+            serial: spec.serial.clone(),
+        })
+    }
+
+    /// A CRL revoking `serials`, current from `this_update` to `next_update`.
+    pub fn crl(
+        &self,
+        serials: &[Vec<u8>],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> PkiResult<String> {
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: this_update,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer()?)?.pem()?)
+    }
+}
+
+/// What a device certificate should say.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    pub common_name: Option<String>,
+    pub organization: Option<String>,
+    pub subject_serial_number: Option<String>,
+    /// Certificate serial; the default is random.
+    pub serial: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// A given public key (PEM SPKI) instead of a fresh EC P-256 pair; no private key then.
+    pub public_key: Option<String>,
+}
+
+impl DeviceSpec {
+    /// A valid device `CN=<common_name>, O=Acme-Devices`, valid for ten years.
+    pub fn named(common_name: &str) -> Self {
+        Self {
+            common_name: Some(common_name.to_owned()),
+            organization: Some("Acme-Devices".to_owned()),
+            subject_serial_number: None,
+            serial: random_serial(),
+            not_before: OffsetDateTime::now_utc() - Duration::days(1),
+            not_after: OffsetDateTime::now_utc() + Duration::days(3650),
+            public_key: None,
+        }
+    }
+}
+
+/// A device certificate, its key (when generated here) and its IoT Core id.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub cert_pem: String,
+    pub key_pem: Option<String>,
+    pub id: String,
+    pub serial: Vec<u8>,
+}
+
+/// IoT Core's certificate id: hex SHA-256 of the DER.
+pub fn certificate_id(pem: &str) -> String {
+    let der = crate::certificate::pem_to_der(pem).unwrap_or_default();
+    hex::encode(Sha256::digest(der))
+}
+
+/// 16 random bytes with the top bit clear (a positive serial), from a fresh key's randomness.
+pub fn random_serial() -> Vec<u8> {
+    let entropy = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .map(|k| Sha256::digest(k.der_bytes()).to_vec())
+        .unwrap_or_else(|_| vec![0x42; 32]);
+    let mut serial = entropy[..16].to_vec();
+    serial[0] = (serial[0] & 0x7f) | 0x10;
+    serial
+}
