@@ -223,3 +223,525 @@ fn thing_attributes(
         .take(limit)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, Device, DeviceSpec};
+    use time::{Duration, OffsetDateTime};
+
+    const ACCOUNT: &str = "123456789012";
+
+    struct World {
+        ca: Ca,
+        ca_certificate: CaCertificate,
+        ca_description: CaDescription,
+    }
+
+    fn world() -> World {
+        let ca = Ca::new("Table CA", "Acme").unwrap();
+        let ca_certificate = CaCertificate::from_pem(&ca.pem).unwrap();
+        let ca_description = CaDescription {
+            id: ca.id(),
+            active: true,
+            pem: ca.pem.clone(),
+        };
+        World {
+            ca,
+            ca_certificate,
+            ca_description,
+        }
+    }
+
+    fn description(
+        device: &Device,
+        ca_id: &str,
+        status: CertificateStatus,
+    ) -> CertificateDescription {
+        CertificateDescription {
+            id: device.id.clone(),
+            arn: format!("arn:aws:iot:eu-west-1:{ACCOUNT}:cert/{}", device.id),
+            status,
+            pem: device.cert_pem.clone(),
+            ca_certificate_id: Some(ca_id.to_owned()),
+        }
+    }
+
+    fn event(device: &Device, ca_id: &str) -> RegistrationEvent {
+        RegistrationEvent {
+            certificate_id: device.id.clone(),
+            ca_certificate_id: ca_id.to_owned(),
+            timestamp_ms: 0,
+            account_id: ACCOUNT.into(),
+            registration_timestamp_ms: None,
+        }
+    }
+
+    fn now() -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    /// Facts that differ from the default world.
+    #[derive(Default)]
+    struct Tweak<'a> {
+        ca: Option<Option<&'a CaDescription>>,
+        no_ca_certificate: bool,
+        revocation: Option<RevocationFacts<'a>>,
+        seconds_earlier: i64,
+    }
+
+    /// Decides for `device` with the world's CA, with `tweak` applied to the facts.
+    fn run(
+        w: &World,
+        device: &Device,
+        status: CertificateStatus,
+        config: &Config,
+        tweak: Tweak<'_>,
+    ) -> Result<Decision, JitrError> {
+        let ca_id = w.ca.id();
+        let cert = description(device, &ca_id, status);
+        let facts = Facts {
+            certificate: &cert,
+            ca: tweak.ca.unwrap_or(Some(&w.ca_description)),
+            ca_certificate: if tweak.no_ca_certificate {
+                None
+            } else {
+                Some(&w.ca_certificate)
+            },
+            revocation: tweak.revocation.unwrap_or(RevocationFacts::NotConfigured),
+            now: now() - tweak.seconds_earlier,
+        };
+        decide(&event(device, &ca_id), &facts, config)
+    }
+
+    fn reason(decision: Result<Decision, JitrError>) -> String {
+        match decision {
+            Ok(Decision::Reject { reason }) => reason.as_str().to_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn admits_a_valid_pending_certificate_with_a_full_plan() {
+        let w = world();
+        let device =
+            w.ca.issue(&DeviceSpec {
+                subject_serial_number: Some("SN-7".into()),
+                ..DeviceSpec::named("sensor-7")
+            })
+            .unwrap();
+        let mut config = Config::with_policy("device-policy");
+        config.thing_group_names = vec!["fleet".into()];
+        let Ok(Decision::Provision(plan)) = run(
+            &w,
+            &device,
+            CertificateStatus::PendingActivation,
+            &config,
+            Tweak::default(),
+        ) else {
+            panic!("expected a provision plan");
+        };
+        assert!(plan.activate);
+        assert_eq!(plan.thing.name, "sensor-7");
+        assert_eq!(plan.policy_name, "device-policy");
+        assert_eq!(plan.thing_groups, ["fleet"]);
+        assert_eq!(
+            plan.thing.attributes.len(),
+            3,
+            "untyped things get at most 3 attributes"
+        );
+        assert_eq!(plan.thing.attributes["commonName"], "sensor-7");
+        assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
+        assert_eq!(
+            plan.thing.attributes["certificateSerial"],
+            hex::encode(&device.serial)
+        );
+        assert!(plan.certificate_arn.ends_with(&device.id));
+    }
+
+    #[test]
+    fn typed_things_get_every_valid_attribute() {
+        let w = world();
+        let device =
+            w.ca.issue(&DeviceSpec {
+                subject_serial_number: Some("SN-7".into()),
+                ..DeviceSpec::named("sensor-7")
+            })
+            .unwrap();
+        let mut config = Config::with_policy("p");
+        config.thing_type_name = Some("sensor".into());
+        let Ok(Decision::Provision(plan)) = run(
+            &w,
+            &device,
+            CertificateStatus::PendingActivation,
+            &config,
+            Tweak::default(),
+        ) else {
+            panic!("expected a provision plan");
+        };
+        assert_eq!(plan.thing.type_name.as_deref(), Some("sensor"));
+        assert_eq!(plan.thing.attributes["subjectSerialNumber"], "SN-7");
+        assert_eq!(plan.thing.attributes["caCertificateId"], w.ca.id());
+    }
+
+    #[test]
+    fn an_active_certificate_is_reconciled_not_reactivated() {
+        let w = world();
+        let device = w.ca.issue(&DeviceSpec::named("sensor-8")).unwrap();
+        let Ok(Decision::Provision(plan)) = run(
+            &w,
+            &device,
+            CertificateStatus::Active,
+            &Config::with_policy("p"),
+            Tweak::default(),
+        ) else {
+            panic!("expected a reconcile plan");
+        };
+        assert!(!plan.activate);
+    }
+
+    #[test]
+    fn operator_statuses_are_left_alone_whatever_the_certificate() {
+        let w = world();
+        let expired =
+            w.ca.issue(&DeviceSpec {
+                not_after: OffsetDateTime::now_utc() - Duration::days(1),
+                ..DeviceSpec::named("x")
+            })
+            .unwrap();
+        for status in [
+            CertificateStatus::Revoked,
+            CertificateStatus::Inactive,
+            CertificateStatus::PendingTransfer,
+            CertificateStatus::Other("NEW".into()),
+        ] {
+            let decision = run(
+                &w,
+                &expired,
+                status.clone(),
+                &Config::with_policy("p"),
+                Tweak::default(),
+            )
+            .unwrap();
+            assert_eq!(decision, Decision::AlreadyDone(status));
+        }
+    }
+
+    #[test]
+    fn rejection_table() {
+        let w = world();
+        let other_ca = Ca::new("Table CA", "Acme").unwrap(); // same subject, other key
+        let unrelated_ca = Ca::new("Unrelated CA", "Else").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issue = |ca: &Ca, spec: DeviceSpec| ca.issue(&spec).unwrap();
+        let named = DeviceSpec::named;
+        let pending = CertificateStatus::PendingActivation;
+        let policy = Config::with_policy("p");
+        let allow_other = {
+            let mut c = Config::with_policy("p");
+            c.allowed_ca_certificate_ids.insert("f".repeat(64));
+            c
+        };
+        let by_serial = {
+            let mut c = Config::with_policy("p");
+            c.thing_name_source = ThingNameSource::SerialNumber;
+            c
+        };
+        let inactive_ca = CaDescription {
+            active: false,
+            ..w.ca_description.clone()
+        };
+        let valid = issue(&w.ca, named("ok-1"));
+
+        let cases: Vec<(&str, Result<Decision, JitrError>, &str)> = vec![
+            (
+                "CA not in the allow-list",
+                run(&w, &valid, pending.clone(), &allow_other, Tweak::default()),
+                "CaNotAllowed",
+            ),
+            (
+                "CA unknown",
+                run(
+                    &w,
+                    &valid,
+                    pending.clone(),
+                    &policy,
+                    Tweak {
+                        ca: Some(None),
+                        ..Tweak::default()
+                    },
+                ),
+                "CaUnknown",
+            ),
+            (
+                "CA inactive",
+                run(
+                    &w,
+                    &valid,
+                    pending.clone(),
+                    &policy,
+                    Tweak {
+                        ca: Some(Some(&inactive_ca)),
+                        ..Tweak::default()
+                    },
+                ),
+                "CaInactive",
+            ),
+            (
+                "CA PEM undecodable",
+                run(
+                    &w,
+                    &valid,
+                    pending.clone(),
+                    &policy,
+                    Tweak {
+                        no_ca_certificate: true,
+                        ..Tweak::default()
+                    },
+                ),
+                "CaUnparseable",
+            ),
+            (
+                "signed by another key, same subject",
+                run(
+                    &w,
+                    &issue(&other_ca, named("f-1")),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "SignatureInvalid",
+            ),
+            (
+                "issued by an unrelated CA",
+                run(
+                    &w,
+                    &issue(&unrelated_ca, named("f-2")),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "IssuerMismatch",
+            ),
+            (
+                "expired",
+                run(
+                    &w,
+                    &issue(
+                        &w.ca,
+                        DeviceSpec {
+                            not_before: now - Duration::days(30),
+                            not_after: now - Duration::days(1),
+                            ..named("old")
+                        },
+                    ),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "Expired",
+            ),
+            (
+                "not yet valid",
+                run(
+                    &w,
+                    &issue(
+                        &w.ca,
+                        DeviceSpec {
+                            not_before: now + Duration::days(1),
+                            ..named("new")
+                        },
+                    ),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "NotYetValid",
+            ),
+            (
+                "checked before notBefore",
+                run(
+                    &w,
+                    &valid,
+                    pending.clone(),
+                    &policy,
+                    Tweak {
+                        seconds_earlier: 3 * 86_400,
+                        ..Tweak::default()
+                    },
+                ),
+                "NotYetValid",
+            ),
+            (
+                "CN not a thing name",
+                run(
+                    &w,
+                    &issue(&w.ca, named("bad name/../x")),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "ThingNameInvalid",
+            ),
+            (
+                "CN too long",
+                run(
+                    &w,
+                    &issue(&w.ca, named(&"x".repeat(129))),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "ThingNameInvalid",
+            ),
+            (
+                "no CN",
+                run(
+                    &w,
+                    &issue(
+                        &w.ca,
+                        DeviceSpec {
+                            common_name: None,
+                            ..named("")
+                        },
+                    ),
+                    pending.clone(),
+                    &policy,
+                    Tweak::default(),
+                ),
+                "ThingNameMissing",
+            ),
+            (
+                "no subject serialNumber",
+                run(&w, &valid, pending.clone(), &by_serial, Tweak::default()),
+                "ThingNameMissing",
+            ),
+            (
+                "PEM garbage",
+                {
+                    let mut garbage = valid.clone();
+                    garbage.cert_pem =
+                        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into();
+                    run(&w, &garbage, pending.clone(), &policy, Tweak::default())
+                },
+                "CertificateUnparseable",
+            ),
+        ];
+        for (name, decision, expected) in cases {
+            assert_eq!(reason(decision), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_active_certificate_that_now_fails_is_rejected() {
+        let w = world();
+        let device = w.ca.issue(&DeviceSpec::named("sensor-9")).unwrap();
+        let inactive_ca = CaDescription {
+            active: false,
+            ..w.ca_description.clone()
+        };
+        let decision = run(
+            &w,
+            &device,
+            CertificateStatus::Active,
+            &Config::with_policy("p"),
+            Tweak {
+                ca: Some(Some(&inactive_ca)),
+                ..Tweak::default()
+            },
+        );
+        assert_eq!(reason(decision), "CaInactive");
+    }
+
+    #[test]
+    fn revoked_serials_are_revoked_and_others_admitted() {
+        let w = world();
+        let revoked = w.ca.issue(&DeviceSpec::named("r-1")).unwrap();
+        let fine = w.ca.issue(&DeviceSpec::named("r-2")).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let crl_pem =
+            w.ca.crl(
+                &[revoked.serial.clone()],
+                now - Duration::hours(1),
+                now + Duration::days(1),
+            )
+            .unwrap();
+        let list = RevocationList::parse(crl_pem.as_bytes(), &w.ca_certificate).unwrap();
+        let policy = Config::with_policy("p");
+        let decision = run(
+            &w,
+            &revoked,
+            CertificateStatus::PendingActivation,
+            &policy,
+            Tweak {
+                revocation: Some(RevocationFacts::Checked(&list)),
+                ..Tweak::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            decision,
+            Decision::Revoke {
+                serial_hex: hex::encode(&revoked.serial)
+            }
+        );
+        let decision = run(
+            &w,
+            &fine,
+            CertificateStatus::PendingActivation,
+            &policy,
+            Tweak {
+                revocation: Some(RevocationFacts::Checked(&list)),
+                ..Tweak::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(decision, Decision::Provision(ref p) if !p.revocation_unchecked),
+            "{decision:?}"
+        );
+        let decision = run(
+            &w,
+            &revoked,
+            CertificateStatus::PendingActivation,
+            &policy,
+            Tweak {
+                revocation: Some(RevocationFacts::FailedOpen),
+                ..Tweak::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(decision, Decision::Provision(ref p) if p.revocation_unchecked),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn an_event_that_disagrees_with_the_registry_changes_nothing() {
+        let w = world();
+        let device = w.ca.issue(&DeviceSpec::named("m-1")).unwrap();
+        let ca_id = w.ca.id();
+        let other_ca = description(
+            &device,
+            &"e".repeat(64),
+            CertificateStatus::PendingActivation,
+        );
+        let no_ca = CertificateDescription {
+            ca_certificate_id: None,
+            ..other_ca.clone()
+        };
+        for cert in [&other_ca, &no_ca] {
+            let facts = Facts {
+                certificate: cert,
+                ca: Some(&w.ca_description),
+                ca_certificate: Some(&w.ca_certificate),
+                revocation: RevocationFacts::NotConfigured,
+                now: now(),
+            };
+            let err =
+                decide(&event(&device, &ca_id), &facts, &Config::with_policy("p")).unwrap_err();
+            assert_eq!(err.error_type(), "Permanent.EventMismatch");
+        }
+    }
+}

@@ -467,3 +467,94 @@ impl Registry for MemoryRegistry {
         Ok(policies_of(&store, target_arn))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, DeviceSpec};
+    use crate::registry::contract::{ContractHarness, run_all};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Harness {
+        registry: MemoryRegistry,
+        ca: Ca,
+        ca_id: String,
+        counter: AtomicUsize,
+    }
+
+    impl ContractHarness for Harness {
+        type Registry = MemoryRegistry;
+        fn registry(&self) -> &MemoryRegistry {
+            &self.registry
+        }
+        async fn pending_certificate(&self) -> (String, String) {
+            let device = self
+                .ca
+                .issue(&DeviceSpec::named(&self.unique("device")))
+                .unwrap();
+            (
+                self.registry
+                    .register_pending(&device.cert_pem, &self.ca_id)
+                    .unwrap(),
+                self.ca_id.clone(),
+            )
+        }
+        async fn policy(&self) -> String {
+            let name = self.unique("policy");
+            self.registry.create_policy(&name);
+            name
+        }
+        async fn thing_group(&self) -> String {
+            let name = self.unique("group");
+            self.registry.create_thing_group(&name);
+            name
+        }
+        fn unique(&self, prefix: &str) -> String {
+            format!("{prefix}-{}", self.counter.fetch_add(1, Ordering::Relaxed))
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_registry_honours_the_port_contract() {
+        let registry = MemoryRegistry::new("123456789012", "eu-west-1");
+        let ca = Ca::new("Contract CA", "Test").unwrap();
+        let ca_id = registry.register_ca(&ca.pem, true).unwrap();
+        let harness = Harness {
+            registry,
+            ca,
+            ca_id,
+            counter: AtomicUsize::new(0),
+        };
+        run_all(&harness).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn injected_failures_fire_once() {
+        let registry = MemoryRegistry::new("123456789012", "eu-west-1");
+        registry.fail_next("CreateThing", RegistryErrorKind::Throttled);
+        let spec = ThingSpec {
+            name: "t".into(),
+            ..ThingSpec::default()
+        };
+        assert_eq!(
+            registry.create_thing(&spec).await.unwrap_err().kind(),
+            RegistryErrorKind::Throttled
+        );
+        registry.create_thing(&spec).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn activation_without_attachments_is_recorded() {
+        let registry = MemoryRegistry::new("123456789012", "eu-west-1");
+        let ca = Ca::new("Monitor CA", "Test").unwrap();
+        let ca_id = registry.register_ca(&ca.pem, true).unwrap();
+        let device = ca.issue(&DeviceSpec::named("d")).unwrap();
+        let id = registry.register_pending(&device.cert_pem, &ca_id).unwrap();
+        assert!(registry.invariant_violations().is_empty());
+        registry
+            .update_certificate_status(&id, &CertificateStatus::Active)
+            .await
+            .unwrap();
+        assert_eq!(registry.invariant_violations().len(), 1);
+    }
+}

@@ -100,3 +100,116 @@ impl<F: CrlFetcher> RevocationCache<F> {
         Ok(list)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Ca;
+    use std::sync::Mutex as StdMutex;
+    use time::{Duration, OffsetDateTime};
+
+    /// A fetcher that serves scripted answers and records the ETags it was given.
+    struct Scripted {
+        answers: StdMutex<Vec<Result<Fetched, RevocationError>>>,
+        etags: StdMutex<Vec<Option<String>>>,
+    }
+
+    impl CrlFetcher for Scripted {
+        async fn fetch(
+            &self,
+            _: &RevocationSource,
+            etag: Option<&str>,
+        ) -> Result<Fetched, RevocationError> {
+            self.etags.lock().unwrap().push(etag.map(str::to_owned));
+            self.answers.lock().unwrap().remove(0)
+        }
+    }
+
+    fn scripted(answers: Vec<Result<Fetched, RevocationError>>) -> RevocationCache<Scripted> {
+        let fetcher = Scripted {
+            answers: StdMutex::new(answers),
+            etags: StdMutex::default(),
+        };
+        RevocationCache::new(
+            RevocationSource::S3 {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            fetcher,
+        )
+    }
+
+    #[tokio::test]
+    async fn caches_refreshes_conditionally_and_survives_a_failed_refresh() {
+        let ca = Ca::new("Cache CA", "Acme").unwrap();
+        let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let crl = ca
+            .crl(
+                &[vec![9]],
+                now - Duration::hours(1),
+                now + Duration::hours(2),
+            )
+            .unwrap()
+            .into_bytes();
+        let cache = scripted(vec![
+            Ok(Fetched::Body {
+                bytes: crl,
+                etag: Some("\"v1\"".into()),
+            }),
+            Ok(Fetched::NotModified),
+            Err(RevocationError::Unreadable("S3 down".into())),
+        ]);
+        assert!(cache.get(&ca_cert, t).await.unwrap().is_revoked(&[9]));
+        assert!(
+            cache.get(&ca_cert, t + 10).await.is_ok(),
+            "served from cache, no fetch"
+        );
+        assert!(
+            cache.get(&ca_cert, t + REFRESH_INTERVAL_SECS).await.is_ok(),
+            "conditional refresh: not modified"
+        );
+        assert!(
+            cache
+                .get(&ca_cert, t + 2 * REFRESH_INTERVAL_SECS)
+                .await
+                .is_ok(),
+            "failed refresh keeps the fresh list"
+        );
+        let etags = cache.fetcher.etags.lock().unwrap().clone();
+        assert_eq!(etags, [None, Some("\"v1\"".into()), Some("\"v1\"".into())]);
+    }
+
+    #[tokio::test]
+    async fn fails_closed_when_nothing_usable_is_left() {
+        let ca = Ca::new("Cache CA", "Acme").unwrap();
+        let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let cache = scripted(vec![Err(RevocationError::Unreadable("missing".into()))]);
+        assert_eq!(
+            cache.get(&ca_cert, t).await.unwrap_err().kind(),
+            "RevocationListUnreadable"
+        );
+
+        let short = ca
+            .crl(&[], now - Duration::hours(1), now + Duration::minutes(1))
+            .unwrap()
+            .into_bytes();
+        let cache = scripted(vec![
+            Ok(Fetched::Body {
+                bytes: short,
+                etag: None,
+            }),
+            Err(RevocationError::Unreadable("S3 down".into())),
+        ]);
+        assert!(cache.get(&ca_cert, t).await.is_ok());
+        let err = cache.get(&ca_cert, t + 120).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            "RevocationListUnreadable",
+            "stale list plus failed refresh fails closed"
+        );
+    }
+}

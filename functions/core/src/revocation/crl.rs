@@ -104,3 +104,74 @@ fn is_pem(bytes: &[u8]) -> bool {
         .unwrap_or(0);
     bytes[start..].starts_with(b"-----BEGIN")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Ca;
+    use time::{Duration, OffsetDateTime};
+
+    fn ca_certificate(ca: &Ca) -> CaCertificate {
+        CaCertificate::from_pem(&ca.pem).unwrap()
+    }
+
+    #[test]
+    fn parses_pem_and_der_and_finds_serials() {
+        let ca = Ca::new("CRL CA", "Acme").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let serials = vec![vec![0x01, 0x02], vec![0x7f; 16]];
+        let pem = ca
+            .crl(&serials, now - Duration::hours(1), now + Duration::days(7))
+            .unwrap();
+        let list = RevocationList::parse(pem.as_bytes(), &ca_certificate(&ca)).unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list.is_revoked(&[0x01, 0x02]));
+        assert!(
+            list.is_revoked(&[0x00, 0x01, 0x02]),
+            "leading zero bytes do not matter"
+        );
+        assert!(!list.is_revoked(&[0x01, 0x03]));
+        let der = crate::certificate::pem_to_der(&pem.replace("X509 CRL", "CERTIFICATE")).unwrap();
+        assert_eq!(
+            RevocationList::parse(&der, &ca_certificate(&ca))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(list.check_fresh(now.unix_timestamp()).is_ok());
+    }
+
+    #[test]
+    fn refuses_lists_it_cannot_trust() {
+        let ca = Ca::new("CRL CA", "Acme").unwrap();
+        let twin = Ca::new("CRL CA", "Acme").unwrap();
+        let other = Ca::new("Other CA", "Else").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let crl = |ca: &Ca| {
+            ca.crl(&[vec![1]], now - Duration::days(2), now - Duration::days(1))
+                .unwrap()
+        };
+        let parse = |pem: &str| RevocationList::parse(pem.as_bytes(), &ca_certificate(&ca));
+        assert_eq!(
+            parse(&crl(&twin)).unwrap_err(),
+            RevocationError::BadSignature
+        );
+        assert_eq!(
+            parse(&crl(&other)).unwrap_err(),
+            RevocationError::WrongIssuer
+        );
+        assert!(matches!(
+            parse("not a crl").unwrap_err(),
+            RevocationError::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(&ca.pem).unwrap_err(),
+            RevocationError::Malformed(_)
+        ));
+        let stale = parse(&crl(&ca)).unwrap();
+        assert!(matches!(
+            stale.check_fresh(now.unix_timestamp()),
+            Err(RevocationError::Stale { .. })
+        ));
+    }
+}
