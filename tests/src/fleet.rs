@@ -1,0 +1,166 @@
+//! One test's world in the emulator: its own account, a CA registered the real way
+//! (registration code, verification certificate, auto-registration on), the device policy,
+//! and devices that become PENDING_ACTIVATION by connecting.
+
+use std::time::Duration;
+
+use jitr_core::Config;
+use jitr_core::pki::{Ca, Device, DeviceSpec};
+use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
+use jitr_core::revocation::{S3CrlFetcher, SourceCrlFetcher};
+use jitr_registration::Registrar;
+use serde_json::{Value, json};
+
+use crate::device::{Connect, connect};
+use crate::ministack::{Account, Ministack, shared, workspace_root};
+
+pub const POLICY: &str = "jitr-device";
+
+#[derive(Debug)]
+pub struct Fleet {
+    pub ministack: &'static Ministack,
+    pub account: Account,
+    pub ca: Ca,
+    pub ca_id: String,
+    broker_ca: String,
+}
+
+impl Fleet {
+    pub async fn new() -> Self {
+        let ministack = shared();
+        let account = ministack.new_account();
+        let ca = Ca::new("Fleet CA", "Acme Devices").expect("CA");
+        let code = account
+            .iot
+            .registration_code()
+            .await
+            .expect("registration code");
+        let verification = ca
+            .verification_certificate(&code)
+            .expect("verification certificate");
+        let ca_id = account
+            .iot
+            .register_ca(&ca.pem, &verification, true)
+            .await
+            .expect("RegisterCACertificate");
+        assert_eq!(ca_id, ca.id(), "IoT's CA id is the SHA-256 of the DER");
+        let policy = std::fs::read_to_string(workspace_root().join("policies/device-policy.json"))
+            .expect("device policy");
+        account
+            .iot
+            .create_policy(POLICY, &policy)
+            .await
+            .expect("CreatePolicy");
+        Self {
+            ministack,
+            account,
+            ca,
+            ca_id,
+            broker_ca: ministack.broker_ca_pem(),
+        }
+    }
+
+    pub fn iot(&self) -> &IotRegistry {
+        &self.account.iot
+    }
+
+    /// Issues a device certificate and connects with it: the emulator registers it
+    /// PENDING_ACTIVATION and drops the connection, as IoT Core does.
+    pub async fn pending_device(&self, spec: DeviceSpec) -> Device {
+        let device = self.ca.issue(&spec).expect("device certificate");
+        assert_eq!(
+            self.connect(&device).await,
+            Connect::Closed,
+            "first connect of an unknown certificate is dropped"
+        );
+        for _ in 0..50 {
+            if let Ok(d) = self.iot().describe_certificate(&device.id).await {
+                assert_eq!(d.status, CertificateStatus::PendingActivation);
+                return device;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("certificate {} was not auto-registered", device.id);
+    }
+
+    /// A device connect (client id = its CN, as the device policy requires).
+    pub async fn connect(&self, device: &Device) -> Connect {
+        let client_id = jitr_core::certificate::pem_to_der(&device.cert_pem)
+            .and_then(|_| common_name(&device.cert_pem))
+            .unwrap_or_else(|| "device".into());
+        let key = device.key_pem.as_deref().expect("device key");
+        connect(
+            self.ministack.mtls_port,
+            &self.broker_ca,
+            &device.cert_pem,
+            &self.ca.pem,
+            key,
+            &client_id,
+        )
+        .await
+    }
+
+    /// The event IoT Core publishes for the device's certificate.
+    pub fn event(&self, device: &Device) -> Value {
+        json!({
+            "certificateId": device.id,
+            "caCertificateId": self.ca_id,
+            "timestamp": 1_763_800_000_000_i64,
+            "certificateStatus": "PENDING_ACTIVATION",
+            "awsAccountId": self.account.id,
+            "certificateRegistrationTimestamp": null,
+            "sourceIp": "127.0.0.1"
+        })
+    }
+
+    pub fn config(&self) -> Config {
+        Config::with_policy(POLICY)
+    }
+
+    /// The real handler on the real SDK client for this account.
+    pub fn registrar(&self, config: Config) -> Registrar<IotRegistry, SourceCrlFetcher> {
+        let fetcher = SourceCrlFetcher::new(S3CrlFetcher::from_sdk_config(&self.account.sdk));
+        Registrar::new(self.iot().clone(), config, fetcher)
+    }
+
+    pub async fn status(&self, device: &Device) -> CertificateStatus {
+        self.iot()
+            .describe_certificate(&device.id)
+            .await
+            .expect("DescribeCertificate")
+            .status
+    }
+
+    /// (things, policies) attached to the device's certificate.
+    pub async fn attachments(&self, device: &Device) -> (Vec<String>, Vec<String>) {
+        let arn = self
+            .iot()
+            .describe_certificate(&device.id)
+            .await
+            .expect("DescribeCertificate")
+            .arn;
+        let things = self
+            .iot()
+            .list_principal_things(&arn)
+            .await
+            .expect("ListPrincipalThings");
+        let policies = self
+            .iot()
+            .list_attached_policies(&arn)
+            .await
+            .expect("ListAttachedPolicies");
+        (things, policies)
+    }
+}
+
+fn common_name(pem: &str) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let der = jitr_core::certificate::pem_to_der(pem)?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
+    cert.subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()
+        .map(str::to_owned)
+}

@@ -1,0 +1,388 @@
+//! The registration flow against ministack: certificates made PENDING_ACTIVATION by real mTLS
+//! connects, then the real handler through the real aws-sdk-iot client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jitr_core::pki::DeviceSpec;
+use jitr_core::registry::{CertificateStatus, Registry};
+use jitr_core::revocation::RevocationSource;
+use jitr_registration::Outcome;
+use jitr_tests::device::Connect;
+use jitr_tests::fleet::{Fleet, POLICY};
+use time::{Duration as Span, OffsetDateTime};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_certificate_is_provisioned_activated_and_the_device_connects() {
+    let fleet = Fleet::new().await;
+    let device = fleet
+        .pending_device(DeviceSpec {
+            subject_serial_number: Some("SN-1".into()),
+            ..DeviceSpec::named("sensor-happy")
+        })
+        .await;
+
+    let report = fleet
+        .registrar(fleet.config())
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert_eq!(report.thing_name.as_deref(), Some("sensor-happy"));
+
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Active);
+    assert_eq!(
+        fleet.attachments(&device).await,
+        (vec!["sensor-happy".to_owned()], vec![POLICY.to_owned()])
+    );
+    let thing = fleet.iot().describe_thing("sensor-happy").await.unwrap();
+    assert_eq!(
+        thing.attributes.get("commonName").map(String::as_str),
+        Some("sensor-happy")
+    );
+    assert_eq!(
+        fleet.connect(&device).await,
+        Connect::Accepted,
+        "the device's next connect succeeds"
+    );
+}
+
+/// Five deliveries of one event at once, with a watcher that fails the test if the certificate
+/// is ever seen ACTIVE without its Thing and policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_concurrent_duplicates_make_one_thing_and_one_activation() {
+    let fleet = Arc::new(Fleet::new().await);
+    let device = fleet.pending_device(DeviceSpec::named("sensor-dup")).await;
+    let registrar = Arc::new(fleet.registrar(fleet.config()));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (fleet, device, done) = (Arc::clone(&fleet), device.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut observations = 0;
+            while !done.load(Ordering::Relaxed) {
+                if fleet.status(&device).await == CertificateStatus::Active {
+                    let (things, policies) = fleet.attachments(&device).await;
+                    assert!(
+                        !things.is_empty() && !policies.is_empty(),
+                        "ACTIVE without Thing/policy: {things:?} {policies:?}"
+                    );
+                }
+                observations += 1;
+            }
+            observations
+        })
+    };
+    let event = fleet.event(&device);
+    let runs = (0..5).map(|_| {
+        let (registrar, event, account) = (
+            Arc::clone(&registrar),
+            event.clone(),
+            fleet.account.id.clone(),
+        );
+        tokio::spawn(async move { registrar.handle(&event, &account).await })
+    });
+    let mut outcomes = Vec::new();
+    for run in runs.collect::<Vec<_>>() {
+        outcomes.push(run.await.unwrap().expect("no duplicate fails").outcome);
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(watcher.await.unwrap() > 0);
+
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Activated | Outcome::AlreadyActive)),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains(&Outcome::Activated), "{outcomes:?}");
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Active);
+    assert_eq!(
+        fleet.attachments(&device).await,
+        (vec!["sensor-dup".to_owned()], vec![POLICY.to_owned()])
+    );
+    assert_eq!(
+        fleet
+            .iot()
+            .list_thing_principals("sensor-dup")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_serial_is_revoked_and_never_connects() {
+    let fleet = Fleet::new().await;
+    let device = fleet
+        .pending_device(DeviceSpec::named("sensor-revoked"))
+        .await;
+    let now = OffsetDateTime::now_utc();
+    let crl = fleet
+        .ca
+        .crl(
+            &[device.serial.clone()],
+            now - Span::hours(1),
+            now + Span::days(1),
+        )
+        .unwrap();
+    let dir = tempdir(&fleet);
+    let path = dir.join("crl.pem");
+    std::fs::write(&path, crl).unwrap();
+    let mut config = fleet.config();
+    config.revocation_list = Some(RevocationSource::File(path));
+
+    let report = fleet
+        .registrar(config)
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Revoked);
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    assert_eq!(fleet.attachments(&device).await, (vec![], vec![]));
+    assert_ne!(fleet.connect(&device).await, Connect::Accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_in_s3_is_fetched_and_applied() {
+    let fleet = Fleet::new().await;
+    let revoked = fleet
+        .pending_device(DeviceSpec::named("sensor-s3-revoked"))
+        .await;
+    let admitted = fleet
+        .pending_device(DeviceSpec::named("sensor-s3-ok"))
+        .await;
+    let now = OffsetDateTime::now_utc();
+    let crl = fleet
+        .ca
+        .crl(
+            &[revoked.serial.clone()],
+            now - Span::hours(1),
+            now + Span::days(1),
+        )
+        .unwrap();
+    let bucket = format!("crl-{}", fleet.account.id);
+    jitr_core::revocation::S3CrlFetcher::from_sdk_config(&fleet.account.sdk)
+        .publish(&bucket, "ca.crl", crl.into_bytes())
+        .await
+        .unwrap();
+    let mut config = fleet.config();
+    config.revocation_list = Some(RevocationSource::S3 {
+        bucket,
+        key: "ca.crl".into(),
+    });
+    let registrar = fleet.registrar(config);
+    assert_eq!(
+        registrar
+            .handle(&fleet.event(&revoked), &fleet.account.id)
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Revoked
+    );
+    assert_eq!(
+        registrar
+            .handle(&fleet.event(&admitted), &fleet.account.id)
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Activated
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_set_the_certificate_inactive_and_create_nothing() {
+    let fleet = Fleet::new().await;
+    let bad_name = fleet
+        .pending_device(DeviceSpec::named("sensor bad/name"))
+        .await;
+    let not_allowed = fleet
+        .pending_device(DeviceSpec::named("sensor-not-allowed"))
+        .await;
+    let ca_inactive = fleet
+        .pending_device(DeviceSpec::named("sensor-ca-off"))
+        .await;
+
+    let report = fleet
+        .registrar(fleet.config())
+        .handle(&fleet.event(&bad_name), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::Rejected, Some("ThingNameInvalid"))
+    );
+
+    let mut allow_other = fleet.config();
+    allow_other
+        .allowed_ca_certificate_ids
+        .insert("f".repeat(64));
+    let report = fleet
+        .registrar(allow_other)
+        .handle(&fleet.event(&not_allowed), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::Rejected, Some("CaNotAllowed"))
+    );
+
+    fleet
+        .iot()
+        .set_ca_active(&fleet.ca_id, false)
+        .await
+        .unwrap();
+    let report = fleet
+        .registrar(fleet.config())
+        .handle(&fleet.event(&ca_inactive), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::Rejected, Some("CaInactive"))
+    );
+
+    for device in [&bad_name, &not_allowed, &ca_inactive] {
+        assert_eq!(fleet.status(device).await, CertificateStatus::Inactive);
+        assert_eq!(fleet.attachments(device).await, (vec![], vec![]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_are_permanent_errors_that_change_nothing() {
+    let fleet = Fleet::new().await;
+    let device = fleet
+        .pending_device(DeviceSpec::named("sensor-bad-events"))
+        .await;
+    let registrar = fleet.registrar(fleet.config());
+
+    let mut wrong_account = fleet.event(&device);
+    wrong_account["awsAccountId"] = "999999999999".into();
+    let mut malformed = fleet.event(&device);
+    malformed["certificateId"] = "../../etc/passwd".into();
+    let mut other_ca = fleet.event(&device);
+    other_ca["caCertificateId"] = "a".repeat(64).into();
+    let cases = [
+        (wrong_account, "Permanent.WrongAccount"),
+        (malformed, "Permanent.MalformedEvent"),
+        (other_ca, "Permanent.EventMismatch"),
+    ];
+    for (event, error_type) in cases {
+        let err = registrar
+            .handle(&event, &fleet.account.id)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), error_type);
+    }
+    let mut unknown = fleet.event(&device);
+    unknown["certificateId"] = "b".repeat(64).into();
+    assert_eq!(
+        registrar
+            .handle(&unknown, &fleet.account.id)
+            .await
+            .unwrap_err()
+            .error_type(),
+        "Permanent.NotFound"
+    );
+
+    assert_eq!(
+        fleet.status(&device).await,
+        CertificateStatus::PendingActivation
+    );
+    assert_eq!(fleet.attachments(&device).await, (vec![], vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_crl_fails_closed_and_leaves_the_certificate_pending() {
+    let fleet = Fleet::new().await;
+    let device = fleet
+        .pending_device(DeviceSpec::named("sensor-crl-closed"))
+        .await;
+    let dir = tempdir(&fleet);
+    let now = OffsetDateTime::now_utc();
+
+    let mut missing = fleet.config();
+    missing.revocation_list = Some(RevocationSource::File(dir.join("absent.crl")));
+    let err = fleet
+        .registrar(missing.clone())
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.RevocationListUnreadable");
+
+    let stale_path = dir.join("stale.crl");
+    std::fs::write(
+        &stale_path,
+        fleet
+            .ca
+            .crl(&[], now - Span::days(8), now - Span::days(1))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut stale = fleet.config();
+    stale.revocation_list = Some(RevocationSource::File(stale_path));
+    let err = fleet
+        .registrar(stale)
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.RevocationListStale");
+
+    assert_eq!(
+        fleet.status(&device).await,
+        CertificateStatus::PendingActivation
+    );
+    assert_eq!(fleet.attachments(&device).await, (vec![], vec![]));
+    assert_eq!(
+        fleet.connect(&device).await,
+        Connect::Closed,
+        "still pending: refused"
+    );
+
+    missing.revocation_fail_open = true;
+    let report = fleet
+        .registrar(missing)
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert!(report.revocation_unchecked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_revoked_by_an_operator_is_never_reactivated() {
+    let fleet = Fleet::new().await;
+    let device = fleet
+        .pending_device(DeviceSpec::named("sensor-operator"))
+        .await;
+    fleet
+        .iot()
+        .update_certificate_status(&device.id, &CertificateStatus::Revoked)
+        .await
+        .unwrap();
+    let report = fleet
+        .registrar(fleet.config())
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::LeftAlone, Some("StatusRevoked"))
+    );
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_ne!(fleet.connect(&device).await, Connect::Accepted);
+}
+
+fn tempdir(fleet: &Fleet) -> std::path::PathBuf {
+    let dir = fleet
+        .ministack
+        .state_dir
+        .join(format!("test-{}", fleet.account.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
