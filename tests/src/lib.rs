@@ -10,5 +10,6 @@
 pub mod device;
 pub mod fleet;
 pub mod ministack;
+pub mod runtime_api;
 
 pub use jitr_core::pki;
