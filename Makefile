@@ -1,0 +1,55 @@
+# iot-jitr: every command a developer or CI needs. Needs only Rust (rustup) and Python 3.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON ?= python3
+CARGO ?= cargo
+MINISTACK := $(abspath $(VENV)/bin/ministack)
+
+.PHONY: help demo test lint fmt-check clippy toolchain venv unit integration bench fixtures seed clean-state
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+demo: ## Replay the sample registration events on the embedded registry (offline)
+	$(CARGO) run --quiet -p jitr-cli --bin jitr -- replay events/registration/[0-9]*.json
+
+test: lint venv ## Format check, clippy, and every test (unit, contract, emulator-backed)
+	$(CARGO) build --workspace --bins
+	MINISTACK_BIN=$(MINISTACK) $(CARGO) test --workspace
+
+lint: toolchain fmt-check clippy ## rustfmt --check and clippy -D warnings
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+toolchain: ## rustfmt and clippy, if the toolchain lacks them
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+venv: $(VENV)/.installed ## The project-local Python environment with the pinned emulator
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+unit: ## Unit and in-memory tests only (no emulator)
+	$(CARGO) test --workspace --exclude jitr-tests
+
+integration: venv ## Emulator-backed tests only
+	$(CARGO) build -p jitr-registration
+	MINISTACK_BIN=$(MINISTACK) $(CARGO) test -p jitr-tests
+
+bench: ## The decision-path benchmark (prints the median per event)
+	$(CARGO) bench -p jitr-core --bench decision_path
+
+fixtures: ## Regenerate events/registration (CAs, certificates, CRL, events)
+	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events/registration
+
+clean-state: ## Remove emulator state left by test runs
+	rm -rf target/ministack
