@@ -58,12 +58,11 @@ async fn replay<R: Registry, F: CrlFetcher>(
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let result = match serde_json::from_slice::<Value>(&bytes) {
             Ok(payload) => {
-                if let Some(id) = payload.get("certificateId").and_then(Value::as_str) {
-                    if jitr_core::event::is_certificate_id(id)
-                        && !certificate_ids.iter().any(|c| c == id)
-                    {
-                        certificate_ids.push(id.to_owned());
-                    }
+                if let Some(id) = payload.get("certificateId").and_then(Value::as_str)
+                    && jitr_core::event::is_certificate_id(id)
+                    && !certificate_ids.iter().any(|c| c == id)
+                {
+                    certificate_ids.push(id.to_owned());
                 }
                 registrar.handle(&payload, account).await
             }

@@ -125,7 +125,7 @@ async fn a_revoked_serial_is_revoked_and_never_connects() {
     let crl = fleet
         .ca
         .crl(
-            &[device.serial.clone()],
+            std::slice::from_ref(&device.serial),
             now - Span::hours(1),
             now + Span::days(1),
         )
@@ -160,7 +160,7 @@ async fn a_crl_in_s3_is_fetched_and_applied() {
     let crl = fleet
         .ca
         .crl(
-            &[revoked.serial.clone()],
+            std::slice::from_ref(&revoked.serial),
             now - Span::hours(1),
             now + Span::days(1),
         )

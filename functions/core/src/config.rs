@@ -74,13 +74,13 @@ impl Config {
         };
 
         let thing_type_name = get("THING_TYPE_NAME");
-        if let Some(name) = &thing_type_name {
-            if !is_valid_thing_name(name) {
-                return Err(config_error(
-                    "THING_TYPE_NAME",
-                    "must match [a-zA-Z0-9:_-]{1,128}",
-                ));
-            }
+        if let Some(name) = &thing_type_name
+            && !is_valid_thing_name(name)
+        {
+            return Err(config_error(
+                "THING_TYPE_NAME",
+                "must match [a-zA-Z0-9:_-]{1,128}",
+            ));
         }
         let thing_group_names = list(get("THING_GROUP_NAMES"));
         if let Some(bad) = thing_group_names.iter().find(|g| !is_valid_thing_name(g)) {

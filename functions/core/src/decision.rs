@@ -143,12 +143,12 @@ pub fn decide(
         Ok(inspected) => inspected,
         Err(problem) => return reject(RejectReason::Certificate(problem)),
     };
-    if let RevocationFacts::Checked(list) = facts.revocation {
-        if list.is_revoked(&inspected.serial) {
-            return Ok(Decision::Revoke {
-                serial_hex: hex::encode(&inspected.serial),
-            });
-        }
+    if let RevocationFacts::Checked(list) = facts.revocation
+        && list.is_revoked(&inspected.serial)
+    {
+        return Ok(Decision::Revoke {
+            serial_hex: hex::encode(&inspected.serial),
+        });
     }
     let name = match thing_name(config.thing_name_source, &inspected, &certificate.id) {
         Some(name) if is_valid_thing_name(name) => name.to_owned(),
@@ -661,7 +661,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let crl_pem =
             w.ca.crl(
-                &[revoked.serial.clone()],
+                std::slice::from_ref(&revoked.serial),
                 now - Duration::hours(1),
                 now + Duration::days(1),
             )

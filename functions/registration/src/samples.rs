@@ -80,10 +80,10 @@ pub fn load(dir: &Path) -> Result<SampleRegistry, String> {
     }
 
     let mut variables = manifest.config;
-    if let Some(list) = variables.get_mut("REVOCATION_LIST") {
-        if !list.contains("://") {
-            *list = format!("file://{}", absolute(&dir, list).display());
-        }
+    if let Some(list) = variables.get_mut("REVOCATION_LIST")
+        && !list.contains("://")
+    {
+        *list = format!("file://{}", absolute(&dir, list).display());
     }
     let config =
         Config::from_lookup(|name| variables.get(name).cloned()).map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 //! Run with `make fixtures` (or `cargo run -p jitr-tests --bin generate-fixtures -- DIR`).
 //! Needs `openssl` for the one key rcgen cannot make, an RSA-1024 key.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,7 +80,7 @@ fn main() {
     write(
         "crl.pem",
         &ca.crl(
-            &[revoked.serial.clone()],
+            std::slice::from_ref(&revoked.serial),
             now - Duration::days(1),
             now + Duration::days(365 * 50),
         )

@@ -342,10 +342,10 @@ impl Registry for MemoryRegistry {
                 ))
             };
         }
-        if let Some(type_name) = &spec.type_name {
-            if !store.thing_types.contains(type_name) {
-                return Err(not_found(OP, format_args!("thing type {type_name}")));
-            }
+        if let Some(type_name) = &spec.type_name
+            && !store.thing_types.contains(type_name)
+        {
+            return Err(not_found(OP, format_args!("thing type {type_name}")));
         }
         let thing = Thing {
             type_name: spec.type_name.clone(),
@@ -390,10 +390,10 @@ impl Registry for MemoryRegistry {
         if !known {
             return Err(not_found(OP, format_args!("certificate {target_arn}")));
         }
-        if let Some(targets) = store.policies.get_mut(policy_name) {
-            if !targets.iter().any(|t| t == target_arn) {
-                targets.push(target_arn.to_owned());
-            }
+        if let Some(targets) = store.policies.get_mut(policy_name)
+            && !targets.iter().any(|t| t == target_arn)
+        {
+            targets.push(target_arn.to_owned());
         }
         Ok(())
     }

@@ -25,13 +25,14 @@ impl FromStr for RevocationSource {
             ));
         }
         if let Some(rest) = s.strip_prefix("s3://") {
-            if let Some((bucket, key)) = rest.split_once('/') {
-                if !bucket.is_empty() && !key.is_empty() {
-                    return Ok(Self::S3 {
-                        bucket: bucket.to_owned(),
-                        key: key.to_owned(),
-                    });
-                }
+            if let Some((bucket, key)) = rest.split_once('/')
+                && !bucket.is_empty()
+                && !key.is_empty()
+            {
+                return Ok(Self::S3 {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                });
             }
             return Err(format!("{s:?}: expected s3://bucket/key"));
         }
