@@ -1,0 +1,456 @@
+//! The registration handler over the in-memory registry: the sample events, fault injection at
+//! every provisioning step, concurrency, and the Lambda entry point's error classification.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jitr_core::Config;
+use jitr_core::pki::{Ca, DeviceSpec};
+use jitr_core::registry::{
+    CaDescription, CertificateDescription, CertificateStatus, MemoryRegistry, Registry,
+    RegistryError, RegistryErrorKind, ThingSpec,
+};
+use jitr_core::revocation::FileCrlFetcher;
+use jitr_registration::{Outcome, Registrar, handle_lambda_event, samples};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "123456789012";
+
+fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/registration")
+}
+
+/// Every sample event, in order, with what the handler must answer.
+#[tokio::test]
+async fn sample_events_have_their_documented_outcomes() {
+    let sample = samples::load(&samples_dir()).unwrap();
+    let registry = Arc::new(sample.registry);
+    let registrar = Registrar::new(Arc::clone(&registry), sample.config, FileCrlFetcher);
+    let expected: &[(&str, &str)] = &[
+        ("01-happy-path.json", "Activated"),
+        ("02-duplicate.json", "AlreadyActive"),
+        ("03-revoked-serial.json", "Revoked"),
+        ("04-unknown-ca.json", "Rejected:CaUnknown"),
+        ("05-ca-not-allowed.json", "Rejected:CaNotAllowed"),
+        ("06-expired.json", "Rejected:Expired"),
+        ("07-wrong-signature.json", "Rejected:SignatureInvalid"),
+        ("08-rsa-1024-key.json", "Rejected:WeakKey"),
+        ("09-invalid-thing-name.json", "Rejected:ThingNameInvalid"),
+        ("10-malformed.json", "Permanent.MalformedEvent"),
+        ("11-wrong-account.json", "Permanent.WrongAccount"),
+        ("12-already-active.json", "AlreadyActive"),
+    ];
+    for (file, want) in expected {
+        let bytes = std::fs::read(samples_dir().join(file)).unwrap();
+        let got = match serde_json::from_slice::<Value>(&bytes) {
+            Err(_) => jitr_core::event::RegistrationEvent::from_slice(&bytes)
+                .unwrap_err()
+                .error_type(),
+            Ok(payload) => match registrar.handle(&payload, &sample.account).await {
+                Ok(r) if matches!(r.outcome, Outcome::Rejected) => {
+                    format!("Rejected:{}", r.reason.unwrap_or_default())
+                }
+                Ok(r) => r.outcome.as_str().to_owned(),
+                Err(e) => e.error_type(),
+            },
+        };
+        assert_eq!(&got, want, "{file}");
+    }
+    let snapshot = registry.snapshot();
+    let status = |cn: &str| {
+        let pem = std::fs::read_to_string(samples_dir().join(format!("{cn}.pem"))).unwrap();
+        let id = jitr_core::registry::memory::certificate_id_of(&pem, "test").unwrap();
+        snapshot
+            .certificates
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(status("sensor-0001").status, CertificateStatus::Active);
+    assert_eq!(status("sensor-0001").things, ["sensor-0001"]);
+    assert_eq!(status("sensor-0001").policies, ["jitr-device"]);
+    assert_eq!(status("sensor-0002").status, CertificateStatus::Revoked);
+    for rejected in [
+        "sensor-0003",
+        "sensor-0004",
+        "sensor-0005",
+        "sensor-0006",
+        "sensor-0007",
+        "sensor-0008",
+    ] {
+        let row = status(rejected);
+        assert_eq!(row.status, CertificateStatus::Inactive, "{rejected}");
+        assert!(
+            row.things.is_empty() && row.policies.is_empty(),
+            "{rejected}"
+        );
+    }
+    assert_eq!(
+        status("sensor-0009").things,
+        ["sensor-0009"],
+        "an ACTIVE certificate is reconciled"
+    );
+    assert_eq!(snapshot.things.len(), 2);
+    assert!(
+        registry.invariant_violations().is_empty(),
+        "{:?}",
+        registry.invariant_violations()
+    );
+}
+
+/// Every file under events/ is one of: an event that parses, the malformed sample, the
+/// registry manifest, a certificate, a private key, or a CRL.
+#[test]
+fn every_file_under_events_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let mut seen = 0;
+    for folder in std::fs::read_dir(&root).unwrap() {
+        for entry in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if name == "registry.json" {
+                samples::load(path.parent().unwrap()).unwrap();
+            } else if name.ends_with(".json") {
+                let parsed = jitr_core::event::RegistrationEvent::from_slice(text.as_bytes());
+                assert_eq!(
+                    parsed.is_err(),
+                    name.contains("malformed"),
+                    "{name}: {parsed:?}"
+                );
+            } else if name.ends_with(".key.pem") {
+                assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{name}");
+            } else if name == "crl.pem" {
+                let ca = jitr_core::certificate::CaCertificate::from_pem(
+                    &std::fs::read_to_string(path.with_file_name("ca.pem")).unwrap(),
+                )
+                .unwrap();
+                jitr_core::revocation::RevocationList::parse(text.as_bytes(), &ca).unwrap();
+            } else if name.ends_with(".pem") {
+                assert!(
+                    jitr_core::certificate::pem_to_der(&text).is_some(),
+                    "{name}"
+                );
+            } else {
+                panic!("unexpected file under events/: {name}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 25, "only {seen} files");
+}
+
+/// A fresh world: one CA, the policy, a group, and one pending device.
+struct World {
+    registry: Arc<MemoryRegistry>,
+    ca: Ca,
+    ca_id: String,
+}
+
+impl World {
+    fn new() -> Self {
+        let registry = Arc::new(MemoryRegistry::new(ACCOUNT, "eu-west-1"));
+        let ca = Ca::new("Handler CA", "Acme").unwrap();
+        let ca_id = registry.register_ca(&ca.pem, true).unwrap();
+        registry.create_policy("device");
+        registry.create_thing_group("fleet");
+        Self {
+            registry,
+            ca,
+            ca_id,
+        }
+    }
+
+    fn pending(&self, cn: &str) -> (String, Value) {
+        let device = self.ca.issue(&DeviceSpec::named(cn)).unwrap();
+        let id = self
+            .registry
+            .register_pending(&device.cert_pem, &self.ca_id)
+            .unwrap();
+        let event = json!({"certificateId": id, "caCertificateId": self.ca_id, "timestamp": 1,
+            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+        (id, event)
+    }
+
+    fn config(&self) -> Config {
+        let mut config = Config::with_policy("device");
+        config.thing_group_names = vec!["fleet".into()];
+        config
+    }
+
+    fn registrar<R: Registry>(&self, registry: R) -> Registrar<R, FileCrlFetcher> {
+        Registrar::new(registry, self.config(), FileCrlFetcher)
+    }
+
+    async fn status(&self, id: &str) -> CertificateStatus {
+        self.registry.describe_certificate(id).await.unwrap().status
+    }
+}
+
+/// A failure at any step leaves the certificate pending; the retry finishes the job.
+#[tokio::test]
+async fn a_failure_at_any_step_leaves_it_pending_and_a_retry_completes() {
+    let steps = [
+        "DescribeCertificate",
+        "DescribeCACertificate",
+        "CreateThing",
+        "AddThingToThingGroup",
+        "AttachPolicy",
+        "AttachThingPrincipal",
+        "UpdateCertificate",
+    ];
+    for (n, step) in steps.into_iter().enumerate() {
+        for kind in [
+            RegistryErrorKind::Throttled,
+            RegistryErrorKind::Unavailable,
+            RegistryErrorKind::Timeout,
+        ] {
+            let world = World::new();
+            let (id, event) = world.pending(&format!("dev-{n}"));
+            let registrar = world.registrar(Arc::clone(&world.registry));
+            world.registry.fail_next(step, kind);
+            let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+            assert_eq!(
+                err.error_type(),
+                format!("Retryable.{}", kind.as_str()),
+                "{step}"
+            );
+            assert_eq!(
+                world.status(&id).await,
+                CertificateStatus::PendingActivation,
+                "{step}"
+            );
+            let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+            assert_eq!(report.outcome, Outcome::Activated, "{step}");
+            assert!(world.registry.invariant_violations().is_empty(), "{step}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_deployment_resources_are_permanent_and_named() {
+    let world = World::new();
+    let cases: [(&str, fn(&mut Config)); 3] = [
+        ("absent-policy", |c| {
+            c.device_policy_name = "absent-policy".into()
+        }),
+        ("absent-group", |c| {
+            c.thing_group_names = vec!["absent-group".into()]
+        }),
+        ("absent-type", |c| {
+            c.thing_type_name = Some("absent-type".into())
+        }),
+    ];
+    for (n, (name, change)) in cases.into_iter().enumerate() {
+        let (id, event) = world.pending(&format!("dev-missing-{n}"));
+        let mut config = world.config();
+        change(&mut config);
+        let err = Registrar::new(Arc::clone(&world.registry), config, FileCrlFetcher)
+            .handle(&event, ACCOUNT)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Permanent.MissingResource", "{name}");
+        assert!(err.to_string().contains(name), "{err}");
+        assert_eq!(
+            world.status(&id).await,
+            CertificateStatus::PendingActivation,
+            "{name}"
+        );
+    }
+
+    let (id, event) = world.pending("dev-denied");
+    world
+        .registry
+        .fail_next("AttachPolicy", RegistryErrorKind::AccessDenied);
+    let err = world
+        .registrar(Arc::clone(&world.registry))
+        .handle(&event, ACCOUNT)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Permanent.AccessDenied");
+    assert_eq!(
+        world.status(&id).await,
+        CertificateStatus::PendingActivation
+    );
+}
+
+#[tokio::test]
+async fn a_thing_that_exists_with_other_attributes_is_adopted() {
+    let world = World::new();
+    let (id, event) = world.pending("preprovisioned");
+    let existing = ThingSpec {
+        name: "preprovisioned".into(),
+        type_name: None,
+        attributes: [("site".to_owned(), "lab".to_owned())].into(),
+    };
+    world.registry.create_thing(&existing).await.unwrap();
+    let report = world
+        .registrar(Arc::clone(&world.registry))
+        .handle(&event, ACCOUNT)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert_eq!(world.status(&id).await, CertificateStatus::Active);
+    let thing = world
+        .registry
+        .snapshot()
+        .things
+        .into_iter()
+        .find(|t| t.name == "preprovisioned")
+        .unwrap();
+    assert_eq!(
+        thing.attributes["site"], "lab",
+        "the operator's attributes are kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_converge() {
+    let world = World::new();
+    let (id, event) = world.pending("busy");
+    let registrar = Arc::new(world.registrar(Arc::clone(&world.registry)));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (registrar, event) = (Arc::clone(&registrar), event.clone());
+            tokio::spawn(async move { registrar.handle(&event, ACCOUNT).await })
+        })
+        .collect();
+    let mut activated = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap().outcome {
+            Outcome::Activated => activated += 1,
+            Outcome::AlreadyActive => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(activated >= 1);
+    let snapshot = world.registry.snapshot();
+    assert_eq!(snapshot.things.len(), 1);
+    assert_eq!(snapshot.things[0].principals, 1);
+    assert_eq!(world.status(&id).await, CertificateStatus::Active);
+    assert!(world.registry.invariant_violations().is_empty());
+}
+
+/// An operator revokes the certificate while it is being provisioned: it stays REVOKED.
+#[tokio::test]
+async fn a_revocation_during_provisioning_wins() {
+    struct RevokesMidway(Arc<MemoryRegistry>, String);
+    impl Registry for RevokesMidway {
+        async fn describe_certificate(
+            &self,
+            id: &str,
+        ) -> Result<CertificateDescription, RegistryError> {
+            self.0.describe_certificate(id).await
+        }
+        async fn describe_ca_certificate(&self, id: &str) -> Result<CaDescription, RegistryError> {
+            self.0.describe_ca_certificate(id).await
+        }
+        async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+            self.0.create_thing(spec).await
+        }
+        async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
+            self.0.add_thing_to_group(thing, group).await
+        }
+        async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
+            self.0.attach_policy(policy, target).await
+        }
+        async fn attach_thing_principal(
+            &self,
+            thing: &str,
+            principal: &str,
+        ) -> Result<(), RegistryError> {
+            self.0
+                .update_certificate_status(&self.1, &CertificateStatus::Revoked)
+                .await?;
+            self.0.attach_thing_principal(thing, principal).await
+        }
+        async fn update_certificate_status(
+            &self,
+            id: &str,
+            status: &CertificateStatus,
+        ) -> Result<(), RegistryError> {
+            self.0.update_certificate_status(id, status).await
+        }
+        async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
+            self.0.list_thing_principals(thing).await
+        }
+        async fn list_principal_things(
+            &self,
+            principal: &str,
+        ) -> Result<Vec<String>, RegistryError> {
+            self.0.list_principal_things(principal).await
+        }
+        async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
+            self.0.list_attached_policies(target).await
+        }
+    }
+    let world = World::new();
+    let (id, event) = world.pending("contested");
+    let registrar = world.registrar(RevokesMidway(Arc::clone(&world.registry), id.clone()));
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::LeftAlone, Some("StatusChangedDuringProvisioning"))
+    );
+    assert_eq!(world.status(&id).await, CertificateStatus::Revoked);
+}
+
+#[tokio::test]
+async fn the_lambda_entry_point_classifies_errors() {
+    let world = World::new();
+    let (_, event) = world.pending("entry");
+    let registrar = world.registrar(Arc::clone(&world.registry));
+    let lambda_event = |payload: Value, arn: &str| {
+        let mut context = Context::default();
+        context.invoked_function_arn = arn.to_owned();
+        LambdaEvent::new(payload, context)
+    };
+    let ok = handle_lambda_event(
+        &registrar,
+        lambda_event(
+            event.clone(),
+            &format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:registration"),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.outcome, Outcome::Activated);
+    let err = handle_lambda_event(
+        &registrar,
+        lambda_event(
+            event.clone(),
+            "arn:aws:lambda:eu-west-1:999999999999:function:registration",
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "Permanent.WrongAccount");
+    let err = handle_lambda_event(
+        &registrar,
+        lambda_event(
+            json!({"certificateId": 1}),
+            &format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:r"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "Permanent.MalformedEvent");
+    assert!(err.error_message.contains("certificateId"));
+    world
+        .registry
+        .fail_next("DescribeCertificate", RegistryErrorKind::Throttled);
+    let err = handle_lambda_event(
+        &registrar,
+        lambda_event(
+            event,
+            &format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:r"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "Retryable.Throttled");
+}
