@@ -1,6 +1,7 @@
 //! `jitr`: replay sample events through the real handlers, locally or against an endpoint,
 //! and seed an emulator with the sample CA, policy and CRL.
 
+mod output;
 mod replay;
 mod seed;
 mod state;
@@ -40,6 +41,9 @@ enum Command {
         endpoint_url: String,
         #[arg(long, default_value = "events/registration")]
         samples: PathBuf,
+        /// The device policy document.
+        #[arg(long, default_value = "policies/device-policy.json")]
+        policy: PathBuf,
         /// The bucket the CRL is published to.
         #[arg(long, default_value = "jitr-samples")]
         bucket: String,
@@ -58,12 +62,13 @@ async fn main() -> ExitCode {
         Command::Seed {
             endpoint_url,
             samples,
+            policy,
             bucket,
-        } => seed::run(&endpoint_url, &samples, &bucket).await,
+        } => seed::run(&endpoint_url, &samples, &policy, &bucket).await,
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Ok(()) | Err(output::Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(output::Failure::Message(message)) => {
             eprintln!("jitr: {message}");
             ExitCode::FAILURE
         }

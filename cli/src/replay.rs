@@ -8,6 +8,7 @@ use jitr_core::revocation::{CrlFetcher, FileCrlFetcher, S3CrlFetcher, SourceCrlF
 use jitr_registration::{Registrar, samples};
 use serde_json::{Value, json};
 
+use crate::output::{Failure, line};
 use crate::state::collect_state;
 
 pub async fn run(
@@ -15,7 +16,7 @@ pub async fn run(
     samples_dir: Option<PathBuf>,
     endpoint_url: Option<&str>,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let dir = match samples_dir {
         Some(dir) => dir,
         None => files
@@ -45,10 +46,10 @@ async fn replay<R: Registry, F: CrlFetcher>(
     files: &[PathBuf],
     account: &str,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let mut certificate_ids = Vec::new();
     if !json {
-        println!("{:<28} {:<14} DETAIL", "EVENT", "OUTCOME");
+        line(format!("{:<28} {:<14} DETAIL", "EVENT", "OUTCOME"))?;
     }
     for file in files {
         let name = file.file_name().map_or_else(
@@ -72,7 +73,7 @@ async fn replay<R: Registry, F: CrlFetcher>(
             }),
         };
         match result {
-            Ok(report) if json => println!("{}", json!({"event": name, "result": report})),
+            Ok(report) if json => line(json!({"event": name, "result": report}))?,
             Ok(report) => {
                 let detail = match (&report.thing_name, &report.reason) {
                     (Some(thing), None) => format!("thing {thing}"),
@@ -80,23 +81,29 @@ async fn replay<R: Registry, F: CrlFetcher>(
                     (None, Some(reason)) => reason.clone(),
                     (None, None) => String::new(),
                 };
-                println!("{name:<28} {:<14} {detail}", report.outcome.as_str());
+                line(format!(
+                    "{name:<28} {:<14} {detail}",
+                    report.outcome.as_str()
+                ))?;
             }
-            Err(err) if json => println!(
-                "{}",
-                json!({"event": name, "error": {"errorType": err.error_type(), "message": err.to_string()}})
-            ),
-            Err(err) => println!("{name:<28} {:<14} {}: {err}", "Error", err.error_type()),
+            Err(err) if json => line(
+                json!({"event": name, "error": {"errorType": err.error_type(), "message": err.to_string()}}),
+            )?,
+            Err(err) => line(format!(
+                "{name:<28} {:<14} {}: {err}",
+                "Error",
+                err.error_type()
+            ))?,
         }
     }
     let state = collect_state(registrar.registry(), &certificate_ids)
         .await
         .map_err(|e| e.to_string())?;
     if json {
-        println!("{}", json!({"registry": state.to_json()}));
+        line(json!({"registry": state.to_json()}))?;
     } else {
-        println!();
-        print!("{}", state.table());
+        line("")?;
+        line(state.table().trim_end())?;
     }
     Ok(())
 }

@@ -4,11 +4,18 @@
 use std::path::Path;
 
 use jitr_core::pki::Ca;
+
+use crate::output::{Failure, line};
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config_for_endpoint;
 use jitr_core::revocation::S3CrlFetcher;
 
-pub async fn run(endpoint_url: &str, samples: &Path, bucket: &str) -> Result<(), String> {
+pub async fn run(
+    endpoint_url: &str,
+    samples: &Path,
+    policy_path: &Path,
+    bucket: &str,
+) -> Result<(), Failure> {
     let read =
         |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
     let ca = Ca::from_pem(
@@ -16,8 +23,7 @@ pub async fn run(endpoint_url: &str, samples: &Path, bucket: &str) -> Result<(),
         &read(&samples.join("ca.key.pem"))?,
     )
     .map_err(|e| e.to_string())?;
-    let policy_path = samples.join("../../policies/device-policy.json");
-    let policy = read(&policy_path)?;
+    let policy = read(policy_path)?;
 
     let sdk = load_sdk_config_for_endpoint(endpoint_url).await;
     let iot = IotRegistry::from_sdk_config(&sdk);
@@ -29,16 +35,21 @@ pub async fn run(endpoint_url: &str, samples: &Path, bucket: &str) -> Result<(),
         .register_ca(&ca.pem, &verification, true)
         .await
         .map_err(|e| e.to_string())?;
-    println!("CA registered: {ca_id} (ACTIVE, auto-registration on)");
-    iot.create_policy("jitr-device", &policy)
+    line(format!(
+        "CA registered: {ca_id} (ACTIVE, auto-registration on)"
+    ))?;
+    // The policy name the samples' configuration expects.
+    let policy_name = jitr_registration::samples::load(samples)?
+        .config
+        .device_policy_name;
+    iot.create_policy(&policy_name, &policy)
         .await
         .map_err(|e| e.to_string())?;
-    println!("policy: jitr-device");
+    line(format!("policy: {policy_name}"))?;
     let crl = std::fs::read(samples.join("crl.pem")).map_err(|e| e.to_string())?;
     S3CrlFetcher::from_sdk_config(&sdk)
         .publish(bucket, "crl.pem", crl)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("CRL: s3://{bucket}/crl.pem");
+        .await?;
+    line(format!("CRL: s3://{bucket}/crl.pem"))?;
     Ok(())
 }

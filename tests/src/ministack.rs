@@ -170,17 +170,22 @@ impl Ministack {
             "{:012}",
             100_000_000_000 + u64::from(std::process::id()) * 1000 + n
         );
+        self.account(&id, REGION)
+    }
+
+    /// A given account and region (for the samples, which name theirs).
+    pub fn account(&self, id: &str, region: &str) -> Account {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_iot::config::SharedCredentialsProvider::new(
-                aws_sdk_iot::config::Credentials::new(&id, "test", None, None, "jitr-tests"),
+                aws_sdk_iot::config::Credentials::new(id, "test", None, None, "jitr-tests"),
             ))
             .build();
         Account {
             iot: IotRegistry::from_sdk_config(&sdk),
-            id,
+            id: id.to_owned(),
             sdk,
         }
     }
@@ -202,6 +207,23 @@ impl Ministack {
             ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
         ]
     }
+}
+
+/// A binary of this workspace, built by `cargo test --workspace` or `cargo build --workspace`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let binary = dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        binary.display()
+    );
+    binary
 }
 
 /// The region every test uses.

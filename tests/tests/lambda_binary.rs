@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,24 +10,12 @@ use jitr_core::pki::DeviceSpec;
 use jitr_core::registry::CertificateStatus;
 use jitr_tests::device::Connect;
 use jitr_tests::fleet::{Fleet, POLICY};
+use jitr_tests::ministack::workspace_binary;
 use jitr_tests::runtime_api::{Invocation, serve_one};
 use tokio::process::Command;
 
-/// `target/debug/registration`, built by `cargo test --workspace` (or `cargo build`).
-fn registration_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = dir.join("registration");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p jitr-registration` first",
-        binary.display()
-    );
-    binary
-}
-
 fn lambda_command(fleet: &Fleet, runtime_api: &str) -> Command {
-    let mut command = Command::new(registration_binary());
+    let mut command = Command::new(workspace_binary("registration"));
     command
         .env_clear()
         .envs(fleet.ministack.sdk_variables(&fleet.account.id))

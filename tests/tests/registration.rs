@@ -194,6 +194,53 @@ async fn a_crl_in_s3_is_fetched_and_applied() {
     );
 }
 
+/// The refresh is a conditional GET: an unchanged object costs a 304, a changed one is re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_refreshes_are_conditional_on_the_etag() {
+    use jitr_core::revocation::{CrlFetcher, Fetched, S3CrlFetcher, SourceCrlFetcher};
+    let fleet = Fleet::new().await;
+    let s3 = S3CrlFetcher::from_sdk_config(&fleet.account.sdk);
+    let bucket = format!("etag-{}", fleet.account.id);
+    s3.publish(&bucket, "ca.crl", b"version 1".to_vec())
+        .await
+        .unwrap();
+    let fetcher = SourceCrlFetcher::new(s3.clone());
+    let source = RevocationSource::S3 {
+        bucket: bucket.clone(),
+        key: "ca.crl".into(),
+    };
+
+    let Fetched::Body {
+        bytes,
+        etag: Some(etag),
+    } = fetcher.fetch(&source, None).await.unwrap()
+    else {
+        panic!("the first fetch returns the body and its ETag");
+    };
+    assert_eq!(bytes, b"version 1");
+    assert_eq!(
+        fetcher.fetch(&source, Some(&etag)).await.unwrap(),
+        Fetched::NotModified
+    );
+    s3.publish(&bucket, "ca.crl", b"version 2".to_vec())
+        .await
+        .unwrap();
+    match fetcher.fetch(&source, Some(&etag)).await.unwrap() {
+        Fetched::Body { bytes, etag: new } => {
+            assert_eq!(bytes, b"version 2");
+            assert_ne!(new.as_deref(), Some(etag.as_str()));
+        }
+        Fetched::NotModified => panic!("a changed object must be re-read"),
+    }
+    let missing = RevocationSource::S3 {
+        bucket,
+        key: "absent.crl".into(),
+    };
+    let err = fetcher.fetch(&missing, None).await.unwrap_err();
+    assert_eq!(err.kind(), "RevocationListUnreadable");
+    assert!(err.to_string().contains("NoSuchKey"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_set_the_certificate_inactive_and_create_nothing() {
     let fleet = Fleet::new().await;

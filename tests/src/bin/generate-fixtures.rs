@@ -37,9 +37,13 @@ fn main() {
     write("partner-ca.pem", &partner.pem);
     write("unregistered-ca.pem", &unregistered.pem);
 
+    // Keys are kept (public test material) so the samples can connect to an emulator.
     let device = |ca: &Ca, file: &str, spec: DeviceSpec| {
         let device = ca.issue(&spec).unwrap();
         write(file, &device.cert_pem);
+        if let Some(key) = &device.key_pem {
+            write(&file.replace(".pem", ".key.pem"), key);
+        }
         device
     };
     let named = DeviceSpec::named;

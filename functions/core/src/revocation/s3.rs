@@ -23,24 +23,29 @@ impl S3CrlFetcher {
         }
     }
 
-    /// Publishes a CRL object, creating the bucket if needed (for `jitr seed` and tests).
-    pub async fn publish(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-    ) -> Result<(), RevocationError> {
-        let created = self.client.create_bucket().bucket(bucket).send().await;
-        if let Err(err) = created {
+    /// Publishes a CRL object, creating the bucket in the client's region if needed (for
+    /// `jitr seed` and tests; the functions only read).
+    pub async fn publish(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let mut create = self.client.create_bucket().bucket(bucket);
+        // As on AWS, a bucket outside us-east-1 must name its region.
+        if let Some(region) = self.client.config().region().map(|r| r.as_ref().to_owned()) {
+            if region != "us-east-1" {
+                create = create.create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                            region.as_str(),
+                        ))
+                        .build(),
+                );
+            }
+        }
+        if let Err(err) = create.send().await {
             let code = err
                 .as_service_error()
                 .and_then(|e| e.code())
                 .unwrap_or_default();
             if !matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
-                return Err(RevocationError::Unreadable(format!(
-                    "create bucket {bucket}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&err)
-                )));
+                return Err(format!("create bucket {bucket}: {}", describe(&err)));
             }
         }
         self.client
@@ -51,12 +56,7 @@ impl S3CrlFetcher {
             .send()
             .await
             .map(drop)
-            .map_err(|e| {
-                RevocationError::Unreadable(format!(
-                    "put s3://{bucket}/{key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
-                ))
-            })
+            .map_err(|e| format!("put s3://{bucket}/{key}: {}", describe(&e)))
     }
 
     pub(super) async fn get(
@@ -83,16 +83,25 @@ impl S3CrlFetcher {
                 })
             }
             Err(err) if status_of(&err) == Some(304) => Ok(Fetched::NotModified),
-            Err(err) => {
-                let detail = match err.as_service_error() {
-                    Some(service) => service.code().unwrap_or("unknown").to_owned(),
-                    None => format!("{err}"),
-                };
-                Err(RevocationError::Unreadable(format!(
-                    "s3://{bucket}/{key}: {detail}"
-                )))
-            }
+            Err(err) => Err(RevocationError::Unreadable(format!(
+                "s3://{bucket}/{key}: {}",
+                describe(&err)
+            ))),
         }
+    }
+}
+
+/// `Code: message` for a service error, the transport failure otherwise; never the raw body.
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown error"),
+            service.message().unwrap_or("no message")
+        ),
+        None => aws_sdk_s3::error::DisplayErrorContext(err).to_string(),
     }
 }
 

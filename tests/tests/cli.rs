@@ -1,0 +1,147 @@
+//! `jitr seed` and `jitr replay --endpoint-url` against the emulator, with the sample devices
+//! connecting for real: the same samples as `make demo`, on the real API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use jitr_core::registry::{CertificateStatus, Registry};
+use jitr_tests::device::{Connect, connect};
+use jitr_tests::ministack::{shared, workspace_binary, workspace_root};
+use tokio::process::Command;
+
+const SAMPLE_ACCOUNT: &str = "123456789012";
+const SAMPLE_REGION: &str = "eu-west-1";
+
+fn samples() -> PathBuf {
+    workspace_root().join("events/registration")
+}
+
+async fn jitr(args: &[&str]) -> (bool, String) {
+    let ministack = shared();
+    let output = Command::new(workspace_binary("jitr"))
+        .args(args)
+        .current_dir(workspace_root())
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", SAMPLE_ACCOUNT)
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", SAMPLE_REGION)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = ministack;
+    (output.status.success(), text)
+}
+
+async fn connect_sample(name: &str) -> Connect {
+    let ministack = shared();
+    let read = |file: String| std::fs::read_to_string(samples().join(file)).unwrap();
+    connect(
+        ministack.mtls_port,
+        &ministack.broker_ca_pem(),
+        &read(format!("{name}.pem")),
+        &read("ca.pem".into()),
+        &read(format!("{name}.key.pem")),
+        name,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_then_replay_against_the_emulator() {
+    let endpoint = shared().endpoint.clone();
+    let (ok, out) = jitr(&["seed", "--endpoint-url", &endpoint]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("CA registered")
+            && out.contains("policy: jitr-device")
+            && out.contains("s3://jitr-samples/crl.pem"),
+        "{out}"
+    );
+    let (ok, out) = jitr(&["seed", "--endpoint-url", &endpoint]).await;
+    assert!(ok, "seeding twice is harmless: {out}");
+
+    assert_eq!(
+        connect_sample("sensor-0001").await,
+        Connect::Closed,
+        "auto-registered, pending"
+    );
+    assert_eq!(
+        connect_sample("sensor-0002").await,
+        Connect::Closed,
+        "auto-registered, pending"
+    );
+
+    let (ok, out) = jitr(&[
+        "replay",
+        "--endpoint-url",
+        &endpoint,
+        "events/registration/01-happy-path.json",
+        "events/registration/02-duplicate.json",
+        "events/registration/03-revoked-serial.json",
+        "events/registration/11-wrong-account.json",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    let outcome = |event: &str| {
+        out.lines()
+            .find(|l| l.starts_with(event))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+    };
+    assert_eq!(
+        outcome("01-happy-path.json").as_deref(),
+        Some("Activated"),
+        "{out}"
+    );
+    assert_eq!(
+        outcome("02-duplicate.json").as_deref(),
+        Some("AlreadyActive"),
+        "{out}"
+    );
+    assert_eq!(
+        outcome("03-revoked-serial.json").as_deref(),
+        Some("Revoked"),
+        "{out}"
+    );
+    assert_eq!(
+        outcome("11-wrong-account.json").as_deref(),
+        Some("Error"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ACTIVE") && out.contains("REVOKED") && out.contains("sensor-0001"),
+        "{out}"
+    );
+
+    let account = shared().account(SAMPLE_ACCOUNT, SAMPLE_REGION);
+    let id = |name: &str| {
+        jitr_core::pki::certificate_id(
+            &std::fs::read_to_string(samples().join(format!("{name}.pem"))).unwrap(),
+        )
+    };
+    assert_eq!(
+        account
+            .iot
+            .describe_certificate(&id("sensor-0001"))
+            .await
+            .unwrap()
+            .status,
+        CertificateStatus::Active
+    );
+    assert_eq!(
+        account
+            .iot
+            .describe_certificate(&id("sensor-0002"))
+            .await
+            .unwrap()
+            .status,
+        CertificateStatus::Revoked
+    );
+    assert_eq!(connect_sample("sensor-0001").await, Connect::Accepted);
+    assert_ne!(connect_sample("sensor-0002").await, Connect::Accepted);
+}
