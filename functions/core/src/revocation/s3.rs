@@ -28,16 +28,15 @@ impl S3CrlFetcher {
     pub async fn publish(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), String> {
         let mut create = self.client.create_bucket().bucket(bucket);
         // As on AWS, a bucket outside us-east-1 must name its region.
-        if let Some(region) = self.client.config().region().map(|r| r.as_ref().to_owned()) {
-            if region != "us-east-1" {
-                create = create.create_bucket_configuration(
-                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                            region.as_str(),
-                        ))
-                        .build(),
-                );
-            }
+        let region = self.client.config().region().map(|r| r.as_ref().to_owned());
+        if let Some(region) = region.filter(|r| r != "us-east-1") {
+            create = create.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        region.as_str(),
+                    ))
+                    .build(),
+            );
         }
         if let Err(err) = create.send().await {
             let code = err
