@@ -234,7 +234,8 @@ async fn a_failure_at_any_step_leaves_it_pending_and_a_retry_completes() {
 #[tokio::test]
 async fn missing_deployment_resources_are_permanent_and_named() {
     let world = World::new();
-    let cases: [(&str, fn(&mut Config)); 3] = [
+    type ConfigChange = fn(&mut Config);
+    let cases: [(&str, ConfigChange); 3] = [
         ("absent-policy", |c| {
             c.device_policy_name = "absent-policy".into()
         }),
