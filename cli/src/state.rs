@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub struct CertificateState {
     pub id: String,
+    /// The subject CN, to tell certificates apart at a glance.
+    pub subject: String,
     pub status: String,
     pub things: Vec<String>,
     pub policies: Vec<String>,
@@ -45,6 +47,7 @@ pub async fn collect_state<R: Registry>(
         }
         state.certificates.push(CertificateState {
             id: id.clone(),
+            subject: jitr_core::certificate::common_name(&description.pem).unwrap_or_default(),
             status: description.status.to_string(),
             things,
             policies,
@@ -57,7 +60,7 @@ impl RegistryState {
     pub fn to_json(&self) -> Value {
         json!({
             "certificates": self.certificates.iter().map(|c| json!({
-                "certificateId": c.id, "status": c.status, "things": c.things, "policies": c.policies
+                "certificateId": c.id, "subject": c.subject, "status": c.status, "things": c.things, "policies": c.policies
             })).collect::<Vec<_>>(),
             "things": self.things,
         })
@@ -67,14 +70,15 @@ impl RegistryState {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<14} {:<20} {:<22} POLICIES",
-            "CERTIFICATE", "STATUS", "THINGS"
+            "{:<14} {:<24} {:<12} {:<14} POLICIES",
+            "CERTIFICATE", "SUBJECT CN", "STATUS", "THINGS"
         );
         for c in &self.certificates {
             let _ = writeln!(
                 out,
-                "{:<14} {:<20} {:<22} {}",
+                "{:<14} {:<24} {:<12} {:<14} {}",
                 short(&c.id),
+                display_width(&c.subject, 24),
                 c.status,
                 dash_if_empty(&c.things.join(",")),
                 dash_if_empty(&c.policies.join(","))
@@ -90,6 +94,20 @@ impl RegistryState {
 
 fn short(id: &str) -> String {
     format!("{}…", id.get(..12).unwrap_or(id))
+}
+
+/// Escaped (a CN is untrusted input) and cut to `width` characters.
+fn display_width(s: &str, width: usize) -> String {
+    let escaped: String = s.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() > width {
+        escaped
+            .chars()
+            .take(width - 1)
+            .chain(std::iter::once('…'))
+            .collect()
+    } else {
+        escaped
+    }
 }
 
 fn dash_if_empty(s: &str) -> &str {

@@ -86,7 +86,7 @@ impl Fleet {
     /// A device connect (client id = its CN, as the device policy requires).
     pub async fn connect(&self, device: &Device) -> Connect {
         let client_id = jitr_core::certificate::pem_to_der(&device.cert_pem)
-            .and_then(|_| common_name(&device.cert_pem))
+            .and_then(|_| jitr_core::certificate::common_name(&device.cert_pem))
             .unwrap_or_else(|| "device".into());
         let key = device.key_pem.as_deref().expect("device key");
         connect(
@@ -151,16 +151,4 @@ impl Fleet {
             .expect("ListAttachedPolicies");
         (things, policies)
     }
-}
-
-fn common_name(pem: &str) -> Option<String> {
-    use x509_parser::prelude::FromDer;
-    let der = jitr_core::certificate::pem_to_der(pem)?;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
-    cert.subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()
-        .map(str::to_owned)
 }

@@ -135,6 +135,13 @@ pub fn inspect(
     })
 }
 
+/// The subject's first commonName, for display; `None` if absent or not a certificate.
+pub fn common_name(pem: &str) -> Option<String> {
+    let der = pem_to_der(pem)?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    subject_of(cert.subject()).common_name
+}
+
 /// A serial number without its leading zero bytes (DER adds one to keep it positive).
 pub fn normalized_serial(raw: &[u8]) -> &[u8] {
     let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
