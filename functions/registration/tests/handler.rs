@@ -9,8 +9,7 @@ use std::sync::Arc;
 use jitr_core::Config;
 use jitr_core::pki::{Ca, DeviceSpec};
 use jitr_core::registry::{
-    CaDescription, CertificateDescription, CertificateStatus, MemoryRegistry, Registry,
-    RegistryError, RegistryErrorKind, ThingSpec,
+    CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
 };
 use jitr_core::revocation::FileCrlFetcher;
 use jitr_registration::{Outcome, Registrar, handle_lambda_event, samples};
@@ -146,19 +145,23 @@ fn every_file_under_events_parses() {
 
 /// A fresh world: one CA, the policy, a group, and one pending device.
 struct World {
-    registry: Arc<MemoryRegistry>,
+    memory: Arc<MemoryRegistry>,
+    /// The same registry behind fault injection; handlers under test use this one.
+    registry: Arc<Faulty<Arc<MemoryRegistry>>>,
     ca: Ca,
     ca_id: String,
 }
 
 impl World {
     fn new() -> Self {
-        let registry = Arc::new(MemoryRegistry::new(ACCOUNT, "eu-west-1"));
+        let memory = Arc::new(MemoryRegistry::new(ACCOUNT, "eu-west-1"));
         let ca = Ca::new("Handler CA", "Acme").unwrap();
-        let ca_id = registry.register_ca(&ca.pem, true).unwrap();
-        registry.create_policy("device");
-        registry.create_thing_group("fleet");
+        let ca_id = memory.register_ca(&ca.pem, true).unwrap();
+        memory.create_policy("device");
+        memory.create_thing_group("fleet");
+        let registry = Arc::new(Faulty::new(Arc::clone(&memory)));
         Self {
+            memory,
             registry,
             ca,
             ca_id,
@@ -168,7 +171,7 @@ impl World {
     fn pending(&self, cn: &str) -> (String, Value) {
         let device = self.ca.issue(&DeviceSpec::named(cn)).unwrap();
         let id = self
-            .registry
+            .memory
             .register_pending(&device.cert_pem, &self.ca_id)
             .unwrap();
         let event = json!({"certificateId": id, "caCertificateId": self.ca_id, "timestamp": 1,
@@ -226,7 +229,7 @@ async fn a_failure_at_any_step_leaves_it_pending_and_a_retry_completes() {
             );
             let report = registrar.handle(&event, ACCOUNT).await.unwrap();
             assert_eq!(report.outcome, Outcome::Activated, "{step}");
-            assert!(world.registry.invariant_violations().is_empty(), "{step}");
+            assert!(world.memory.invariant_violations().is_empty(), "{step}");
         }
     }
 }
@@ -297,7 +300,7 @@ async fn a_thing_that_exists_with_other_attributes_is_adopted() {
     assert_eq!(report.outcome, Outcome::Activated);
     assert_eq!(world.status(&id).await, CertificateStatus::Active);
     let thing = world
-        .registry
+        .memory
         .snapshot()
         .things
         .into_iter()
@@ -329,69 +332,23 @@ async fn concurrent_duplicates_converge() {
         }
     }
     assert!(activated >= 1);
-    let snapshot = world.registry.snapshot();
+    let snapshot = world.memory.snapshot();
     assert_eq!(snapshot.things.len(), 1);
     assert_eq!(snapshot.things[0].principals, 1);
     assert_eq!(world.status(&id).await, CertificateStatus::Active);
-    assert!(world.registry.invariant_violations().is_empty());
+    assert!(world.memory.invariant_violations().is_empty());
 }
 
 /// An operator revokes the certificate while it is being provisioned: it stays REVOKED.
 #[tokio::test]
 async fn a_revocation_during_provisioning_wins() {
-    struct RevokesMidway(Arc<MemoryRegistry>, String);
-    impl Registry for RevokesMidway {
-        async fn describe_certificate(
-            &self,
-            id: &str,
-        ) -> Result<CertificateDescription, RegistryError> {
-            self.0.describe_certificate(id).await
-        }
-        async fn describe_ca_certificate(&self, id: &str) -> Result<CaDescription, RegistryError> {
-            self.0.describe_ca_certificate(id).await
-        }
-        async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
-            self.0.create_thing(spec).await
-        }
-        async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
-            self.0.add_thing_to_group(thing, group).await
-        }
-        async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-            self.0.attach_policy(policy, target).await
-        }
-        async fn attach_thing_principal(
-            &self,
-            thing: &str,
-            principal: &str,
-        ) -> Result<(), RegistryError> {
-            self.0
-                .update_certificate_status(&self.1, &CertificateStatus::Revoked)
-                .await?;
-            self.0.attach_thing_principal(thing, principal).await
-        }
-        async fn update_certificate_status(
-            &self,
-            id: &str,
-            status: &CertificateStatus,
-        ) -> Result<(), RegistryError> {
-            self.0.update_certificate_status(id, status).await
-        }
-        async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
-            self.0.list_thing_principals(thing).await
-        }
-        async fn list_principal_things(
-            &self,
-            principal: &str,
-        ) -> Result<Vec<String>, RegistryError> {
-            self.0.list_principal_things(principal).await
-        }
-        async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
-            self.0.list_attached_policies(target).await
-        }
-    }
     let world = World::new();
     let (id, event) = world.pending("contested");
-    let registrar = world.registrar(RevokesMidway(Arc::clone(&world.registry), id.clone()));
+    let (memory, target) = (Arc::clone(&world.memory), id.clone());
+    world.registry.before_next("AttachThingPrincipal", move || {
+        memory.set_status(&target, CertificateStatus::Revoked)
+    });
+    let registrar = world.registrar(Arc::clone(&world.registry));
     let report = registrar.handle(&event, ACCOUNT).await.unwrap();
     assert_eq!(
         (report.outcome, report.reason.as_deref()),

@@ -48,6 +48,7 @@ pub async fn run_all<H: ContractHarness>(h: &H) -> Check {
     things(h).await?;
     attachments(h).await?;
     statuses(h).await?;
+    teardown(h).await?;
     Ok(())
 }
 
@@ -246,6 +247,105 @@ async fn statuses<H: ContractHarness>(h: &H) -> Check {
         "UpdateCertificate of an unknown id",
         r.update_certificate_status(MISSING_ID, &CertificateStatus::Inactive)
             .await,
+        RegistryErrorKind::NotFound,
+    )
+}
+
+async fn teardown<H: ContractHarness>(h: &H) -> Check {
+    let r = h.registry();
+    let (cert_id, _) = h.pending_certificate().await;
+    let arn = ok(
+        "DescribeCertificate",
+        r.describe_certificate(&cert_id).await,
+    )?
+    .arn;
+    let policy = h.policy().await;
+    let thing = h.unique("teardown");
+    ok(
+        "CreateThing",
+        r.create_thing(&ThingSpec {
+            name: thing.clone(),
+            ..ThingSpec::default()
+        })
+        .await,
+    )?;
+    ok("AttachPolicy", r.attach_policy(&policy, &arn).await)?;
+    ok(
+        "AttachThingPrincipal",
+        r.attach_thing_principal(&thing, &arn).await,
+    )?;
+    ok(
+        "UpdateCertificate",
+        r.update_certificate_status(&cert_id, &CertificateStatus::Active)
+            .await,
+    )?;
+
+    expect_kind(
+        "DeleteThing with a principal attached",
+        r.delete_thing(&thing).await,
+        RegistryErrorKind::InvalidRequest,
+    )?;
+    expect_kind(
+        "DeleteCertificate while ACTIVE",
+        r.delete_certificate(&cert_id).await,
+        RegistryErrorKind::Conflict,
+    )?;
+    ok(
+        "UpdateCertificate INACTIVE",
+        r.update_certificate_status(&cert_id, &CertificateStatus::Inactive)
+            .await,
+    )?;
+    expect_kind(
+        "DeleteCertificate while attached",
+        r.delete_certificate(&cert_id).await,
+        RegistryErrorKind::Conflict,
+    )?;
+
+    expect_kind(
+        "DetachThingPrincipal from an unknown thing",
+        r.detach_thing_principal(&h.unique("ghost"), &arn).await,
+        RegistryErrorKind::NotFound,
+    )?;
+    ok(
+        "DetachThingPrincipal",
+        r.detach_thing_principal(&thing, &arn).await,
+    )?;
+    ok(
+        "DetachThingPrincipal again",
+        r.detach_thing_principal(&thing, &arn).await,
+    )?;
+    let things = ok("ListPrincipalThings", r.list_principal_things(&arn).await)?;
+    ensure(things.is_empty(), || {
+        format!("still attached to {things:?}")
+    })?;
+    expect_kind(
+        "DeleteCertificate with a policy attached",
+        r.delete_certificate(&cert_id).await,
+        RegistryErrorKind::Conflict,
+    )?;
+
+    ok("DetachPolicy", r.detach_policy(&policy, &arn).await)?;
+    ok("DetachPolicy again", r.detach_policy(&policy, &arn).await)?;
+    ok(
+        "DetachPolicy of an unknown policy",
+        r.detach_policy(&h.unique("no-such-policy"), &arn).await,
+    )?;
+    ok("DeleteCertificate", r.delete_certificate(&cert_id).await)?;
+    expect_kind(
+        "DescribeCertificate after delete",
+        r.describe_certificate(&cert_id).await,
+        RegistryErrorKind::NotFound,
+    )?;
+    expect_kind(
+        "DeleteCertificate again",
+        r.delete_certificate(&cert_id).await,
+        RegistryErrorKind::NotFound,
+    )?;
+    ok("DeleteThing", r.delete_thing(&thing).await)?;
+    ok("DeleteThing again", r.delete_thing(&thing).await)?;
+    expect_kind(
+        "ListThingPrincipals after delete",
+        r.list_thing_principals(&thing).await,
         RegistryErrorKind::NotFound,
     )
 }

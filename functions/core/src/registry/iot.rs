@@ -417,6 +417,56 @@ impl Registry for IotRegistry {
             })
             .map_err(|e| classify("ListAttachedPolicies", e))
     }
+
+    async fn detach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .detach_thing_principal()
+            .thing_name(thing_name)
+            .principal(principal_arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DetachThingPrincipal", e))
+    }
+
+    async fn detach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .detach_policy()
+            .policy_name(policy_name)
+            .target(target_arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DetachPolicy", e))
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<(), RegistryError> {
+        self.client
+            .delete_certificate()
+            .certificate_id(certificate_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DeleteCertificate", e))
+    }
+
+    async fn delete_thing(&self, thing_name: &str) -> Result<(), RegistryError> {
+        self.client
+            .delete_thing()
+            .thing_name(thing_name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DeleteThing", e))
+    }
 }
 
 /// Classifies an SDK error by transport failure, modeled code and HTTP status.

@@ -1,10 +1,10 @@
 //! The in-memory registry: the emulator's semantics without a network, for unit tests and the
 //! offline demo. The contract suite proves it answers like the AWS adapter against ministack.
 //!
-//! Two test aids the real service cannot offer: one-shot fault injection per operation, and a
-//! monitor that records any moment a certificate is ACTIVE without a Thing and a policy.
+//! One test aid the real service cannot offer: a monitor that records every activation of a
+//! certificate without a Thing and a policy. Faults are injected by wrapping it in `Faulty`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
@@ -46,7 +46,6 @@ struct Store {
     policies: BTreeMap<String, Vec<String>>,
     thing_types: BTreeSet<String>,
     thing_groups: BTreeSet<String>,
-    failures: HashMap<&'static str, RegistryErrorKind>,
     violations: Vec<String>,
 }
 
@@ -160,9 +159,11 @@ impl MemoryRegistry {
         self.lock().thing_groups.insert(name.to_owned());
     }
 
-    /// Makes the next call of `operation` (e.g. `"AttachThingPrincipal"`) fail with `kind`.
-    pub fn fail_next(&self, operation: &'static str, kind: RegistryErrorKind) {
-        self.lock().failures.insert(operation, kind);
+    /// Sets a certificate's status directly (an operator's console action, for tests).
+    pub fn set_status(&self, certificate_id: &str, status: CertificateStatus) {
+        if let Some(certificate) = self.lock().certificates.get_mut(certificate_id) {
+            certificate.status = status;
+        }
     }
 
     /// Every time a certificate was set ACTIVE without a Thing and a policy attached.
@@ -210,13 +211,9 @@ impl MemoryRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Locks the store, or fails with an injected fault for `operation`.
-    fn begin(&self, operation: &'static str) -> Result<MutexGuard<'_, Store>, RegistryError> {
-        let mut store = self.lock();
-        match store.failures.remove(operation) {
-            Some(kind) => Err(RegistryError::new(kind, operation, "injected failure")),
-            None => Ok(store),
-        }
+    /// Locks the store for one operation (the name documents which, as in the API).
+    fn begin(&self, _operation: &'static str) -> Result<MutexGuard<'_, Store>, RegistryError> {
+        Ok(self.lock())
     }
 
     /// Records `certificate_id` being set ACTIVE while it lacks a Thing or a policy.
@@ -461,6 +458,87 @@ impl Registry for MemoryRegistry {
         let store = self.begin("ListAttachedPolicies")?;
         Ok(policies_of(&store, target_arn))
     }
+
+    async fn detach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> Result<(), RegistryError> {
+        const OP: &str = "DetachThingPrincipal";
+        let mut store = self.begin(OP)?;
+        let known = self
+            .certificate_id_from_arn(principal_arn)
+            .is_some_and(|id| store.certificates.contains_key(id));
+        let thing = store
+            .things
+            .get_mut(thing_name)
+            .ok_or_else(|| not_found(OP, format_args!("thing {thing_name}")))?;
+        if !known {
+            return Err(not_found(OP, format_args!("principal {principal_arn}")));
+        }
+        thing.principals.retain(|p| p != principal_arn);
+        Ok(())
+    }
+
+    async fn detach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> Result<(), RegistryError> {
+        let mut store = self.begin("DetachPolicy")?;
+        if let Some(targets) = store.policies.get_mut(policy_name) {
+            targets.retain(|t| t != target_arn);
+        }
+        Ok(())
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> Result<(), RegistryError> {
+        const OP: &str = "DeleteCertificate";
+        let mut store = self.begin(OP)?;
+        let certificate = store
+            .certificates
+            .get(certificate_id)
+            .ok_or_else(|| not_found(OP, format_args!("certificate {certificate_id}")))?;
+        let conflict = |why: &str| {
+            Err(RegistryError::new(
+                RegistryErrorKind::Conflict,
+                OP,
+                why.to_owned(),
+            ))
+        };
+        if certificate.status == CertificateStatus::Active {
+            return conflict("certificate must be deactivated before deletion");
+        }
+        let arn = self.certificate_arn(certificate_id);
+        if !things_of(&store, &arn).is_empty() {
+            return conflict("things must be detached before deletion");
+        }
+        if !policies_of(&store, &arn).is_empty() {
+            return conflict("policies must be detached before deletion");
+        }
+        store.certificates.remove(certificate_id);
+        Ok(())
+    }
+
+    async fn delete_thing(&self, thing_name: &str) -> Result<(), RegistryError> {
+        const OP: &str = "DeleteThing";
+        let mut store = self.begin(OP)?;
+        let attached = store.things.get(thing_name).is_some_and(|thing| {
+            thing.principals.iter().any(|p| {
+                self.certificate_id_from_arn(p)
+                    .is_some_and(|id| store.certificates.contains_key(id))
+            })
+        });
+        if attached {
+            return Err(RegistryError::new(
+                RegistryErrorKind::InvalidRequest,
+                OP,
+                format!("thing {thing_name} is still attached to one or more principals"),
+            ));
+        }
+        store.things.remove(thing_name);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -524,8 +602,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn injected_failures_fire_once() {
-        let registry = MemoryRegistry::new("123456789012", "eu-west-1");
+    async fn injected_failures_fire_once_and_change_nothing() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let registry =
+            crate::registry::Faulty::new(MemoryRegistry::new("123456789012", "eu-west-1"));
         registry.fail_next("CreateThing", RegistryErrorKind::Throttled);
         let spec = ThingSpec {
             name: "t".into(),
@@ -535,7 +616,13 @@ mod tests {
             registry.create_thing(&spec).await.unwrap_err().kind(),
             RegistryErrorKind::Throttled
         );
+        assert!(registry.inner().snapshot().things.is_empty());
         registry.create_thing(&spec).await.unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        registry.before_next("DeleteThing", move || flag.store(true, Ordering::SeqCst));
+        registry.delete_thing("t").await.unwrap();
+        assert!(ran.load(Ordering::SeqCst));
     }
 
     #[tokio::test]

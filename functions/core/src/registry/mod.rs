@@ -11,9 +11,11 @@ use std::future::Future;
 use crate::error::ErrorClass;
 
 pub mod contract;
+pub mod faults;
 pub mod iot;
 pub mod memory;
 
+pub use faults::Faulty;
 pub use iot::IotRegistry;
 pub use memory::MemoryRegistry;
 
@@ -240,6 +242,33 @@ pub trait Registry: Send + Sync {
         &self,
         target_arn: &str,
     ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+
+    /// Idempotent; `NotFound` for an unknown Thing or principal. Asynchronous on AWS: the
+    /// attachment may still be listed for a while.
+    fn detach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// Idempotent, also for an unknown policy.
+    fn detach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// `Conflict` while the certificate is ACTIVE or still attached to a Thing or a policy.
+    fn delete_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// Succeeds for an unknown Thing; `InvalidRequest` while principals are attached.
+    fn delete_thing(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 }
 
 impl<R: Registry> Registry for std::sync::Arc<R> {
@@ -307,4 +336,34 @@ impl<R: Registry> Registry for std::sync::Arc<R> {
     ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
         (**self).list_attached_policies(target)
     }
+    fn detach_thing_principal(
+        &self,
+        thing: &str,
+        principal: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).detach_thing_principal(thing, principal)
+    }
+    fn detach_policy(
+        &self,
+        policy: &str,
+        target: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).detach_policy(policy, target)
+    }
+    fn delete_certificate(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).delete_certificate(id)
+    }
+    fn delete_thing(&self, thing: &str) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).delete_thing(thing)
+    }
+}
+
+/// The certificate id at the end of a certificate ARN (`arn:aws:iot:…:cert/<id>`).
+pub fn certificate_id_from_arn(arn: &str) -> Option<&str> {
+    arn.rsplit_once(":cert/")
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
 }

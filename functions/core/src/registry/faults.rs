@@ -1,0 +1,146 @@
+//! Fault injection around any registry adapter, for tests: the next call of a named operation
+//! fails with a given kind, or runs a given action first (an operator acting mid-flight).
+//! Because it wraps the port, the same faults hit the in-memory registry and the emulator.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
+    RegistryErrorKind, ThingSpec,
+};
+
+type Action = Box<dyn FnOnce() + Send>;
+
+enum Fault {
+    Fail(RegistryErrorKind),
+    RunFirst(Action),
+}
+
+/// A registry whose operations can be made to fail once, by name (e.g. `"AttachPolicy"`).
+pub struct Faulty<R> {
+    inner: R,
+    faults: Mutex<HashMap<&'static str, Fault>>,
+}
+
+impl<R> std::fmt::Debug for Faulty<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faulty").finish_non_exhaustive()
+    }
+}
+
+impl<R: Registry> Faulty<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            faults: Mutex::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    /// The next call of `operation` fails with `kind` and changes nothing.
+    pub fn fail_next(&self, operation: &'static str, kind: RegistryErrorKind) {
+        self.lock().insert(operation, Fault::Fail(kind));
+    }
+
+    /// `action` runs just before the next call of `operation`, which then proceeds.
+    pub fn before_next(&self, operation: &'static str, action: impl FnOnce() + Send + 'static) {
+        self.lock()
+            .insert(operation, Fault::RunFirst(Box::new(action)));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<&'static str, Fault>> {
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn trip(&self, operation: &'static str) -> Result<(), RegistryError> {
+        let fault = self.lock().remove(operation);
+        match fault {
+            Some(Fault::Fail(kind)) => Err(RegistryError::new(kind, operation, "injected failure")),
+            Some(Fault::RunFirst(action)) => {
+                action();
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl<R: Registry> Registry for Faulty<R> {
+    async fn describe_certificate(
+        &self,
+        id: &str,
+    ) -> Result<CertificateDescription, RegistryError> {
+        self.trip("DescribeCertificate")?;
+        self.inner.describe_certificate(id).await
+    }
+    async fn describe_ca_certificate(&self, id: &str) -> Result<CaDescription, RegistryError> {
+        self.trip("DescribeCACertificate")?;
+        self.inner.describe_ca_certificate(id).await
+    }
+    async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        self.trip("CreateThing")?;
+        self.inner.create_thing(spec).await
+    }
+    async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
+        self.trip("AddThingToThingGroup")?;
+        self.inner.add_thing_to_group(thing, group).await
+    }
+    async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
+        self.trip("AttachPolicy")?;
+        self.inner.attach_policy(policy, target).await
+    }
+    async fn attach_thing_principal(
+        &self,
+        thing: &str,
+        principal: &str,
+    ) -> Result<(), RegistryError> {
+        self.trip("AttachThingPrincipal")?;
+        self.inner.attach_thing_principal(thing, principal).await
+    }
+    async fn update_certificate_status(
+        &self,
+        id: &str,
+        status: &CertificateStatus,
+    ) -> Result<(), RegistryError> {
+        self.trip("UpdateCertificate")?;
+        self.inner.update_certificate_status(id, status).await
+    }
+    async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
+        self.trip("ListThingPrincipals")?;
+        self.inner.list_thing_principals(thing).await
+    }
+    async fn list_principal_things(&self, principal: &str) -> Result<Vec<String>, RegistryError> {
+        self.trip("ListPrincipalThings")?;
+        self.inner.list_principal_things(principal).await
+    }
+    async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
+        self.trip("ListAttachedPolicies")?;
+        self.inner.list_attached_policies(target).await
+    }
+    async fn detach_thing_principal(
+        &self,
+        thing: &str,
+        principal: &str,
+    ) -> Result<(), RegistryError> {
+        self.trip("DetachThingPrincipal")?;
+        self.inner.detach_thing_principal(thing, principal).await
+    }
+    async fn detach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
+        self.trip("DetachPolicy")?;
+        self.inner.detach_policy(policy, target).await
+    }
+    async fn delete_certificate(&self, id: &str) -> Result<(), RegistryError> {
+        self.trip("DeleteCertificate")?;
+        self.inner.delete_certificate(id).await
+    }
+    async fn delete_thing(&self, thing: &str) -> Result<(), RegistryError> {
+        self.trip("DeleteThing")?;
+        self.inner.delete_thing(thing).await
+    }
+}
