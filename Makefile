@@ -12,8 +12,13 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-demo: ## Replay the sample registration events on the embedded registry (offline)
-	$(CARGO) run --quiet -p jitr-cli --bin jitr -- replay events/registration/[0-9]*.json
+demo: ## Replay the sample registration, then lifecycle, events on embedded registries (offline)
+	$(CARGO) build --quiet -p jitr-cli
+	@echo "== registration: events/registration =="
+	@target/debug/jitr replay events/registration/[0-9]*.json
+	@echo
+	@echo "== lifecycle: events/lifecycle (webhooks signed with the test secret in registry.json) =="
+	@target/debug/jitr replay --function lifecycle events/lifecycle/[0-9]*.json
 
 test: lint venv ## Format check, clippy, and every test (unit, contract, emulator-backed)
 	$(CARGO) build --workspace --bins
@@ -48,8 +53,8 @@ integration: venv ## Emulator-backed tests only
 bench: ## The decision-path benchmark (prints the median per event)
 	$(CARGO) bench -p jitr-core --bench decision_path
 
-fixtures: ## Regenerate events/registration (CAs, certificates, CRL, events)
-	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events/registration
+fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events)
+	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events
 
 clean-state: ## Remove emulator state left by test runs
 	rm -rf target/ministack

@@ -20,8 +20,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the registration handler on event files and print outcomes and the registry state.
+    /// Run a handler on event files and print outcomes and the registry state.
     Replay {
+        /// Which function's handler to run.
+        #[arg(long, value_enum, default_value = "registration")]
+        function: replay::Function,
         /// Print JSON lines instead of tables.
         #[arg(long)]
         json: bool,
@@ -54,11 +57,12 @@ enum Command {
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Replay {
+            function,
             json,
             endpoint_url,
             samples,
             files,
-        } => replay::run(&files, samples, endpoint_url.as_deref(), json).await,
+        } => replay::run(function, &files, samples, endpoint_url.as_deref(), json).await,
         Command::Seed {
             endpoint_url,
             samples,

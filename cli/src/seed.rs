@@ -39,9 +39,10 @@ pub async fn run(
         "CA registered: {ca_id} (ACTIVE, auto-registration on)"
     ))?;
     // The policy name the samples' configuration expects.
-    let policy_name = jitr_registration::samples::load(samples)?
-        .config
-        .device_policy_name;
+    let policy_name = jitr_core::samples::load(samples)
+        .await?
+        .variable("DEVICE_POLICY_NAME")
+        .ok_or("the samples name no DEVICE_POLICY_NAME")?;
     iot.create_policy(&policy_name, &policy)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,10 +1,11 @@
 //! The registry state after a replay, read back through the port so the same code prints
-//! the embedded registry and an emulator.
+//! the embedded registry and an emulator. Certificates and Things that no longer exist are
+//! shown as deleted: after a decommission, that is the point.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use jitr_core::registry::{Registry, RegistryError, RegistryErrorKind};
+use jitr_core::registry::{Registry, RegistryError, RegistryErrorKind, certificate_id_from_arn};
 use serde_json::{Value, json};
 
 #[derive(Debug)]
@@ -20,20 +21,30 @@ pub struct CertificateState {
 #[derive(Debug, Default)]
 pub struct RegistryState {
     pub certificates: Vec<CertificateState>,
-    /// Thing → attached principals (certificate ids).
-    pub things: BTreeMap<String, Vec<String>>,
+    /// Thing → attached certificate ids (short), or `None` if the Thing does not exist.
+    pub things: BTreeMap<String, Option<Vec<String>>>,
 }
 
-/// Describes each certificate and its attachments; a certificate that does not exist is skipped.
+/// Describes each certificate and Thing with its attachments.
 pub async fn collect_state<R: Registry>(
     registry: &R,
     certificate_ids: &[String],
+    thing_names: &[String],
 ) -> Result<RegistryState, RegistryError> {
     let mut state = RegistryState::default();
     for id in certificate_ids {
         let description = match registry.describe_certificate(id).await {
             Ok(d) => d,
-            Err(e) if e.kind() == RegistryErrorKind::NotFound => continue,
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => {
+                state.certificates.push(CertificateState {
+                    id: id.clone(),
+                    subject: String::new(),
+                    status: "(deleted)".into(),
+                    things: Vec::new(),
+                    policies: Vec::new(),
+                });
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let things = registry.list_principal_things(&description.arn).await?;
@@ -42,8 +53,7 @@ pub async fn collect_state<R: Registry>(
             state
                 .things
                 .entry(thing.clone())
-                .or_default()
-                .push(short(id));
+                .or_insert_with(|| Some(Vec::new()));
         }
         state.certificates.push(CertificateState {
             id: id.clone(),
@@ -52,6 +62,20 @@ pub async fn collect_state<R: Registry>(
             things,
             policies,
         });
+    }
+    for thing in thing_names {
+        state.things.entry(thing.clone()).or_insert(None);
+    }
+    for (thing, principals) in &mut state.things {
+        *principals = match registry.list_thing_principals(thing).await {
+            Ok(arns) => Some(
+                arns.iter()
+                    .map(|arn| short(certificate_id_from_arn(arn).unwrap_or(arn)))
+                    .collect(),
+            ),
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
     }
     Ok(state)
 }
@@ -70,13 +94,13 @@ impl RegistryState {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<14} {:<24} {:<12} {:<14} POLICIES",
+            "{:<14} {:<24} {:<12} {:<26} POLICIES",
             "CERTIFICATE", "SUBJECT CN", "STATUS", "THINGS"
         );
         for c in &self.certificates {
             let _ = writeln!(
                 out,
-                "{:<14} {:<24} {:<12} {:<14} {}",
+                "{:<14} {:<24} {:<12} {:<26} {}",
                 short(&c.id),
                 display_width(&c.subject, 24),
                 c.status,
@@ -86,7 +110,11 @@ impl RegistryState {
         }
         let _ = writeln!(out, "\n{:<22} PRINCIPALS", "THING");
         for (thing, principals) in &self.things {
-            let _ = writeln!(out, "{thing:<22} {}", principals.join(","));
+            let principals = principals.as_ref().map_or_else(
+                || "(deleted)".to_owned(),
+                |p| dash_if_empty(&p.join(",")).to_owned(),
+            );
+            let _ = writeln!(out, "{thing:<22} {principals}");
         }
         out
     }

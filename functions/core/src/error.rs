@@ -53,6 +53,10 @@ pub enum JitrError {
         resource: &'static str,
         name: String,
     },
+    /// A principal was detached but is still listed on the Thing after bounded waiting
+    /// (detachment is asynchronous on AWS): retry later.
+    #[error("{principal} is still attached to thing {thing} after waiting")]
+    DetachPending { thing: String, principal: String },
     /// A registry call failed; its kind decides the class.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -66,7 +70,7 @@ impl JitrError {
     pub fn class(&self) -> ErrorClass {
         match self {
             JitrError::Registry(e) => e.kind().class(),
-            JitrError::Revocation(_) => ErrorClass::Retryable,
+            JitrError::Revocation(_) | JitrError::DetachPending { .. } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -79,6 +83,7 @@ impl JitrError {
             JitrError::EventMismatch(_) => "EventMismatch",
             JitrError::Config { .. } => "Config",
             JitrError::MissingResource { .. } => "MissingResource",
+            JitrError::DetachPending { .. } => "DetachPending",
             JitrError::Registry(e) => e.kind().as_str(),
             JitrError::Revocation(e) => e.kind(),
         }

@@ -17,6 +17,7 @@ pub mod naming;
 pub mod pki;
 pub mod registry;
 pub mod revocation;
+pub mod samples;
 pub mod telemetry;
 
 pub use config::Config;

@@ -1,6 +1,7 @@
 //! Logs and metrics: JSON log lines through `tracing` (fields, not prose), and one CloudWatch
 //! embedded-metric-format line per invocation, so no agent or extra API call is needed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -8,8 +9,13 @@ use serde_json::json;
 /// The namespace of every metric the functions emit.
 pub const METRIC_NAMESPACE: &str = "IotJitr";
 
-/// Installs the JSON log subscriber; verbosity from `RUST_LOG` or Lambda's `AWS_LAMBDA_LOG_LEVEL`.
+/// Metric lines are for the Lambda process only (the CLI runs the same handlers quietly).
+static METRICS_ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the JSON log subscriber (verbosity from `RUST_LOG` or Lambda's
+/// `AWS_LAMBDA_LOG_LEVEL`) and turns metric lines on: what a function's `main` calls.
 pub fn init_logging() {
+    METRICS_ENABLED.store(true, Ordering::Relaxed);
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
         .unwrap_or_else(|_| "info".to_owned())
@@ -49,9 +55,12 @@ pub fn metric_line(function: &str, outcome: &str, duration_ms: f64) -> String {
     .to_string()
 }
 
-/// Writes the EMF line to stdout, where the Lambda log agent picks it up.
+/// Writes the EMF line to stdout, where Lambda's log capture picks it up (once `init_logging`
+/// has run).
 pub fn emit_metric(function: &str, outcome: &str, duration_ms: f64) {
-    println!("{}", metric_line(function, outcome, duration_ms));
+    if METRICS_ENABLED.load(Ordering::Relaxed) {
+        println!("{}", metric_line(function, outcome, duration_ms));
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 mod provision;
 mod registrar;
 mod report;
-pub mod samples;
 
 use std::time::Instant;
 

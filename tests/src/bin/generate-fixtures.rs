@@ -1,7 +1,8 @@
-//! Regenerates `events/registration/`: the sample CAs, device certificates, CRL, the
-//! registry manifest the demo seeds from, and one event file per scenario.
+//! Regenerates `events/registration/` and `events/lifecycle/`: the sample CAs, device
+//! certificates, CRL, the registry manifests the demo seeds from, and one event file per
+//! scenario (lifecycle webhooks signed with the documented test secret).
 //!
-//! Run with `make fixtures` (or `cargo run -p jitr-tests --bin generate-fixtures -- DIR`).
+//! Run with `make fixtures` (or `cargo run -p jitr-tests --bin generate-fixtures -- EVENTS_DIR`).
 //! Needs `openssl` for the one key rcgen cannot make, an RSA-1024 key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,13 +19,19 @@ const ACCOUNT: &str = "123456789012";
 const OTHER_ACCOUNT: &str = "210987654321";
 const EVENT_TIME_MS: i64 = 1_763_800_000_000;
 
+/// The webhook secret the lifecycle samples are signed with (a public test value).
+const DEMO_WEBHOOK_SECRET: &str = "jitr-demo-webhook-secret";
+/// The clock the lifecycle samples are made for.
+const LIFECYCLE_NOW: &str = "2026-11-22T12:00:00Z";
+
 fn main() {
-    let dir = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| "events/registration".into()),
-    );
-    std::fs::create_dir_all(&dir).unwrap();
+    let events = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "events".into()));
+    registration(&events.join("registration"));
+    lifecycle(&events.join("lifecycle"));
+}
+
+fn registration(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
 
     let ca = Ca::new("Acme Devices Root CA", "Acme Devices").unwrap();
@@ -181,6 +188,179 @@ fn main() {
     write(
         "12-already-active.json",
         &event(&active.id, &ca_id, ACCOUNT, json!(null)),
+    );
+    println!("wrote fixtures to {}", dir.display());
+}
+
+fn lifecycle(dir: &Path) {
+    use jitr_lifecycle::webhook::sign;
+    use time::format_description::well_known::Rfc3339;
+
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let ca = Ca::new("Acme Devices Root CA", "Acme Devices").unwrap();
+    write("ca.pem", &ca.pem);
+    for name in [
+        "sensor-0100-a",
+        "sensor-0100-b",
+        "gateway-0200",
+        "sensor-0300",
+    ] {
+        write(
+            &format!("{name}.pem"),
+            &ca.issue(&DeviceSpec::named(name)).unwrap().cert_pem,
+        );
+    }
+    let cert = |file: &str, status: &str, things: &[&str]| json!({"file": file, "caFile": "ca.pem", "status": status, "things": things, "policies": ["jitr-device"]});
+    let manifest = json!({
+        "account": ACCOUNT,
+        "region": "eu-west-1",
+        "now": LIFECYCLE_NOW,
+        "config": {
+            "WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+            "WEBHOOK_MAX_AGE_SECONDS": "900",
+            "DECOMMISSION_DELETES_CERTIFICATES": "true"
+        },
+        "policies": ["jitr-device"],
+        "cas": [{"file": "ca.pem", "active": true}],
+        "things": ["sensor-0100", "gateway-0200", "sensor-0300"],
+        "certificates": [
+            cert("sensor-0100-a.pem", "INACTIVE", &["sensor-0100"]),
+            cert("sensor-0100-b.pem", "INACTIVE", &["sensor-0100", "gateway-0200"]),
+            cert("gateway-0200.pem", "ACTIVE", &["gateway-0200"]),
+            cert("sensor-0300.pem", "REVOKED", &["sensor-0300"])
+        ]
+    });
+    write(
+        "registry.json",
+        &(serde_json::to_string_pretty(&manifest).unwrap() + "\n"),
+    );
+
+    let now = OffsetDateTime::parse(LIFECYCLE_NOW, &Rfc3339).unwrap();
+    let at = |seconds_before: i64| {
+        (now - Duration::seconds(seconds_before))
+            .format(&Rfc3339)
+            .unwrap()
+    };
+    let mender = |id: &str, kind: &str, device: &str, status: Option<&str>, time: String| {
+        let mut data = json!({"id": device});
+        if let Some(status) = status {
+            data["status"] = status.into();
+        }
+        json!({"id": id, "type": kind, "data": data, "time": time}).to_string()
+    };
+    // A Function URL request as Lambda delivers it; `signature` None signs correctly.
+    let request = |body: &str, signature: Option<&str>, base64: bool, upper: bool| {
+        let signature = signature.map_or_else(
+            || sign(DEMO_WEBHOOK_SECRET.as_bytes(), body.as_bytes()),
+            str::to_owned,
+        );
+        let (sig_header, alg_header) = if upper {
+            ("X-Men-Signature", "X-Men-Algorithm")
+        } else {
+            ("x-men-signature", "x-men-algorithm")
+        };
+        let encoded = if base64 {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, body)
+        } else {
+            body.to_owned()
+        };
+        let event = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+            "headers": {"content-type": "application/json", sig_header: signature, alg_header: "MEN-HMAC-SHA256-Payload", "user-agent": "mender-webhooks"},
+            "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "198.51.100.9"}, "requestId": "req-1", "timeEpoch": 0},
+            "body": encoded, "isBase64Encoded": base64
+        });
+        serde_json::to_string_pretty(&event).unwrap() + "\n"
+    };
+    let accepted = mender(
+        "0b3a2f9e-0001-4c6a-9d3e-6f1a2b3c4d01",
+        "device-status-changed",
+        "sensor-0100",
+        Some("accepted"),
+        at(60),
+    );
+    let rejected = mender(
+        "0b3a2f9e-0002-4c6a-9d3e-6f1a2b3c4d02",
+        "device-status-changed",
+        "sensor-0100",
+        Some("rejected"),
+        at(50),
+    );
+    let forged = mender(
+        "0b3a2f9e-0003-4c6a-9d3e-6f1a2b3c4d03",
+        "device-status-changed",
+        "sensor-0100",
+        Some("accepted"),
+        at(40),
+    );
+    let replayed = mender(
+        "0b3a2f9e-0004-4c6a-9d3e-6f1a2b3c4d04",
+        "device-status-changed",
+        "sensor-0100",
+        Some("accepted"),
+        at(7200),
+    );
+    let decommissioned = mender(
+        "0b3a2f9e-0005-4c6a-9d3e-6f1a2b3c4d05",
+        "device-decommissioned",
+        "sensor-0100",
+        None,
+        at(20),
+    );
+    let again = mender(
+        "0b3a2f9e-0006-4c6a-9d3e-6f1a2b3c4d06",
+        "device-decommissioned",
+        "sensor-0100",
+        None,
+        at(10),
+    );
+    write(
+        "01-webhook-accepted.json",
+        &request(&accepted, None, false, false),
+    );
+    write(
+        "02-webhook-rejected-base64.json",
+        &request(&rejected, None, true, true),
+    );
+    write(
+        "03-webhook-bad-signature.json",
+        &request(
+            &forged,
+            Some(&sign(b"not-the-secret-at-all", forged.as_bytes())),
+            false,
+            false,
+        ),
+    );
+    write(
+        "04-webhook-replayed.json",
+        &request(&replayed, None, false, false),
+    );
+    write(
+        "05-direct-activate-revoked.json",
+        &(serde_json::to_string_pretty(
+            &json!({"deviceId": "sensor-0300", "action": "activate", "reason": "operator retry"}),
+        )
+        .unwrap()
+            + "\n"),
+    );
+    write("06-eventbridge-deactivate.json", &(serde_json::to_string_pretty(&json!({
+        "version": "0", "id": "7d1e-eventbridge", "detail-type": "DeviceLifecycle", "source": "acme.device-management",
+        "account": ACCOUNT, "time": LIFECYCLE_NOW, "region": "eu-west-1", "resources": [],
+        "detail": {"deviceId": "gateway-0200", "action": "deactivate", "reason": "maintenance"}
+    })).unwrap() + "\n"));
+    write("07-sqs-batch.json", &(serde_json::to_string_pretty(&json!({"Records": [
+        {"messageId": "msg-1", "receiptHandle": "rh-1", "eventSource": "aws:sqs", "body": json!({"deviceId": "gateway-0200", "action": "activate"}).to_string()},
+        {"messageId": "msg-2", "receiptHandle": "rh-2", "eventSource": "aws:sqs", "body": "{not json"},
+        {"messageId": "msg-3", "receiptHandle": "rh-3", "eventSource": "aws:sqs", "body": json!({"deviceId": "sensor-0300", "action": "revoke"}).to_string()}
+    ]})).unwrap() + "\n"));
+    write(
+        "08-webhook-decommissioned.json",
+        &request(&decommissioned, None, false, false),
+    );
+    write(
+        "09-webhook-decommissioned-again.json",
+        &request(&again, None, false, false),
     );
     println!("wrote fixtures to {}", dir.display());
 }

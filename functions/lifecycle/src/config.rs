@@ -1,0 +1,158 @@
+//! The lifecycle function's configuration, read once at cold start; an invalid value fails the
+//! cold start with a message naming the variable.
+
+use jitr_core::JitrError;
+
+/// How old (or how far in the future) a webhook's `time` may be before it is refused as a replay.
+pub const DEFAULT_WEBHOOK_MAX_AGE_SECS: i64 = 15 * 60;
+
+/// The shortest secret accepted: a short HMAC key is guessable offline from one signed request.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// The shared secret for `X-Men-Signature`; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    pub fn new(secret: &str) -> Self {
+        Self(secret.as_bytes().to_vec())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(redacted)")
+    }
+}
+
+/// Validated configuration of the lifecycle function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// `WEBHOOK_SECRET`: required for webhook input; without it every webhook is refused.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// `DECOMMISSION_DELETES_CERTIFICATES` (default true).
+    pub decommission_deletes_certificates: bool,
+    /// `WEBHOOK_MAX_AGE_SECONDS` (default 900): the replay window.
+    pub webhook_max_age_secs: i64,
+}
+
+impl LifecycleConfig {
+    pub fn from_env() -> Result<Self, JitrError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, JitrError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let webhook_secret = match get("WEBHOOK_SECRET") {
+            Some(secret) if secret.len() < MIN_SECRET_LEN => {
+                return Err(config_error(
+                    "WEBHOOK_SECRET",
+                    &format!("must be at least {MIN_SECRET_LEN} characters"),
+                ));
+            }
+            other => other.map(|s| WebhookSecret::new(&s)),
+        };
+        let decommission_deletes_certificates =
+            match get("DECOMMISSION_DELETES_CERTIFICATES").as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(config_error(
+                        "DECOMMISSION_DELETES_CERTIFICATES",
+                        &format!("expected true or false, got {other:?}"),
+                    ));
+                }
+            };
+        let webhook_max_age_secs = match get("WEBHOOK_MAX_AGE_SECONDS") {
+            None => DEFAULT_WEBHOOK_MAX_AGE_SECS,
+            Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                config_error(
+                    "WEBHOOK_MAX_AGE_SECONDS",
+                    &format!("expected a positive number of seconds, got {v:?}"),
+                )
+            })?,
+        };
+        Ok(Self {
+            webhook_secret,
+            decommission_deletes_certificates,
+            webhook_max_age_secs,
+        })
+    }
+}
+
+fn config_error(variable: &'static str, problem: &str) -> JitrError {
+    JitrError::Config {
+        variable,
+        problem: problem.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<LifecycleConfig, JitrError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        LifecycleConfig::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.webhook_secret, None);
+        assert!(config.decommission_deletes_certificates);
+        assert_eq!(config.webhook_max_age_secs, 900);
+        let config = load(&[
+            ("WEBHOOK_SECRET", "0123456789abcdef"),
+            ("DECOMMISSION_DELETES_CERTIFICATES", "false"),
+            ("WEBHOOK_MAX_AGE_SECONDS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.webhook_secret.as_ref().map(WebhookSecret::expose),
+            Some(&b"0123456789abcdef"[..])
+        );
+        assert!(!config.decommission_deletes_certificates);
+        assert_eq!(config.webhook_max_age_secs, 60);
+        assert_eq!(
+            format!("{config:?}").matches("0123456789abcdef").count(),
+            0,
+            "the secret is never printed"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (vars, variable) in [
+            (&[("WEBHOOK_SECRET", "short")][..], "WEBHOOK_SECRET"),
+            (
+                &[("DECOMMISSION_DELETES_CERTIFICATES", "yes")][..],
+                "DECOMMISSION_DELETES_CERTIFICATES",
+            ),
+            (
+                &[("WEBHOOK_MAX_AGE_SECONDS", "-5")][..],
+                "WEBHOOK_MAX_AGE_SECONDS",
+            ),
+            (
+                &[("WEBHOOK_MAX_AGE_SECONDS", "soon")][..],
+                "WEBHOOK_MAX_AGE_SECONDS",
+            ),
+        ] {
+            match load(vars) {
+                Err(JitrError::Config { variable: got, .. }) => assert_eq!(got, variable),
+                other => panic!("{vars:?}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! One invocation: recognise the input (Function URL webhook, SQS batch, EventBridge event or
+//! a direct neutral command), apply it, and answer in that input's own terms: an HTTP response,
+//! `batchItemFailures`, or the summary (errors classified as `<Class>.<Kind>`).
+
+use std::time::Instant;
+
+use jitr_core::JitrError;
+use jitr_core::registry::Registry;
+use jitr_core::telemetry;
+use serde_json::{Value, json};
+
+use crate::command::DeviceCommand;
+use crate::transitions::{Lifecycle, Summary};
+use crate::webhook::{WebhookError, WebhookRequest, is_function_url_request, parse_envelope};
+
+/// Handles any supported payload at `now` (seconds since the epoch).
+pub async fn handle_payload<R: Registry>(
+    lifecycle: &Lifecycle<R>,
+    payload: &Value,
+    now: i64,
+) -> Result<Value, JitrError> {
+    if is_function_url_request(payload) {
+        return Ok(handle_webhook(lifecycle, payload, now).await);
+    }
+    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+        return Ok(handle_sqs(lifecycle, records).await);
+    }
+    let command = match payload.get("detail") {
+        Some(detail) if payload.get("detail-type").is_some() => detail,
+        _ => payload,
+    };
+    let summary = run_command(lifecycle, "direct", DeviceCommand::from_value(command)).await?;
+    Ok(json!(summary))
+}
+
+/// Applies a parsed (or unparseable) command, with one log line and one metric line.
+async fn run_command<R: Registry>(
+    lifecycle: &Lifecycle<R>,
+    source: &str,
+    command: Result<DeviceCommand, JitrError>,
+) -> Result<Summary, JitrError> {
+    let started = Instant::now();
+    let (device_id, action) = command
+        .as_ref()
+        .map(|c| (c.device_id.clone(), c.action.as_str()))
+        .unwrap_or_default();
+    let result = match command {
+        Ok(command) => lifecycle.apply(&command).await,
+        Err(e) => Err(e),
+    };
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &result {
+        Ok(summary) => {
+            tracing::info!(
+                source, device_id = %device_id, action, outcome = summary.outcome,
+                certificates = summary.certificates.len(), thing_deleted = summary.thing_deleted,
+                duration_ms, "lifecycle event handled"
+            );
+            telemetry::emit_metric("lifecycle", summary.outcome, duration_ms);
+        }
+        Err(err) => {
+            let error_type = err.error_type();
+            tracing::error!(source, device_id = %device_id, action, outcome = "Error", error_type = %error_type, error = %err, duration_ms, "lifecycle event failed");
+            telemetry::emit_metric("lifecycle", &error_type, duration_ms);
+        }
+    }
+    result
+}
+
+/// SQS: each message is a neutral command; failures are reported per message so only they
+/// are retried (and, past the queue's maxReceiveCount, land in its dead-letter queue).
+async fn handle_sqs<R: Registry>(lifecycle: &Lifecycle<R>, records: &[Value]) -> Value {
+    let mut failures = Vec::new();
+    for record in records {
+        let id = record
+            .get("messageId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let command = record
+            .get("body")
+            .and_then(Value::as_str)
+            .ok_or_else(|| JitrError::MalformedEvent {
+                field: "body",
+                problem: "missing".into(),
+            })
+            .and_then(|body| {
+                serde_json::from_str::<Value>(body).map_err(|e| JitrError::MalformedEvent {
+                    field: "body",
+                    problem: e.to_string(),
+                })
+            })
+            .and_then(|value| DeviceCommand::from_value(&value));
+        if run_command(lifecycle, "sqs", command).await.is_err() {
+            failures.push(json!({"itemIdentifier": id}));
+        }
+    }
+    json!({"batchItemFailures": failures})
+}
+
+/// A Function URL webhook: always an HTTP response, never a Lambda error.
+async fn handle_webhook<R: Registry>(lifecycle: &Lifecycle<R>, payload: &Value, now: i64) -> Value {
+    let config = lifecycle.config();
+    let authenticated = WebhookRequest::from_event(payload).and_then(|request| {
+        request.authenticate(config.webhook_secret.as_ref())?;
+        let event = parse_envelope(&request.body)?;
+        event.check_fresh(now, config.webhook_max_age_secs)?;
+        Ok(event)
+    });
+    let event = match authenticated {
+        Ok(event) => event,
+        Err(err) => return refuse(&err),
+    };
+    let command = event.command();
+    let command = match command {
+        Ok(command) => command,
+        Err(err) => return refuse(&err),
+    };
+    tracing::info!(webhook_id = %jitr_core::event::escape(&event.id), webhook_type = %event.kind, device_id = %command.device_id, "webhook authenticated");
+    match run_command(lifecycle, "webhook", Ok(command)).await {
+        Ok(summary) => http(200, &json!(summary)),
+        Err(err) => {
+            let status = match err.class() {
+                jitr_core::ErrorClass::Retryable => 503,
+                jitr_core::ErrorClass::Permanent => 500,
+            };
+            http(status, &json!({"error": err.error_type()}))
+        }
+    }
+}
+
+fn refuse(err: &WebhookError) -> Value {
+    // Only the code and the reason: never the signature, the secret or the body.
+    tracing::warn!(status = err.status(), reason = err.code(), detail = %err, "webhook refused");
+    telemetry::emit_metric("lifecycle", &format!("Webhook.{}", err.code()), 0.0);
+    http(
+        err.status(),
+        &json!({"error": err.code(), "message": err.to_string()}),
+    )
+}
+
+/// A Function URL response.
+pub fn http(status: u16, body: &Value) -> Value {
+    json!({"statusCode": status, "headers": {"content-type": "application/json"}, "body": body.to_string()})
+}

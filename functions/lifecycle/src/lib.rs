@@ -1,0 +1,37 @@
+//! jitr-lifecycle: the Lambda function that keeps IoT Core in step with the device-management
+//! side. Mender webhooks arrive through a Function URL; any other system sends a neutral
+//! command by direct invoke, EventBridge or SQS.
+//!
+//! The key decisions: a webhook is authenticated (constant-time HMAC over the raw body) before
+//! a single byte of it is parsed; every transition is idempotent so duplicates and retries are
+//! harmless; and decommissioning removes the Thing attachment last, because it is how a retry
+//! finds a certificate whose teardown was interrupted.
+
+pub mod command;
+pub mod config;
+mod handler;
+pub mod transitions;
+pub mod webhook;
+
+use jitr_core::registry::Registry;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+pub use command::{Action, DeviceCommand};
+pub use config::LifecycleConfig;
+pub use handler::{handle_payload, http};
+pub use transitions::{CertificateChange, Lifecycle, Summary};
+
+/// The Lambda entry point.
+pub async fn handle_lambda_event<R: Registry>(
+    lifecycle: &Lifecycle<R>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    handle_payload(lifecycle, &event.payload, now)
+        .await
+        .map_err(|err| Diagnostic {
+            error_type: err.error_type(),
+            error_message: err.to_string(),
+        })
+}

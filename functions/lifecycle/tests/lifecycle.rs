@@ -1,0 +1,513 @@
+//! The lifecycle function over the in-memory registry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jitr_core::pki::{Ca, DeviceSpec};
+use jitr_core::registry::memory::Snapshot;
+use jitr_core::registry::{
+    CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
+};
+use jitr_core::samples;
+use jitr_lifecycle::webhook::sign;
+use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
+use serde_json::{Value, json};
+
+fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/lifecycle")
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn sample_events_have_their_documented_outcomes() {
+    use time::format_description::well_known::Rfc3339;
+    let sample = samples::load(&samples_dir()).await.unwrap();
+    let now = time::OffsetDateTime::parse(sample.now.as_deref().unwrap(), &Rfc3339)
+        .unwrap()
+        .unix_timestamp();
+    let config = LifecycleConfig::from_lookup(|n| sample.variable(n)).unwrap();
+    let ids = sample.certificate_ids.clone();
+    let lifecycle = Lifecycle::new(sample.registry, config);
+    let run = |file: &str| {
+        let payload: Value =
+            serde_json::from_slice(&std::fs::read(samples_dir().join(file)).unwrap()).unwrap();
+        let lifecycle = &lifecycle;
+        async move { handle_payload(lifecycle, &payload, now).await }
+    };
+    let status = |lifecycle: &Lifecycle<MemoryRegistry>, n: usize| {
+        lifecycle
+            .registry()
+            .snapshot()
+            .certificates
+            .into_iter()
+            .find(|c| c.id == ids[n])
+            .map(|c| c.status)
+    };
+
+    let r = run("01-webhook-accepted.json").await.unwrap();
+    assert_eq!(
+        (r["statusCode"].as_u64(), body(&r)["outcome"].as_str()),
+        (Some(200), Some("Changed"))
+    );
+    assert_eq!(status(&lifecycle, 0), Some(CertificateStatus::Active));
+    let r = run("02-webhook-rejected-base64.json").await.unwrap();
+    assert_eq!(r["statusCode"], 200);
+    assert_eq!(status(&lifecycle, 0), Some(CertificateStatus::Inactive));
+
+    let before = lifecycle.registry().snapshot();
+    let r = run("03-webhook-bad-signature.json").await.unwrap();
+    assert_eq!(
+        (r["statusCode"].as_u64(), body(&r)["error"].as_str()),
+        (Some(401), Some("BadSignature"))
+    );
+    let r = run("04-webhook-replayed.json").await.unwrap();
+    assert_eq!(
+        (r["statusCode"].as_u64(), body(&r)["error"].as_str()),
+        (Some(400), Some("Replay"))
+    );
+    assert_eq!(
+        lifecycle.registry().snapshot(),
+        before,
+        "refused webhooks change nothing"
+    );
+
+    let r = run("05-direct-activate-revoked.json").await.unwrap();
+    assert_eq!(r["certificates"][0]["note"], "RevokedStaysRevoked");
+    assert_eq!(status(&lifecycle, 3), Some(CertificateStatus::Revoked));
+    let r = run("06-eventbridge-deactivate.json").await.unwrap();
+    assert_eq!(r["outcome"], "Changed");
+    assert_eq!(status(&lifecycle, 2), Some(CertificateStatus::Inactive));
+    let r = run("07-sqs-batch.json").await.unwrap();
+    assert_eq!(
+        r,
+        json!({"batchItemFailures": [{"itemIdentifier": "msg-2"}]})
+    );
+    assert_eq!(status(&lifecycle, 2), Some(CertificateStatus::Active));
+
+    let r = run("08-webhook-decommissioned.json").await.unwrap();
+    assert_eq!(r["statusCode"], 200);
+    let snapshot = lifecycle.registry().snapshot();
+    assert_eq!(
+        status(&lifecycle, 0),
+        None,
+        "the exclusive certificate is deleted"
+    );
+    let shared = snapshot
+        .certificates
+        .iter()
+        .find(|c| c.id == ids[1])
+        .unwrap();
+    assert_eq!(
+        (shared.things.as_slice(), shared.status.clone()),
+        (&["gateway-0200".to_owned()][..], CertificateStatus::Active)
+    );
+    assert!(!snapshot.things.iter().any(|t| t.name == "sensor-0100"));
+    let r = run("09-webhook-decommissioned-again.json").await.unwrap();
+    assert_eq!(
+        (r["statusCode"].as_u64(), body(&r)["outcome"].as_str()),
+        (Some(200), Some("ThingNotFound"))
+    );
+}
+
+#[tokio::test]
+async fn every_lifecycle_sample_parses() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(samples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name == "registry.json" {
+            samples::load(&samples_dir()).await.unwrap();
+        } else if name.ends_with(".json") {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let recognised = jitr_lifecycle::webhook::is_function_url_request(&value)
+                || value.get("Records").is_some()
+                || DeviceCommand::from_value(value.get("detail").unwrap_or(&value)).is_ok();
+            assert!(recognised, "{name}");
+        } else if name.ends_with(".pem") {
+            assert!(
+                jitr_core::certificate::pem_to_der(&text).is_some(),
+                "{name}"
+            );
+        } else {
+            panic!("unexpected file {name}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 15);
+}
+
+/// A device Thing with certificates in given statuses, all with the policy.
+struct World {
+    memory: Arc<MemoryRegistry>,
+    registry: Arc<Faulty<Arc<MemoryRegistry>>>,
+    ca: Ca,
+    ca_id: String,
+}
+
+impl World {
+    fn new() -> Self {
+        let memory = Arc::new(MemoryRegistry::new("123456789012", "eu-west-1"));
+        let ca = Ca::new("Lifecycle CA", "Acme").unwrap();
+        let ca_id = memory.register_ca(&ca.pem, true).unwrap();
+        memory.create_policy("device");
+        let registry = Arc::new(Faulty::new(Arc::clone(&memory)));
+        Self {
+            memory,
+            registry,
+            ca,
+            ca_id,
+        }
+    }
+
+    /// A certificate in `status`, attached to `things` and (optionally) the policy.
+    async fn certificate(
+        &self,
+        cn: &str,
+        status: CertificateStatus,
+        things: &[&str],
+        policy: bool,
+    ) -> String {
+        let device = self.ca.issue(&DeviceSpec::named(cn)).unwrap();
+        let id = self
+            .memory
+            .register_certificate(&device.cert_pem, Some(&self.ca_id), status)
+            .unwrap();
+        let arn = self.memory.certificate_arn(&id);
+        for thing in things {
+            self.memory
+                .create_thing(&ThingSpec {
+                    name: (*thing).into(),
+                    ..ThingSpec::default()
+                })
+                .await
+                .unwrap();
+            self.memory
+                .attach_thing_principal(thing, &arn)
+                .await
+                .unwrap();
+        }
+        if policy {
+            self.memory.attach_policy("device", &arn).await.unwrap();
+        }
+        id
+    }
+
+    fn lifecycle(&self, deletes: bool) -> Lifecycle<Arc<Faulty<Arc<MemoryRegistry>>>> {
+        let config = LifecycleConfig {
+            webhook_secret: None,
+            decommission_deletes_certificates: deletes,
+            webhook_max_age_secs: 900,
+        };
+        Lifecycle::new(Arc::clone(&self.registry), config)
+    }
+
+    fn status(&self, id: &str) -> Option<CertificateStatus> {
+        self.memory
+            .snapshot()
+            .certificates
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.status)
+    }
+}
+
+fn command(device: &str, action: Action) -> DeviceCommand {
+    DeviceCommand::new(device, action, None).unwrap()
+}
+
+#[tokio::test]
+async fn transition_table() {
+    use CertificateStatus::{Active, Inactive, PendingActivation, Revoked};
+    let cases = [
+        (Action::Activate, Inactive, Active),
+        (Action::Activate, Active, Active),
+        (Action::Activate, Revoked, Revoked),
+        (Action::Activate, PendingActivation, PendingActivation),
+        (Action::Deactivate, Active, Inactive),
+        (Action::Deactivate, Inactive, Inactive),
+        (Action::Deactivate, Revoked, Revoked),
+        (Action::Deactivate, PendingActivation, PendingActivation),
+        (Action::Revoke, Active, Revoked),
+        (Action::Revoke, Inactive, Revoked),
+        (Action::Revoke, PendingActivation, Revoked),
+        (Action::Revoke, Revoked, Revoked),
+    ];
+    for (action, from, to) in cases {
+        let world = World::new();
+        let id = world.certificate("dev", from.clone(), &["dev"], true).await;
+        world
+            .lifecycle(true)
+            .apply(&command("dev", action))
+            .await
+            .unwrap();
+        assert_eq!(world.status(&id), Some(to), "{action:?} from {from}");
+        assert!(world.memory.invariant_violations().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn activation_needs_a_policy_and_a_missing_thing_is_nothing_to_do() {
+    let world = World::new();
+    let id = world
+        .certificate("bare", CertificateStatus::Inactive, &["bare"], false)
+        .await;
+    let summary = world
+        .lifecycle(true)
+        .apply(&command("bare", Action::Activate))
+        .await
+        .unwrap();
+    assert_eq!(summary.certificates[0].note, Some("NoPolicyAttached"));
+    assert_eq!(world.status(&id), Some(CertificateStatus::Inactive));
+    for action in Action::ALL {
+        let summary = world
+            .lifecycle(true)
+            .apply(&command("ghost", action))
+            .await
+            .unwrap();
+        assert_eq!(summary.outcome, "ThingNotFound");
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_stays_revoked_through_every_sequence() {
+    let actions = [
+        Action::Activate,
+        Action::Deactivate,
+        Action::Revoke,
+        Action::Activate,
+    ];
+    for first in actions {
+        for second in actions {
+            for third in actions {
+                let world = World::new();
+                let id = world
+                    .certificate("rv", CertificateStatus::Revoked, &["rv"], true)
+                    .await;
+                let lifecycle = world.lifecycle(true);
+                for action in [first, second, third] {
+                    lifecycle.apply(&command("rv", action)).await.unwrap();
+                    assert_eq!(
+                        world.status(&id),
+                        Some(CertificateStatus::Revoked),
+                        "{first:?} {second:?} {third:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Two certificates on the device, one shared with a gateway.
+async fn decommission_world() -> (World, String, String, String) {
+    let world = World::new();
+    let own = world
+        .certificate("own", CertificateStatus::Active, &["device-1"], true)
+        .await;
+    let shared = world
+        .certificate(
+            "shared",
+            CertificateStatus::Active,
+            &["device-1", "gateway-1"],
+            true,
+        )
+        .await;
+    let gateway = world
+        .certificate("gw", CertificateStatus::Active, &["gateway-1"], true)
+        .await;
+    (world, own, shared, gateway)
+}
+
+fn assert_decommissioned(snapshot: &Snapshot, own: &str, shared: &str) {
+    assert!(
+        !snapshot.certificates.iter().any(|c| c.id == own),
+        "the device's own certificate is deleted"
+    );
+    let shared = snapshot
+        .certificates
+        .iter()
+        .find(|c| c.id == shared)
+        .unwrap();
+    assert_eq!(
+        shared.status,
+        CertificateStatus::Active,
+        "the gateway keeps using the shared certificate"
+    );
+    assert_eq!(shared.things, ["gateway-1"]);
+    assert_eq!(shared.policies, ["device"]);
+    assert!(!snapshot.things.iter().any(|t| t.name == "device-1"));
+}
+
+#[tokio::test]
+async fn decommission_deletes_what_is_the_devices_and_spares_what_is_shared() {
+    let (world, own, shared, gateway) = decommission_world().await;
+    let summary = world
+        .lifecycle(true)
+        .apply(&command("device-1", Action::Decommission))
+        .await
+        .unwrap();
+    assert!(summary.thing_deleted);
+    assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+    assert_eq!(world.status(&gateway), Some(CertificateStatus::Active));
+    let again = world
+        .lifecycle(true)
+        .apply(&command("device-1", Action::Decommission))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, "ThingNotFound");
+}
+
+#[tokio::test]
+async fn decommission_can_keep_certificates_inactive() {
+    let (world, own, _, _) = decommission_world().await;
+    world
+        .lifecycle(false)
+        .apply(&command("device-1", Action::Decommission))
+        .await
+        .unwrap();
+    let kept = world
+        .memory
+        .snapshot()
+        .certificates
+        .into_iter()
+        .find(|c| c.id == own)
+        .unwrap();
+    assert_eq!(kept.status, CertificateStatus::Inactive);
+    assert!(kept.things.is_empty() && kept.policies.is_empty());
+}
+
+/// A fault at any step surfaces as a classified error; the retry completes the same end state.
+#[tokio::test]
+async fn a_retry_after_a_failure_at_any_decommission_step_completes() {
+    let steps = [
+        "ListThingPrincipals",
+        "DescribeCertificate",
+        "ListPrincipalThings",
+        "UpdateCertificate",
+        "ListAttachedPolicies",
+        "DetachPolicy",
+        "DetachThingPrincipal",
+        "DeleteCertificate",
+        "DeleteThing",
+    ];
+    for step in steps {
+        let (world, own, shared, _) = decommission_world().await;
+        world.registry.fail_next(step, RegistryErrorKind::Throttled);
+        let err = world
+            .lifecycle(true)
+            .apply(&command("device-1", Action::Decommission))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Retryable.Throttled", "{step}");
+        world
+            .lifecycle(true)
+            .apply(&command("device-1", Action::Decommission))
+            .await
+            .unwrap();
+        assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+    }
+}
+
+#[tokio::test]
+async fn webhooks_with_bad_signatures_change_nothing() {
+    let world = World::new();
+    let id = world
+        .certificate("mender-1", CertificateStatus::Active, &["mender-1"], true)
+        .await;
+    let secret = "webhook-secret-for-tests";
+    let config = LifecycleConfig {
+        webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
+        decommission_deletes_certificates: true,
+        webhook_max_age_secs: 900,
+    };
+    let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
+    let now = 1_800_000_000;
+    let time = time::OffsetDateTime::from_unix_timestamp(now)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let payload = json!({"id": "w1", "type": "device-decommissioned", "data": {"id": "mender-1"}, "time": time}).to_string();
+    let request = |signature: &str| {
+        json!({"version": "2.0", "headers": {"x-men-signature": signature},
+        "requestContext": {"http": {"method": "POST"}}, "body": payload, "isBase64Encoded": false})
+    };
+    let before = world.memory.snapshot();
+    for bad in [
+        sign(b"wrong-secret-wrong-secret", payload.as_bytes()),
+        String::new(),
+        "00".repeat(32),
+    ] {
+        let response = handle_payload(&lifecycle, &request(&bad), now)
+            .await
+            .unwrap();
+        assert_eq!(response["statusCode"], 401);
+    }
+    assert_eq!(world.memory.snapshot(), before);
+    let response = handle_payload(
+        &lifecycle,
+        &request(&sign(secret.as_bytes(), payload.as_bytes())),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response["statusCode"], 200);
+    assert_eq!(world.status(&id), None);
+}
+
+#[tokio::test]
+async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
+    let world = World::new();
+    world
+        .certificate("dev-503", CertificateStatus::Active, &["dev-503"], true)
+        .await;
+    let secret = "webhook-secret-for-tests";
+    let config = LifecycleConfig {
+        webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
+        decommission_deletes_certificates: true,
+        webhook_max_age_secs: 900,
+    };
+    let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
+    let now = 1_800_000_000;
+    let time = time::OffsetDateTime::from_unix_timestamp(now)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let payload = json!({"id": "w2", "type": "device-status-changed", "data": {"id": "dev-503", "status": "rejected"}, "time": time}).to_string();
+    let request = json!({"headers": {"x-men-signature": sign(secret.as_bytes(), payload.as_bytes())},
+        "requestContext": {"http": {"method": "POST"}}, "body": payload});
+    world
+        .registry
+        .fail_next("UpdateCertificate", RegistryErrorKind::Throttled);
+    let response = handle_payload(&lifecycle, &request, now).await.unwrap();
+    assert_eq!(response["statusCode"], 503);
+    world
+        .registry
+        .fail_next("UpdateCertificate", RegistryErrorKind::AccessDenied);
+    let response = handle_payload(&lifecycle, &request, now).await.unwrap();
+    assert_eq!(response["statusCode"], 500);
+
+    let err = handle_payload(
+        &lifecycle,
+        &json!({"deviceId": "dev-503", "action": "explode"}),
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "Permanent.MalformedEvent");
+    world
+        .registry
+        .fail_next("ListThingPrincipals", RegistryErrorKind::Unavailable);
+    let err = handle_payload(
+        &lifecycle,
+        &json!({"deviceId": "dev-503", "action": "revoke"}),
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.Unavailable");
+}
