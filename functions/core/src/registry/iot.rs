@@ -192,6 +192,22 @@ impl IotRegistry {
         })
     }
 
+    /// Every target a policy is attached to (ListTargetsForPolicy).
+    pub async fn list_policy_targets(
+        &self,
+        policy_name: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_targets_for_policy()
+            .policy_name(policy_name)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("ListTargetsForPolicy", e))
+    }
+
     /// The groups a Thing belongs to.
     pub async fn list_thing_groups_for_thing(
         &self,

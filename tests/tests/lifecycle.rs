@@ -1,0 +1,252 @@
+//! The lifecycle function against ministack: devices admitted by the registration function
+//! over real mTLS connects, then moved through every transition.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use jitr_core::pki::{Device, DeviceSpec};
+use jitr_core::registry::{CertificateStatus, Faulty, IotRegistry, Registry, RegistryErrorKind};
+use jitr_lifecycle::config::WebhookSecret;
+use jitr_lifecycle::webhook::sign;
+use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
+use jitr_registration::Outcome;
+use jitr_tests::device::Connect;
+use jitr_tests::fleet::{Fleet, POLICY};
+use serde_json::json;
+
+const SECRET: &str = "integration-webhook-secret";
+
+fn config() -> LifecycleConfig {
+    LifecycleConfig {
+        webhook_secret: Some(WebhookSecret::new(SECRET)),
+        decommission_deletes_certificates: true,
+        webhook_max_age_secs: 900,
+    }
+}
+
+/// A device connected, registered and activated, as in production.
+async fn admitted(fleet: &Fleet, name: &str) -> Device {
+    let device = fleet.pending_device(DeviceSpec::named(name)).await;
+    let report = fleet
+        .registrar(fleet.config())
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    device
+}
+
+fn command(device: &str, action: Action) -> DeviceCommand {
+    DeviceCommand::new(device, action, Some("integration test".into())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_reaches_the_emulator_and_the_device_feels_it() {
+    let fleet = Fleet::new().await;
+    let device = admitted(&fleet, "life-1").await;
+    let lifecycle = Lifecycle::new(fleet.iot().clone(), config());
+    assert_eq!(fleet.connect(&device).await, Connect::Accepted);
+
+    lifecycle
+        .apply(&command("life-1", Action::Deactivate))
+        .await
+        .unwrap();
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Inactive);
+    assert_ne!(fleet.connect(&device).await, Connect::Accepted);
+
+    lifecycle
+        .apply(&command("life-1", Action::Activate))
+        .await
+        .unwrap();
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Active);
+    assert_eq!(fleet.connect(&device).await, Connect::Accepted);
+
+    lifecycle
+        .apply(&command("life-1", Action::Revoke))
+        .await
+        .unwrap();
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    // The emulator would allow REVOKED → ACTIVE; our code must not ask for it.
+    for action in [Action::Activate, Action::Deactivate, Action::Activate] {
+        let summary = lifecycle.apply(&command("life-1", action)).await.unwrap();
+        assert_eq!(summary.outcome, "NothingToDo");
+        assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    }
+    let report = fleet
+        .registrar(fleet.config())
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::LeftAlone,
+        "registration leaves a REVOKED certificate alone too"
+    );
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    assert_ne!(fleet.connect(&device).await, Connect::Accepted);
+}
+
+/// device "life-dev" has its own certificate and one it shares with "life-gw".
+async fn shared_world(fleet: &Fleet) -> (Device, Device) {
+    let own = admitted(fleet, "life-dev").await;
+    let shared = admitted(fleet, "life-gw").await;
+    let arn = fleet
+        .iot()
+        .describe_certificate(&shared.id)
+        .await
+        .unwrap()
+        .arn;
+    fleet
+        .iot()
+        .attach_thing_principal("life-dev", &arn)
+        .await
+        .unwrap();
+    (own, shared)
+}
+
+async fn assert_decommissioned(fleet: &Fleet, own: &Device, shared: &Device) {
+    let err = fleet.iot().describe_certificate(&own.id).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        RegistryErrorKind::NotFound,
+        "the device's own certificate is deleted"
+    );
+    assert_eq!(
+        fleet
+            .iot()
+            .list_thing_principals("life-dev")
+            .await
+            .unwrap_err()
+            .kind(),
+        RegistryErrorKind::NotFound,
+        "the Thing is deleted"
+    );
+    assert_eq!(
+        fleet.status(shared).await,
+        CertificateStatus::Active,
+        "the shared certificate survives"
+    );
+    assert_eq!(
+        fleet.attachments(shared).await,
+        (vec!["life-gw".to_owned()], vec![POLICY.to_owned()])
+    );
+    let targets = fleet.iot().list_policy_targets(POLICY).await.unwrap();
+    assert!(
+        !targets.iter().any(|t| t.ends_with(&own.id)),
+        "no policy target points at the deleted certificate: {targets:?}"
+    );
+    assert_ne!(fleet.connect(own).await, Connect::Accepted);
+    assert_eq!(
+        fleet.connect(shared).await,
+        Connect::Accepted,
+        "the gateway still connects"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_decommission_webhook_removes_the_device_and_spares_the_shared_certificate() {
+    let fleet = Fleet::new().await;
+    let (own, shared) = shared_world(&fleet).await;
+    let lifecycle = Lifecycle::new(fleet.iot().clone(), config());
+    let now = time::OffsetDateTime::now_utc();
+    let body = json!({"id": "d-1", "type": "device-decommissioned", "data": {"id": "life-dev"},
+                      "time": now.format(&time::format_description::well_known::Rfc3339).unwrap()})
+    .to_string();
+    let request = |signature: String| {
+        json!({"version": "2.0", "headers": {"X-Men-Signature": signature},
+        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false})
+    };
+
+    let refused = handle_payload(
+        &lifecycle,
+        &request(sign(b"not-the-secret-at-all", body.as_bytes())),
+        now.unix_timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused["statusCode"], 401);
+    assert_eq!(
+        fleet.status(&own).await,
+        CertificateStatus::Active,
+        "a bad signature changes nothing"
+    );
+    assert_eq!(
+        fleet.attachments(&own).await,
+        (vec!["life-dev".to_owned()], vec![POLICY.to_owned()])
+    );
+
+    let done = handle_payload(
+        &lifecycle,
+        &request(sign(SECRET.as_bytes(), body.as_bytes())),
+        now.unix_timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done["statusCode"], 200, "{done}");
+    assert_decommissioned(&fleet, &own, &shared).await;
+    let again = handle_payload(
+        &lifecycle,
+        &request(sign(SECRET.as_bytes(), body.as_bytes())),
+        now.unix_timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["statusCode"], 200, "a repeated event is harmless");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_failure_midway_completes_the_decommission() {
+    let fleet = Fleet::new().await;
+    let (own, shared) = shared_world(&fleet).await;
+    for step in ["DetachPolicy", "DeleteCertificate"] {
+        let faulty = Arc::new(Faulty::new(fleet.iot().clone()));
+        faulty.fail_next(step, RegistryErrorKind::Unavailable);
+        let lifecycle: Lifecycle<Arc<Faulty<IotRegistry>>> =
+            Lifecycle::new(Arc::clone(&faulty), config());
+        let err = lifecycle
+            .apply(&command("life-dev", Action::Decommission))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Retryable.Unavailable", "{step}");
+        assert_eq!(
+            fleet.status(&own).await,
+            CertificateStatus::Inactive,
+            "after a failed {step}: INACTIVE, still findable"
+        );
+        assert!(
+            fleet
+                .iot()
+                .list_thing_principals("life-dev")
+                .await
+                .unwrap()
+                .iter()
+                .any(|p| p.ends_with(&own.id)),
+            "{step}"
+        );
+    }
+    let lifecycle = Lifecycle::new(fleet.iot().clone(), config());
+    lifecycle
+        .apply(&command("life-dev", Action::Decommission))
+        .await
+        .unwrap();
+    assert_decommissioned(&fleet, &own, &shared).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_batch_reports_only_its_failures() {
+    let fleet = Fleet::new().await;
+    let device = admitted(&fleet, "life-sqs").await;
+    let lifecycle = Lifecycle::new(fleet.iot().clone(), config());
+    let batch = json!({"Records": [
+        {"messageId": "ok", "body": json!({"deviceId": "life-sqs", "action": "deactivate"}).to_string()},
+        {"messageId": "poison", "body": "{\"deviceId\": "},
+        {"messageId": "unknown-device", "body": json!({"deviceId": "nobody", "action": "revoke"}).to_string()}
+    ]});
+    let response = handle_payload(&lifecycle, &batch, 0).await.unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "poison"}]})
+    );
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Inactive);
+}
