@@ -1,14 +1,18 @@
-//! `jitr seed`: the sample CA (registered with a verification certificate, auto-registration
-//! on), the device policy, and the CRL in S3, loaded into an emulator.
+//! `jitr seed`: the sample world of a folder's `registry.json`, loaded into an emulator (or any
+//! IoT endpoint): CAs registered the real way (registration code, verification certificate,
+//! auto-registration on), policies, Things, certificates with their status and attachments,
+//! and the CRL published to S3. PENDING_ACTIVATION certificates are left out: only a device's
+//! connect makes one.
 
 use std::path::Path;
 
 use jitr_core::pki::Ca;
+use jitr_core::registry::iot::load_sdk_config_for_endpoint;
+use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryError, ThingSpec};
+use jitr_core::revocation::S3CrlFetcher;
+use jitr_core::samples::read_manifest;
 
 use crate::output::{Failure, line};
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::iot::load_sdk_config_for_endpoint;
-use jitr_core::revocation::S3CrlFetcher;
 
 pub async fn run(
     endpoint_url: &str,
@@ -16,41 +20,105 @@ pub async fn run(
     policy_path: &Path,
     bucket: &str,
 ) -> Result<(), Failure> {
-    let read =
-        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
-    let ca = Ca::from_pem(
-        &read(&samples.join("ca.pem"))?,
-        &read(&samples.join("ca.key.pem"))?,
-    )
-    .map_err(|e| e.to_string())?;
-    let policy = read(policy_path)?;
-
+    let read = |name: &str| {
+        let path = samples.join(name);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let failed = |what: &str, e: RegistryError| Failure::Message(format!("{what}: {e}"));
+    let manifest = read_manifest(samples)?;
+    let policy = std::fs::read_to_string(policy_path)
+        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
     let sdk = load_sdk_config_for_endpoint(endpoint_url).await;
     let iot = IotRegistry::from_sdk_config(&sdk);
-    let code = iot.registration_code().await.map_err(|e| e.to_string())?;
-    let verification = ca
-        .verification_certificate(&code)
-        .map_err(|e| e.to_string())?;
-    let ca_id = iot
-        .register_ca(&ca.pem, &verification, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    line(format!(
-        "CA registered: {ca_id} (ACTIVE, auto-registration on)"
-    ))?;
-    // The policy name the samples' configuration expects.
-    let policy_name = jitr_core::samples::load(samples)
-        .await?
-        .variable("DEVICE_POLICY_NAME")
-        .ok_or("the samples name no DEVICE_POLICY_NAME")?;
-    iot.create_policy(&policy_name, &policy)
-        .await
-        .map_err(|e| e.to_string())?;
-    line(format!("policy: {policy_name}"))?;
-    let crl = std::fs::read(samples.join("crl.pem")).map_err(|e| e.to_string())?;
-    S3CrlFetcher::from_sdk_config(&sdk)
-        .publish(bucket, "crl.pem", crl)
-        .await?;
-    line(format!("CRL: s3://{bucket}/crl.pem"))?;
+
+    for entry in &manifest.cas {
+        let key_file = entry.file.replace(".pem", ".key.pem");
+        let ca = Ca::from_pem(&read(&entry.file)?, &read(&key_file)?).map_err(|e| e.to_string())?;
+        let code = iot
+            .registration_code()
+            .await
+            .map_err(|e| failed("GetRegistrationCode", e))?;
+        let verification = ca
+            .verification_certificate(&code)
+            .map_err(|e| e.to_string())?;
+        let id = iot
+            .register_ca(&ca.pem, &verification, true)
+            .await
+            .map_err(|e| failed(&entry.file, e))?;
+        if !entry.active {
+            iot.set_ca_active(&id, false)
+                .await
+                .map_err(|e| failed(&entry.file, e))?;
+        }
+        let status = if entry.active { "ACTIVE" } else { "INACTIVE" };
+        line(format!(
+            "CA {}: {id} ({status}, auto-registration on)",
+            entry.file
+        ))?;
+    }
+    for name in &manifest.policies {
+        iot.create_policy(name, &policy)
+            .await
+            .map_err(|e| failed(name, e))?;
+        line(format!("policy: {name} ({})", policy_path.display()))?;
+    }
+    for thing in &manifest.things {
+        let spec = ThingSpec {
+            name: thing.clone(),
+            ..ThingSpec::default()
+        };
+        match iot.create_thing(&spec).await {
+            Err(e) if e.kind() != jitr_core::registry::RegistryErrorKind::AlreadyExists => {
+                return Err(failed(thing, e));
+            }
+            _ => line(format!("thing: {thing}"))?,
+        }
+    }
+    for cert in &manifest.certificates {
+        let status = CertificateStatus::parse(&cert.status);
+        if status == CertificateStatus::PendingActivation {
+            line(format!(
+                "certificate {}: left out (PENDING_ACTIVATION comes from a device's connect)",
+                cert.file
+            ))?;
+            continue;
+        }
+        let id = iot
+            .register_certificate(&read(&cert.file)?, &read(&cert.ca_file)?, &status)
+            .await
+            .map_err(|e| failed(&cert.file, e))?;
+        let arn = iot
+            .describe_certificate(&id)
+            .await
+            .map_err(|e| failed(&cert.file, e))?
+            .arn;
+        for thing in &cert.things {
+            iot.attach_thing_principal(thing, &arn)
+                .await
+                .map_err(|e| failed(&cert.file, e))?;
+        }
+        for policy in &cert.policies {
+            iot.attach_policy(policy, &arn)
+                .await
+                .map_err(|e| failed(&cert.file, e))?;
+        }
+        line(format!(
+            "certificate {}: {status}, things [{}], policies [{}]",
+            cert.file,
+            cert.things.join(","),
+            cert.policies.join(",")
+        ))?;
+    }
+    if let Some(list) = manifest
+        .config
+        .get("REVOCATION_LIST")
+        .filter(|l| !l.contains("://"))
+    {
+        let crl = std::fs::read(samples.join(list)).map_err(|e| e.to_string())?;
+        S3CrlFetcher::from_sdk_config(&sdk)
+            .publish(bucket, list, crl)
+            .await?;
+        line(format!("CRL: s3://{bucket}/{list}"))?;
+    }
     Ok(())
 }

@@ -58,7 +58,8 @@ async fn seed_then_replay_against_the_emulator() {
     let (ok, out) = jitr(&["seed", "--endpoint-url", &endpoint]).await;
     assert!(ok, "{out}");
     assert!(
-        out.contains("CA registered")
+        out.contains("CA ca.pem")
+            && out.contains("CA partner-ca.pem")
             && out.contains("policy: jitr-device")
             && out.contains("s3://jitr-samples/crl.pem"),
         "{out}"
@@ -144,4 +145,77 @@ async fn seed_then_replay_against_the_emulator() {
     );
     assert_eq!(connect_sample("sensor-0001").await, Connect::Accepted);
     assert_ne!(connect_sample("sensor-0002").await, Connect::Accepted);
+}
+
+/// The lifecycle samples seeded into the emulator and replayed by endpoint: the same story as
+/// `make demo` tells on the embedded registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_samples_replay_against_the_emulator() {
+    let endpoint = shared().endpoint.clone();
+    let (ok, out) = jitr(&[
+        "seed",
+        "--endpoint-url",
+        &endpoint,
+        "--samples",
+        "events/lifecycle",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("certificate sensor-0100-b.pem: INACTIVE, things [sensor-0100,gateway-0200]"),
+        "{out}"
+    );
+    let files: Vec<String> = std::fs::read_dir(workspace_root().join("events/lifecycle"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|n| format!("events/lifecycle/{n}"))
+        .collect();
+    let mut files = files;
+    files.sort();
+    let mut args = vec![
+        "replay",
+        "--function",
+        "lifecycle",
+        "--endpoint-url",
+        &endpoint,
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out) = jitr(&args).await;
+    assert!(ok, "{out}");
+    let row = |event: &str| {
+        out.lines()
+            .find(|l| l.starts_with(event))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        row("01-webhook-accepted.json").contains("HTTP 200"),
+        "{out}"
+    );
+    assert!(
+        row("03-webhook-bad-signature.json").contains("HTTP 401"),
+        "{out}"
+    );
+    assert!(
+        row("04-webhook-replayed.json").contains("HTTP 400"),
+        "{out}"
+    );
+    assert!(
+        row("05-direct-activate-revoked.json").contains("RevokedStaysRevoked"),
+        "{out}"
+    );
+    assert!(row("07-sqs-batch.json").contains("retry: msg-2"), "{out}");
+    assert!(
+        row("08-webhook-decommissioned.json").contains("thing deleted"),
+        "{out}"
+    );
+    assert!(
+        row("09-webhook-decommissioned-again.json").contains("ThingNotFound"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(deleted)") && out.contains("SharedWithAnotherThing"),
+        "{out}"
+    );
 }

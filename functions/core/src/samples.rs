@@ -9,40 +9,49 @@ use serde::Deserialize;
 use crate::registry::memory::certificate_id_of;
 use crate::registry::{CertificateStatus, MemoryRegistry, Registry, ThingSpec};
 
-#[derive(Debug, Deserialize)]
+/// `registry.json`: the sample world, read by the in-memory loader and by `jitr seed`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Manifest {
-    account: String,
-    region: String,
-    config: BTreeMap<String, String>,
+pub struct Manifest {
+    pub account: String,
+    pub region: String,
+    pub config: BTreeMap<String, String>,
     /// The clock the samples were made for (RFC 3339), for events that carry their own time.
     #[serde(default)]
-    now: Option<String>,
-    policies: Vec<String>,
-    cas: Vec<CaEntry>,
+    pub now: Option<String>,
+    pub policies: Vec<String>,
+    pub cas: Vec<CaEntry>,
     #[serde(default)]
-    things: Vec<String>,
-    certificates: Vec<CertificateEntry>,
+    pub things: Vec<String>,
+    pub certificates: Vec<CertificateEntry>,
 }
 
-#[derive(Debug, Deserialize)]
-struct CaEntry {
-    file: String,
-    active: bool,
+/// A registered CA; its key, where the samples have it, is `<stem>.key.pem` beside it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaEntry {
+    pub file: String,
+    pub active: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CertificateEntry {
-    file: String,
-    ca_file: String,
-    status: String,
+pub struct CertificateEntry {
+    pub file: String,
+    pub ca_file: String,
+    pub status: String,
     /// Things the certificate is attached to.
     #[serde(default)]
-    things: Vec<String>,
+    pub things: Vec<String>,
     /// Policies attached to it.
     #[serde(default)]
-    policies: Vec<String>,
+    pub policies: Vec<String>,
+}
+
+/// Reads `dir/registry.json`.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join("registry.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A seeded in-memory registry with the configuration the samples are meant for.
@@ -78,8 +87,7 @@ pub async fn load(dir: &Path) -> Result<SampleRegistry, String> {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
     };
-    let manifest: Manifest =
-        serde_json::from_str(&read("registry.json")?).map_err(|e| format!("registry.json: {e}"))?;
+    let manifest = read_manifest(&dir)?;
 
     let registry = MemoryRegistry::new(&manifest.account, &manifest.region);
     for policy in &manifest.policies {

@@ -42,6 +42,7 @@ fn registration(dir: &Path) {
     write("ca.pem", &ca.pem);
     write("ca.key.pem", &ca.key_pem());
     write("partner-ca.pem", &partner.pem);
+    write("partner-ca.key.pem", &partner.key_pem());
     write("unregistered-ca.pem", &unregistered.pem);
 
     // Keys are kept (public test material) so the samples can connect to an emulator.
@@ -200,6 +201,7 @@ fn lifecycle(dir: &Path) {
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     let ca = Ca::new("Acme Devices Root CA", "Acme Devices").unwrap();
     write("ca.pem", &ca.pem);
+    write("ca.key.pem", &ca.key_pem());
     for name in [
         "sensor-0100-a",
         "sensor-0100-b",

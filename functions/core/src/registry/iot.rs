@@ -192,6 +192,39 @@ impl IotRegistry {
         })
     }
 
+    /// RegisterCertificate with its CA and a status (not PENDING_ACTIVATION, which only a
+    /// device's connect can produce). Returns the id; an existing certificate is success.
+    pub async fn register_certificate(
+        &self,
+        pem: &str,
+        ca_pem: &str,
+        status: &CertificateStatus,
+    ) -> Result<String, RegistryError> {
+        const OP: &str = "RegisterCertificate";
+        let result = self
+            .client
+            .register_certificate()
+            .certificate_pem(pem)
+            .ca_certificate_pem(ca_pem)
+            .status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.certificate_id().map(str::to_owned).ok_or_else(|| {
+                RegistryError::new(RegistryErrorKind::Other, OP, "no certificate id")
+            }),
+            Err(err) => {
+                let id = match err.as_service_error() {
+                    Some(aws_sdk_iot::operation::register_certificate::RegisterCertificateError::ResourceAlreadyExistsException(e)) => {
+                        e.resource_id().map(str::to_owned)
+                    }
+                    _ => None,
+                };
+                id.ok_or_else(|| classify(OP, err))
+            }
+        }
+    }
+
     /// Every target a policy is attached to (ListTargetsForPolicy).
     pub async fn list_policy_targets(
         &self,
