@@ -129,6 +129,8 @@ async fn every_lifecycle_sample_parses() {
                 || value.get("Records").is_some()
                 || DeviceCommand::from_value(value.get("detail").unwrap_or(&value)).is_ok();
             assert!(recognised, "{name}");
+        } else if name.ends_with(".key.pem") {
+            assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{name}");
         } else if name.ends_with(".pem") {
             assert!(
                 jitr_core::certificate::pem_to_der(&text).is_some(),
