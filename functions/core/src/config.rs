@@ -94,16 +94,8 @@ impl Config {
             .map(|v| v.parse::<RevocationSource>())
             .transpose()
             .map_err(|e| config_error("REVOCATION_LIST", &e))?;
-        let revocation_fail_open = match get("REVOCATION_FAIL_OPEN").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(config_error(
-                    "REVOCATION_FAIL_OPEN",
-                    &format!("expected true or false, got {other:?}"),
-                ));
-            }
-        };
+        let revocation_fail_open =
+            bool_variable("REVOCATION_FAIL_OPEN", get("REVOCATION_FAIL_OPEN"), false)?;
 
         Ok(Self {
             device_policy_name,
@@ -148,10 +140,28 @@ fn list(value: Option<String>) -> Vec<String> {
         .collect()
 }
 
-fn config_error(variable: &'static str, problem: &str) -> JitrError {
+/// A configuration error naming its variable (every function's configuration uses it).
+pub fn config_error(variable: &'static str, problem: &str) -> JitrError {
     JitrError::Config {
         variable,
         problem: problem.to_owned(),
+    }
+}
+
+/// A `true`/`false` variable; absent means `default`, anything else is an error naming it.
+pub fn bool_variable(
+    variable: &'static str,
+    value: Option<String>,
+    default: bool,
+) -> Result<bool, JitrError> {
+    match value.as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(config_error(
+            variable,
+            &format!("expected true or false, got {other:?}"),
+        )),
     }
 }
 

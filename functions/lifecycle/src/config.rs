@@ -2,6 +2,7 @@
 //! cold start with a message naming the variable.
 
 use jitr_core::JitrError;
+use jitr_core::config::{bool_variable, config_error};
 
 /// How old (or how far in the future) a webhook's `time` may be before it is refused as a replay.
 pub const DEFAULT_WEBHOOK_MAX_AGE_SECS: i64 = 15 * 60;
@@ -60,17 +61,11 @@ impl LifecycleConfig {
             }
             other => other.map(|s| WebhookSecret::new(&s)),
         };
-        let decommission_deletes_certificates =
-            match get("DECOMMISSION_DELETES_CERTIFICATES").as_deref() {
-                None | Some("true") => true,
-                Some("false") => false,
-                Some(other) => {
-                    return Err(config_error(
-                        "DECOMMISSION_DELETES_CERTIFICATES",
-                        &format!("expected true or false, got {other:?}"),
-                    ));
-                }
-            };
+        let decommission_deletes_certificates = bool_variable(
+            "DECOMMISSION_DELETES_CERTIFICATES",
+            get("DECOMMISSION_DELETES_CERTIFICATES"),
+            true,
+        )?;
         let webhook_max_age_secs = match get("WEBHOOK_MAX_AGE_SECONDS") {
             None => DEFAULT_WEBHOOK_MAX_AGE_SECS,
             Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -85,13 +80,6 @@ impl LifecycleConfig {
             decommission_deletes_certificates,
             webhook_max_age_secs,
         })
-    }
-}
-
-fn config_error(variable: &'static str, problem: &str) -> JitrError {
-    JitrError::Config {
-        variable,
-        problem: problem.to_owned(),
     }
 }
 

@@ -96,20 +96,15 @@ impl IotRegistry {
             .allow_auto_registration(auto_registration)
             .send()
             .await;
-        match result {
-            Ok(out) => out.certificate_id().map(str::to_owned).ok_or_else(|| {
-                RegistryError::new(RegistryErrorKind::Other, OP, "no certificate id")
-            }),
-            Err(err) => {
-                let id = match err.as_service_error() {
-                    Some(aws_sdk_iot::operation::register_ca_certificate::RegisterCACertificateError::ResourceAlreadyExistsException(e)) => {
-                        e.resource_id().map(str::to_owned)
-                    }
-                    _ => None,
-                };
-                id.ok_or_else(|| classify(OP, err))
-            }
-        }
+        use aws_sdk_iot::operation::register_ca_certificate::RegisterCACertificateError as E;
+        registered_id(
+            OP,
+            result.map(|out| out.certificate_id().map(str::to_owned)),
+            |e| match e {
+                E::ResourceAlreadyExistsException(e) => e.resource_id().map(str::to_owned),
+                _ => None,
+            },
+        )
     }
 
     /// UpdateCACertificate to ACTIVE or INACTIVE.
@@ -209,20 +204,15 @@ impl IotRegistry {
             .status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
             .send()
             .await;
-        match result {
-            Ok(out) => out.certificate_id().map(str::to_owned).ok_or_else(|| {
-                RegistryError::new(RegistryErrorKind::Other, OP, "no certificate id")
-            }),
-            Err(err) => {
-                let id = match err.as_service_error() {
-                    Some(aws_sdk_iot::operation::register_certificate::RegisterCertificateError::ResourceAlreadyExistsException(e)) => {
-                        e.resource_id().map(str::to_owned)
-                    }
-                    _ => None,
-                };
-                id.ok_or_else(|| classify(OP, err))
-            }
-        }
+        use aws_sdk_iot::operation::register_certificate::RegisterCertificateError as E;
+        registered_id(
+            OP,
+            result.map(|out| out.certificate_id().map(str::to_owned)),
+            |e| match e {
+                E::ResourceAlreadyExistsException(e) => e.resource_id().map(str::to_owned),
+                _ => None,
+            },
+        )
     }
 
     /// Every target a policy is attached to (ListTargetsForPolicy).
@@ -261,6 +251,27 @@ impl IotRegistry {
                     .collect()
             })
             .map_err(|e| classify("ListThingGroupsForThing", e))
+    }
+}
+
+/// The id a Register* call returned or, for a certificate already registered, the id its
+/// ResourceAlreadyExists error names: registering twice is success.
+fn registered_id<E>(
+    operation: &'static str,
+    result: Result<Option<String>, SdkError<E, HttpResponse>>,
+    existing: impl Fn(&E) -> Option<String>,
+) -> Result<String, RegistryError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(id) => id.ok_or_else(|| {
+            RegistryError::new(RegistryErrorKind::Other, operation, "no certificate id")
+        }),
+        Err(err) => err
+            .as_service_error()
+            .and_then(existing)
+            .ok_or_else(|| classify(operation, err)),
     }
 }
 

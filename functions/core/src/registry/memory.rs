@@ -226,6 +226,35 @@ impl MemoryRegistry {
         }
     }
 
+    /// True when `arn` is the ARN of a certificate in this store.
+    fn knows_certificate(&self, store: &Store, arn: &str) -> bool {
+        self.certificate_id_from_arn(arn)
+            .is_some_and(|id| store.certificates.contains_key(id))
+    }
+
+    /// The principals of an existing Thing, once the principal is known to exist: the checks,
+    /// in the emulator's order, of Attach- and DetachThingPrincipal.
+    fn principals_mut<'s>(
+        &self,
+        store: &'s mut Store,
+        operation: &'static str,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> Result<&'s mut Vec<String>, RegistryError> {
+        let known = self.knows_certificate(store, principal_arn);
+        let thing = store
+            .things
+            .get_mut(thing_name)
+            .ok_or_else(|| not_found(operation, format_args!("thing {thing_name}")))?;
+        if !known {
+            return Err(not_found(
+                operation,
+                format_args!("principal {principal_arn}"),
+            ));
+        }
+        Ok(&mut thing.principals)
+    }
+
     fn certificate_id_from_arn<'a>(&self, arn: &'a str) -> Option<&'a str> {
         let prefix = format!("arn:aws:iot:{}:{}:cert/", self.region, self.account);
         arn.strip_prefix(&prefix)
@@ -374,9 +403,7 @@ impl Registry for MemoryRegistry {
         if !store.policies.contains_key(policy_name) {
             return Err(not_found(OP, format_args!("policy {policy_name}")));
         }
-        let known = self
-            .certificate_id_from_arn(target_arn)
-            .is_some_and(|id| store.certificates.contains_key(id));
+        let known = self.knows_certificate(&store, target_arn);
         if !known {
             return Err(not_found(OP, format_args!("certificate {target_arn}")));
         }
@@ -395,18 +422,9 @@ impl Registry for MemoryRegistry {
     ) -> Result<(), RegistryError> {
         const OP: &str = "AttachThingPrincipal";
         let mut store = self.begin(OP)?;
-        let known = self
-            .certificate_id_from_arn(principal_arn)
-            .is_some_and(|id| store.certificates.contains_key(id));
-        let thing = store
-            .things
-            .get_mut(thing_name)
-            .ok_or_else(|| not_found(OP, format_args!("thing {thing_name}")))?;
-        if !known {
-            return Err(not_found(OP, format_args!("principal {principal_arn}")));
-        }
-        if !thing.principals.iter().any(|p| p == principal_arn) {
-            thing.principals.push(principal_arn.to_owned());
+        let principals = self.principals_mut(&mut store, OP, thing_name, principal_arn)?;
+        if !principals.iter().any(|p| p == principal_arn) {
+            principals.push(principal_arn.to_owned());
         }
         Ok(())
     }
@@ -445,9 +463,7 @@ impl Registry for MemoryRegistry {
     ) -> Result<Vec<String>, RegistryError> {
         const OP: &str = "ListPrincipalThings";
         let store = self.begin(OP)?;
-        let known = self
-            .certificate_id_from_arn(principal_arn)
-            .is_some_and(|id| store.certificates.contains_key(id));
+        let known = self.knows_certificate(&store, principal_arn);
         if !known {
             return Err(not_found(OP, format_args!("principal {principal_arn}")));
         }
@@ -466,17 +482,8 @@ impl Registry for MemoryRegistry {
     ) -> Result<(), RegistryError> {
         const OP: &str = "DetachThingPrincipal";
         let mut store = self.begin(OP)?;
-        let known = self
-            .certificate_id_from_arn(principal_arn)
-            .is_some_and(|id| store.certificates.contains_key(id));
-        let thing = store
-            .things
-            .get_mut(thing_name)
-            .ok_or_else(|| not_found(OP, format_args!("thing {thing_name}")))?;
-        if !known {
-            return Err(not_found(OP, format_args!("principal {principal_arn}")));
-        }
-        thing.principals.retain(|p| p != principal_arn);
+        self.principals_mut(&mut store, OP, thing_name, principal_arn)?
+            .retain(|p| p != principal_arn);
         Ok(())
     }
 
@@ -524,10 +531,10 @@ impl Registry for MemoryRegistry {
         const OP: &str = "DeleteThing";
         let mut store = self.begin(OP)?;
         let attached = store.things.get(thing_name).is_some_and(|thing| {
-            thing.principals.iter().any(|p| {
-                self.certificate_id_from_arn(p)
-                    .is_some_and(|id| store.certificates.contains_key(id))
-            })
+            thing
+                .principals
+                .iter()
+                .any(|p| self.knows_certificate(&store, p))
         });
         if attached {
             return Err(RegistryError::new(
