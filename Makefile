@@ -7,7 +7,7 @@ PYTHON ?= python3
 CARGO ?= cargo
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 
-.PHONY: help demo test lint fmt-check clippy toolchain venv unit integration bench fixtures seed clean-state
+.PHONY: help demo test lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,13 +24,17 @@ test: lint venv ## Format check, clippy, and every test (unit, contract, emulato
 	$(CARGO) build --workspace --bins
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) test --workspace
 
-lint: toolchain fmt-check clippy ## rustfmt --check and clippy -D warnings
+lint: toolchain fmt-check clippy template-lint ## rustfmt --check, clippy -D warnings, cfn-lint and the policy check
 
 fmt-check:
 	$(CARGO) fmt --all --check
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+template-lint: venv ## cfn-lint template.yaml, and the template's policies equal policies/*.json
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/python scripts/check_template.py
 
 toolchain: ## rustfmt and clippy, if the toolchain lacks them
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -18,23 +18,63 @@ use jitr_core::registry::Registry;
 use jitr_core::revocation::CrlFetcher;
 use jitr_core::telemetry;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use provision::provision;
 pub use registrar::{CA_CACHE_TTL_SECS, Registrar, unix_now};
 pub use report::{Outcome, Report};
 
-/// The Lambda entry point: runs the handler, writes one JSON log line and one metric line,
-/// and turns a classified error into `error_type = "<Class>.<Kind>"`.
+/// The Lambda entry point. The payload is the IoT event (rule → Lambda) or, behind the burst
+/// buffer, an SQS batch of them (rule → SQS → Lambda), answered with `batchItemFailures` so only
+/// failed messages come back (and, past the queue's maxReceiveCount, reach its dead-letter
+/// queue). Each event gets one JSON log line and one metric line; a direct event's classified
+/// error becomes `error_type = "<Class>.<Kind>"`.
 pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
     registrar: &Registrar<R, F>,
     event: LambdaEvent<Value>,
-) -> Result<Report, Diagnostic> {
-    let started = Instant::now();
+) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
-    let result = match account_from_function_arn(&context.invoked_function_arn) {
-        Ok(account) => registrar.handle(&payload, account).await,
-        Err(e) => Err(e),
+    let account = account_from_function_arn(&context.invoked_function_arn).map(str::to_owned);
+    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+        let mut failures = Vec::new();
+        for record in records {
+            let body = record
+                .get("body")
+                .and_then(Value::as_str)
+                .map(|body| serde_json::from_str::<Value>(body).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            if handle_one(registrar, &body, &account).await.is_err() {
+                let id = record
+                    .get("messageId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                failures.push(json!({"itemIdentifier": id}));
+            }
+        }
+        return Ok(json!({"batchItemFailures": failures}));
+    }
+    handle_one(registrar, &payload, &account)
+        .await
+        .map(|report| json!(report))
+        .map_err(|err| Diagnostic {
+            error_type: err.error_type(),
+            error_message: err.to_string(),
+        })
+}
+
+/// One event, timed, logged and counted.
+async fn handle_one<R: Registry, F: CrlFetcher>(
+    registrar: &Registrar<R, F>,
+    payload: &Value,
+    account: &Result<String, jitr_core::JitrError>,
+) -> Result<Report, jitr_core::JitrError> {
+    let started = Instant::now();
+    let result = match account {
+        Ok(account) => registrar.handle(payload, account).await,
+        Err(e) => Err(jitr_core::JitrError::MalformedEvent {
+            field: "invokedFunctionArn",
+            problem: e.to_string(),
+        }),
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let id = |field: &str| {
@@ -44,7 +84,7 @@ pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
             .map(jitr_core::event::escape)
             .unwrap_or_default()
     };
-    match result {
+    match &result {
         Ok(report) => {
             tracing::info!(
                 certificate_id = %report.certificate_id,
@@ -57,7 +97,6 @@ pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
                 "registration event handled"
             );
             telemetry::emit_metric("registration", report.outcome.as_str(), duration_ms);
-            Ok(report)
         }
         Err(err) => {
             let error_type = err.error_type();
@@ -71,10 +110,7 @@ pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
                 "registration event failed"
             );
             telemetry::emit_metric("registration", &error_type, duration_ms);
-            Err(Diagnostic {
-                error_type,
-                error_message: err.to_string(),
-            })
         }
     }
+    result
 }

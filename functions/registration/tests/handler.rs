@@ -389,7 +389,7 @@ async fn the_lambda_entry_point_classifies_errors() {
     )
     .await
     .unwrap();
-    assert_eq!(ok.outcome, Outcome::Activated);
+    assert_eq!(ok["outcome"], "Activated");
     let err = handle_lambda_event(
         &registrar,
         lambda_event(
@@ -424,4 +424,35 @@ async fn the_lambda_entry_point_classifies_errors() {
     .await
     .unwrap_err();
     assert_eq!(err.error_type, "Retryable.Throttled");
+}
+
+/// Behind the burst buffer the function gets SQS batches: each body is one IoT event, and only
+/// the messages that failed are reported back.
+#[tokio::test]
+async fn an_sqs_batch_of_events_reports_only_its_failures() {
+    let world = World::new();
+    let (ok_id, ok_event) = world.pending("burst-1");
+    let (other_id, mut other_account) = world.pending("burst-2");
+    other_account["awsAccountId"] = "999999999999".into();
+    let registrar = world.registrar(Arc::clone(&world.registry));
+    let mut context = Context::default();
+    context.invoked_function_arn =
+        format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:registration");
+    let batch = json!({"Records": [
+        {"messageId": "m-ok", "eventSource": "aws:sqs", "body": ok_event.to_string()},
+        {"messageId": "m-poison", "eventSource": "aws:sqs", "body": "{not json"},
+        {"messageId": "m-other-account", "eventSource": "aws:sqs", "body": other_account.to_string()}
+    ]});
+    let response = handle_lambda_event(&registrar, LambdaEvent::new(batch, context))
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-poison"}, {"itemIdentifier": "m-other-account"}]})
+    );
+    assert_eq!(world.status(&ok_id).await, CertificateStatus::Active);
+    assert_eq!(
+        world.status(&other_id).await,
+        CertificateStatus::PendingActivation
+    );
 }
