@@ -7,7 +7,7 @@ PYTHON ?= python3
 CARGO ?= cargo
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 
-.PHONY: help demo test lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
+.PHONY: help demo build test lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,17 @@ unit: ## Unit and in-memory tests only (no emulator)
 integration: venv ## Emulator-backed tests only
 	$(CARGO) build -p jitr-registration
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) test -p jitr-tests
+
+build: $(VENV)/.build-installed ## arm64 release bootstraps for both functions (cargo-lambda), with sizes
+	@rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$$' || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release --arm64 --bin registration --bin lifecycle
+	@for f in registration lifecycle; do \
+	  printf '%-13s %s  %s bytes\n' "$$f" "target/lambda/$$f/bootstrap" "$$(stat -c %s target/lambda/$$f/bootstrap)"; \
+	done
+
+$(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
+	touch $@
 
 bench: ## The decision-path benchmark (prints the median per event)
 	$(CARGO) bench -p jitr-core --bench decision_path
