@@ -211,11 +211,6 @@ impl MemoryRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Locks the store for one operation (the name documents which, as in the API).
-    fn begin(&self, _operation: &'static str) -> Result<MutexGuard<'_, Store>, RegistryError> {
-        Ok(self.lock())
-    }
-
     /// Records `certificate_id` being set ACTIVE while it lacks a Thing or a policy.
     fn check_activation(&self, store: &mut Store, certificate_id: &str) {
         let arn = self.certificate_arn(certificate_id);
@@ -305,7 +300,7 @@ impl Registry for MemoryRegistry {
         certificate_id: &str,
     ) -> Result<CertificateDescription, RegistryError> {
         const OP: &str = "DescribeCertificate";
-        let store = self.begin(OP)?;
+        let store = self.lock();
         let c = store
             .certificates
             .get(certificate_id)
@@ -324,7 +319,7 @@ impl Registry for MemoryRegistry {
         ca_certificate_id: &str,
     ) -> Result<CaDescription, RegistryError> {
         const OP: &str = "DescribeCACertificate";
-        let store = self.begin(OP)?;
+        let store = self.lock();
         let ca = store
             .cas
             .get(ca_certificate_id)
@@ -338,7 +333,7 @@ impl Registry for MemoryRegistry {
 
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
         const OP: &str = "CreateThing";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         if !is_valid_thing_name(&spec.name) {
             return Err(RegistryError::new(
                 RegistryErrorKind::InvalidRequest,
@@ -381,7 +376,7 @@ impl Registry for MemoryRegistry {
         group_name: &str,
     ) -> Result<(), RegistryError> {
         const OP: &str = "AddThingToThingGroup";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         if !store.thing_groups.contains(group_name) {
             return Err(not_found(OP, format_args!("thing group {group_name}")));
         }
@@ -399,7 +394,7 @@ impl Registry for MemoryRegistry {
         target_arn: &str,
     ) -> Result<(), RegistryError> {
         const OP: &str = "AttachPolicy";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         if !store.policies.contains_key(policy_name) {
             return Err(not_found(OP, format_args!("policy {policy_name}")));
         }
@@ -421,7 +416,7 @@ impl Registry for MemoryRegistry {
         principal_arn: &str,
     ) -> Result<(), RegistryError> {
         const OP: &str = "AttachThingPrincipal";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         let principals = self.principals_mut(&mut store, OP, thing_name, principal_arn)?;
         if !principals.iter().any(|p| p == principal_arn) {
             principals.push(principal_arn.to_owned());
@@ -435,7 +430,7 @@ impl Registry for MemoryRegistry {
         status: &CertificateStatus,
     ) -> Result<(), RegistryError> {
         const OP: &str = "UpdateCertificate";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         let certificate = store
             .certificates
             .get_mut(certificate_id)
@@ -449,7 +444,7 @@ impl Registry for MemoryRegistry {
 
     async fn list_thing_principals(&self, thing_name: &str) -> Result<Vec<String>, RegistryError> {
         const OP: &str = "ListThingPrincipals";
-        let store = self.begin(OP)?;
+        let store = self.lock();
         let thing = store
             .things
             .get(thing_name)
@@ -462,7 +457,7 @@ impl Registry for MemoryRegistry {
         principal_arn: &str,
     ) -> Result<Vec<String>, RegistryError> {
         const OP: &str = "ListPrincipalThings";
-        let store = self.begin(OP)?;
+        let store = self.lock();
         let known = self.knows_certificate(&store, principal_arn);
         if !known {
             return Err(not_found(OP, format_args!("principal {principal_arn}")));
@@ -471,7 +466,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn list_attached_policies(&self, target_arn: &str) -> Result<Vec<String>, RegistryError> {
-        let store = self.begin("ListAttachedPolicies")?;
+        let store = self.lock();
         Ok(policies_of(&store, target_arn))
     }
 
@@ -481,7 +476,7 @@ impl Registry for MemoryRegistry {
         principal_arn: &str,
     ) -> Result<(), RegistryError> {
         const OP: &str = "DetachThingPrincipal";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         self.principals_mut(&mut store, OP, thing_name, principal_arn)?
             .retain(|p| p != principal_arn);
         Ok(())
@@ -492,7 +487,7 @@ impl Registry for MemoryRegistry {
         policy_name: &str,
         target_arn: &str,
     ) -> Result<(), RegistryError> {
-        let mut store = self.begin("DetachPolicy")?;
+        let mut store = self.lock();
         if let Some(targets) = store.policies.get_mut(policy_name) {
             targets.retain(|t| t != target_arn);
         }
@@ -501,7 +496,7 @@ impl Registry for MemoryRegistry {
 
     async fn delete_certificate(&self, certificate_id: &str) -> Result<(), RegistryError> {
         const OP: &str = "DeleteCertificate";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         let certificate = store
             .certificates
             .get(certificate_id)
@@ -529,7 +524,7 @@ impl Registry for MemoryRegistry {
 
     async fn delete_thing(&self, thing_name: &str) -> Result<(), RegistryError> {
         const OP: &str = "DeleteThing";
-        let mut store = self.begin(OP)?;
+        let mut store = self.lock();
         let attached = store.things.get(thing_name).is_some_and(|thing| {
             thing
                 .principals
