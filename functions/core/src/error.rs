@@ -24,7 +24,7 @@ impl ErrorClass {
 }
 
 /// Everything a handler can fail with; rejections of a certificate are outcomes, not errors.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum JitrError {
     /// The event is not a well-formed certificate-registered event.
     #[error("malformed event: field `{field}`: {problem}")]

@@ -71,10 +71,8 @@ async fn handle_one<R: Registry, F: CrlFetcher>(
     let started = Instant::now();
     let result = match account {
         Ok(account) => registrar.handle(payload, account).await,
-        Err(e) => Err(jitr_core::JitrError::MalformedEvent {
-            field: "invokedFunctionArn",
-            problem: e.to_string(),
-        }),
+        // Already classified (Permanent.MalformedEvent on invokedFunctionArn): pass it on as is.
+        Err(e) => Err(e.clone()),
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let id = |field: &str| {

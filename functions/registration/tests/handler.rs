@@ -400,6 +400,16 @@ async fn the_lambda_entry_point_classifies_errors() {
     .await
     .unwrap_err();
     assert_eq!(err.error_type, "Permanent.WrongAccount");
+    let err = handle_lambda_event(&registrar, lambda_event(event.clone(), "not-an-arn"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "Permanent.MalformedEvent");
+    assert_eq!(
+        err.error_message.matches("malformed event").count(),
+        1,
+        "{}",
+        err.error_message
+    );
     let err = handle_lambda_event(
         &registrar,
         lambda_event(
