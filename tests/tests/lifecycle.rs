@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use jitr_core::decommissioned::{DecommissionedList, S3Folder};
 use jitr_core::pki::{Device, DeviceSpec};
 use jitr_core::registry::{CertificateStatus, Faulty, IotRegistry, Registry, RegistryErrorKind};
+use jitr_core::revocation::S3CrlFetcher;
 use jitr_lifecycle::config::WebhookSecret;
 use jitr_lifecycle::webhook::sign;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
@@ -21,6 +23,7 @@ fn config() -> LifecycleConfig {
     LifecycleConfig {
         webhook_secret: Some(WebhookSecret::new(SECRET)),
         decommission_deletes_certificates: true,
+        decommissioned_certificates: None,
         webhook_max_age_secs: 900,
     }
 }
@@ -249,4 +252,58 @@ async fn an_sqs_batch_reports_only_its_failures() {
         json!({"batchItemFailures": [{"itemIdentifier": "poison"}]})
     );
     assert_eq!(fleet.status(&device).await, CertificateStatus::Inactive);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommissioned_device_that_connects_again_is_revoked_not_readmitted() {
+    let fleet = Fleet::new().await;
+    let device = admitted(&fleet, "life-gone").await;
+    let folder: S3Folder = "s3://fleet-state/decommissioned/".parse().unwrap();
+    // The stack owns this bucket in production; here the test creates it.
+    S3CrlFetcher::from_sdk_config(&fleet.account.sdk)
+        .publish(
+            &folder.bucket,
+            "README",
+            b"decommissioned certificates".to_vec(),
+        )
+        .await
+        .unwrap();
+    let list = DecommissionedList::s3(&fleet.account.sdk, folder);
+    let lifecycle = Lifecycle::new(fleet.iot().clone(), config()).with_decommissioned(list.clone());
+    let registrar = fleet
+        .registrar(fleet.config())
+        .with_decommissioned(list.clone());
+    assert!(!list.contains(&device.id).await.unwrap());
+
+    lifecycle
+        .apply(&command("life-gone", Action::Decommission))
+        .await
+        .unwrap();
+    assert!(list.contains(&device.id).await.unwrap(), "recorded in S3");
+
+    // Auto-registration knows nothing of the deleted certificate: the next connect registers
+    // it PENDING_ACTIVATION again and IoT publishes the event again.
+    assert_eq!(fleet.connect(&device).await, Connect::Closed);
+    assert_eq!(
+        fleet.status(&device).await,
+        CertificateStatus::PendingActivation
+    );
+    let report = registrar
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Revoked);
+    assert_eq!(report.reason.as_deref(), Some("Decommissioned"));
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    assert_eq!(
+        fleet
+            .iot()
+            .list_thing_principals("life-gone")
+            .await
+            .unwrap_err()
+            .kind(),
+        RegistryErrorKind::NotFound,
+        "no Thing was created again"
+    );
+    assert_ne!(fleet.connect(&device).await, Connect::Accepted);
 }

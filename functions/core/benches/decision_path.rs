@@ -72,6 +72,7 @@ fn main() {
             ca: Some(&ca_description),
             ca_certificate: Some(&ca_certificate),
             revocation: RevocationFacts::Checked(&list),
+            decommissioned: false,
             now: unix_now,
         };
         decide(&event, &facts, &config).unwrap()

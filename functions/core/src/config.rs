@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::decommissioned::S3Folder;
 use crate::error::JitrError;
 use crate::event::is_certificate_id;
 use crate::naming::{ThingNameSource, is_valid_thing_name};
@@ -26,6 +27,8 @@ pub struct Config {
     pub revocation_list: Option<RevocationSource>,
     /// `REVOCATION_FAIL_OPEN`.
     pub revocation_fail_open: bool,
+    /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): certificates never to re-admit.
+    pub decommissioned_certificates: Option<S3Folder>,
 }
 
 impl Config {
@@ -96,6 +99,10 @@ impl Config {
             .map_err(|e| config_error("REVOCATION_LIST", &e))?;
         let revocation_fail_open =
             bool_variable("REVOCATION_FAIL_OPEN", get("REVOCATION_FAIL_OPEN"), false)?;
+        let decommissioned_certificates = s3_folder_variable(
+            "DECOMMISSIONED_CERTIFICATES",
+            get("DECOMMISSIONED_CERTIFICATES"),
+        )?;
 
         Ok(Self {
             device_policy_name,
@@ -105,6 +112,7 @@ impl Config {
             thing_group_names,
             revocation_list,
             revocation_fail_open,
+            decommissioned_certificates,
         })
     }
 
@@ -118,8 +126,20 @@ impl Config {
             thing_group_names: Vec::new(),
             revocation_list: None,
             revocation_fail_open: false,
+            decommissioned_certificates: None,
         }
     }
+}
+
+/// An optional `s3://bucket/prefix/` variable (shared with the lifecycle configuration).
+pub fn s3_folder_variable(
+    variable: &'static str,
+    value: Option<String>,
+) -> Result<Option<S3Folder>, JitrError> {
+    value
+        .map(|v| v.parse::<S3Folder>())
+        .transpose()
+        .map_err(|e| config_error(variable, &e))
 }
 
 /// IoT policy names: `[\w+=,.@-]{1,128}`.

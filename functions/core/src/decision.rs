@@ -31,6 +31,8 @@ pub struct Facts<'a> {
     /// The CA certificate decoded; `None` when its PEM is not a certificate.
     pub ca_certificate: Option<&'a CaCertificate>,
     pub revocation: RevocationFacts<'a>,
+    /// The lifecycle function deleted this certificate once (see `decommissioned`).
+    pub decommissioned: bool,
     /// Seconds since the epoch.
     pub now: i64,
 }
@@ -62,6 +64,24 @@ impl RejectReason {
     }
 }
 
+/// Why a certificate is revoked; `code` is the reason code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The serial is in the CA's revocation list.
+    SerialRevoked { serial_hex: String },
+    /// The device was decommissioned and its certificate deleted; JITR registered it again.
+    Decommissioned,
+}
+
+impl RevokeReason {
+    pub fn code(&self) -> String {
+        match self {
+            Self::SerialRevoked { serial_hex } => format!("SerialRevoked:{serial_hex}"),
+            Self::Decommissioned => "Decommissioned".to_owned(),
+        }
+    }
+}
+
 /// The provisioning steps for an admissible certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionPlan {
@@ -84,9 +104,9 @@ pub enum Decision {
     Reject {
         reason: RejectReason,
     },
-    /// Set REVOKED: the serial is in the CRL.
+    /// Set REVOKED.
     Revoke {
-        serial_hex: String,
+        reason: RevokeReason,
     },
     /// INACTIVE, REVOKED or a transfer state: an operator's decision, never overridden.
     AlreadyDone(CertificateStatus),
@@ -121,6 +141,11 @@ pub fn decide(
         CertificateStatus::Active => false,
         other => return Ok(Decision::AlreadyDone(other.clone())),
     };
+    if facts.decommissioned {
+        return Ok(Decision::Revoke {
+            reason: RevokeReason::Decommissioned,
+        });
+    }
     let reject = |reason| Ok(Decision::Reject { reason });
 
     if !config.allowed_ca_certificate_ids.is_empty()
@@ -147,7 +172,9 @@ pub fn decide(
         && list.is_revoked(&inspected.serial)
     {
         return Ok(Decision::Revoke {
-            serial_hex: hex::encode(&inspected.serial),
+            reason: RevokeReason::SerialRevoked {
+                serial_hex: hex::encode(&inspected.serial),
+            },
         });
     }
     let name = match thing_name(config.thing_name_source, &inspected, &certificate.id) {
@@ -287,6 +314,7 @@ mod tests {
         ca: Option<Option<&'a CaDescription>>,
         no_ca_certificate: bool,
         revocation: Option<RevocationFacts<'a>>,
+        decommissioned: bool,
         seconds_earlier: i64,
     }
 
@@ -309,6 +337,7 @@ mod tests {
                 Some(&w.ca_certificate)
             },
             revocation: tweak.revocation.unwrap_or(RevocationFacts::NotConfigured),
+            decommissioned: tweak.decommissioned,
             now: now() - tweak.seconds_earlier,
         };
         decide(&event(device, &ca_id), &facts, config)
@@ -682,7 +711,9 @@ mod tests {
         assert_eq!(
             decision,
             Decision::Revoke {
-                serial_hex: hex::encode(&revoked.serial)
+                reason: RevokeReason::SerialRevoked {
+                    serial_hex: hex::encode(&revoked.serial)
+                }
             }
         );
         let decision = run(
@@ -718,6 +749,42 @@ mod tests {
     }
 
     #[test]
+    fn a_decommissioned_certificate_is_revoked_and_never_admitted_again() {
+        let w = world();
+        let device = w.ca.issue(&DeviceSpec::named("sensor-9")).unwrap();
+        let policy = Config::with_policy("p");
+        let cases = [
+            (CertificateStatus::PendingActivation, None),
+            (CertificateStatus::Active, None),
+            // Even when the CA has since gone: the record alone decides.
+            (CertificateStatus::PendingActivation, Some(None)),
+        ];
+        for (status, ca) in cases {
+            let tweak = Tweak {
+                decommissioned: true,
+                ca,
+                ..Tweak::default()
+            };
+            let decision = run(&w, &device, status.clone(), &policy, tweak).unwrap();
+            assert_eq!(
+                decision,
+                Decision::Revoke {
+                    reason: RevokeReason::Decommissioned
+                },
+                "{status:?}"
+            );
+        }
+        // An operator's INACTIVE stays as it is.
+        let tweak = Tweak {
+            decommissioned: true,
+            ..Tweak::default()
+        };
+        let decision = run(&w, &device, CertificateStatus::Inactive, &policy, tweak).unwrap();
+        assert_eq!(decision, Decision::AlreadyDone(CertificateStatus::Inactive));
+        assert_eq!(RevokeReason::Decommissioned.code(), "Decommissioned");
+    }
+
+    #[test]
     fn an_event_that_disagrees_with_the_registry_changes_nothing() {
         let w = world();
         let device = w.ca.issue(&DeviceSpec::named("m-1")).unwrap();
@@ -737,6 +804,7 @@ mod tests {
                 ca: Some(&w.ca_description),
                 ca_certificate: Some(&w.ca_certificate),
                 revocation: RevocationFacts::NotConfigured,
+                decommissioned: false,
                 now: now(),
             };
             let err =

@@ -57,6 +57,9 @@ pub enum JitrError {
     /// (detachment is asynchronous on AWS): retry later.
     #[error("{principal} is still attached to thing {thing} after waiting")]
     DetachPending { thing: String, principal: String },
+    /// The decommissioned-certificates list could not be read or written: fail closed, retry.
+    #[error("decommissioned-certificates list unavailable: {0}")]
+    DecommissionedListUnavailable(String),
     /// A registry call failed; its kind decides the class.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -70,7 +73,9 @@ impl JitrError {
     pub fn class(&self) -> ErrorClass {
         match self {
             JitrError::Registry(e) => e.kind().class(),
-            JitrError::Revocation(_) | JitrError::DetachPending { .. } => ErrorClass::Retryable,
+            JitrError::Revocation(_)
+            | JitrError::DetachPending { .. }
+            | JitrError::DecommissionedListUnavailable(_) => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -84,6 +89,7 @@ impl JitrError {
             JitrError::Config { .. } => "Config",
             JitrError::MissingResource { .. } => "MissingResource",
             JitrError::DetachPending { .. } => "DetachPending",
+            JitrError::DecommissionedListUnavailable(_) => "DecommissionedListUnavailable",
             JitrError::Registry(e) => e.kind().as_str(),
             JitrError::Revocation(e) => e.kind(),
         }

@@ -10,6 +10,7 @@
 pub mod certificate;
 pub mod config;
 pub mod decision;
+pub mod decommissioned;
 pub mod error;
 pub mod event;
 pub mod naming;
@@ -22,3 +23,10 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use error::{ErrorClass, JitrError};
+
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

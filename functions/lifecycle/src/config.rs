@@ -2,7 +2,8 @@
 //! cold start with a message naming the variable.
 
 use jitr_core::JitrError;
-use jitr_core::config::{bool_variable, config_error};
+use jitr_core::config::{bool_variable, config_error, s3_folder_variable};
+use jitr_core::decommissioned::S3Folder;
 
 /// How old (or how far in the future) a webhook's `time` may be before it is refused as a replay.
 pub const DEFAULT_WEBHOOK_MAX_AGE_SECS: i64 = 15 * 60;
@@ -39,6 +40,9 @@ pub struct LifecycleConfig {
     pub decommission_deletes_certificates: bool,
     /// `WEBHOOK_MAX_AGE_SECONDS` (default 900): the replay window.
     pub webhook_max_age_secs: i64,
+    /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): where a deleted certificate is
+    /// recorded so JITR cannot re-admit it.
+    pub decommissioned_certificates: Option<S3Folder>,
 }
 
 impl LifecycleConfig {
@@ -75,10 +79,15 @@ impl LifecycleConfig {
                 )
             })?,
         };
+        let decommissioned_certificates = s3_folder_variable(
+            "DECOMMISSIONED_CERTIFICATES",
+            get("DECOMMISSIONED_CERTIFICATES"),
+        )?;
         Ok(Self {
             webhook_secret,
             decommission_deletes_certificates,
             webhook_max_age_secs,
+            decommissioned_certificates,
         })
     }
 }
@@ -105,8 +114,19 @@ mod tests {
             ("WEBHOOK_SECRET", "0123456789abcdef"),
             ("DECOMMISSION_DELETES_CERTIFICATES", "false"),
             ("WEBHOOK_MAX_AGE_SECONDS", "60"),
+            (
+                "DECOMMISSIONED_CERTIFICATES",
+                "s3://fleet-state/decommissioned",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            config.decommissioned_certificates,
+            Some(S3Folder {
+                bucket: "fleet-state".into(),
+                prefix: "decommissioned/".into()
+            })
+        );
         assert_eq!(
             config.webhook_secret.as_ref().map(WebhookSecret::expose),
             Some(&b"0123456789abcdef"[..])
@@ -135,6 +155,10 @@ mod tests {
             (
                 &[("WEBHOOK_MAX_AGE_SECONDS", "soon")][..],
                 "WEBHOOK_MAX_AGE_SECONDS",
+            ),
+            (
+                &[("DECOMMISSIONED_CERTIFICATES", "/tmp/list")][..],
+                "DECOMMISSIONED_CERTIFICATES",
             ),
         ] {
             match load(vars) {

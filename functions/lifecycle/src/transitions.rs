@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use jitr_core::JitrError;
+use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::registry::{
     CertificateStatus, Registry, RegistryError, RegistryErrorKind, certificate_id_from_arn,
 };
+use jitr_core::{JitrError, unix_now};
 use serde::Serialize;
 
 use crate::command::{Action, DeviceCommand};
@@ -50,11 +51,23 @@ pub struct Summary {
 pub struct Lifecycle<R> {
     registry: R,
     config: LifecycleConfig,
+    decommissioned: DecommissionedList,
 }
 
 impl<R: Registry> Lifecycle<R> {
     pub fn new(registry: R, config: LifecycleConfig) -> Self {
-        Self { registry, config }
+        Self {
+            registry,
+            config,
+            decommissioned: DecommissionedList::Off,
+        }
+    }
+
+    /// Records each certificate decommissioning deletes, so registration never re-admits it.
+    #[must_use]
+    pub fn with_decommissioned(mut self, list: DecommissionedList) -> Self {
+        self.decommissioned = list;
+        self
     }
 
     pub fn registry(&self) -> &R {
@@ -195,6 +208,11 @@ impl<R: Registry> Lifecycle<R> {
                 "DETACHED",
                 Some("SharedWithAnotherThing"),
             )));
+        }
+        if self.config.decommission_deletes_certificates {
+            // Before anything changes: once deleted, the certificate is unknown to IoT and the
+            // device's next connect would register it again through JITR.
+            self.decommissioned.record(id, thing, unix_now()).await?;
         }
         let mut after = before.clone();
         if !matches!(

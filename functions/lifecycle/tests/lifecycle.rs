@@ -204,6 +204,7 @@ impl World {
         let config = LifecycleConfig {
             webhook_secret: None,
             decommission_deletes_certificates: deletes,
+            decommissioned_certificates: None,
             webhook_max_age_secs: 900,
         };
         Lifecycle::new(Arc::clone(&self.registry), config)
@@ -425,6 +426,7 @@ async fn webhooks_with_bad_signatures_change_nothing() {
     let config = LifecycleConfig {
         webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
         decommission_deletes_certificates: true,
+        decommissioned_certificates: None,
         webhook_max_age_secs: 900,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
@@ -471,6 +473,7 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
     let config = LifecycleConfig {
         webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
         decommission_deletes_certificates: true,
+        decommissioned_certificates: None,
         webhook_max_age_secs: 900,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);

@@ -1,6 +1,7 @@
 //! The registration Lambda: wiring only (see the library for the handler).
 
 use jitr_core::Config;
+use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
 use jitr_core::revocation::{S3CrlFetcher, SourceCrlFetcher};
@@ -14,7 +15,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = load_sdk_config().await;
     let fetcher = SourceCrlFetcher::new(S3CrlFetcher::from_sdk_config(&sdk));
-    let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher);
+    let decommissioned =
+        DecommissionedList::from_folder(&sdk, config.decommissioned_certificates.clone());
+    let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher)
+        .with_decommissioned(decommissioned);
     let registrar = &registrar;
     run(service_fn(move |event: LambdaEvent<Value>| {
         handle_lambda_event(registrar, event)

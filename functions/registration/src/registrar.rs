@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use jitr_core::certificate::CaCertificate;
 use jitr_core::decision::{Decision, Facts, RevocationFacts, decide};
+use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::event::RegistrationEvent;
 use jitr_core::registry::{CaDescription, CertificateStatus, Registry, RegistryErrorKind};
 use jitr_core::revocation::{CrlFetcher, RevocationCache};
+pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
 
@@ -34,6 +35,7 @@ pub struct Registrar<R, F> {
     registry: R,
     config: Config,
     revocation: Option<RevocationCache<F>>,
+    decommissioned: DecommissionedList,
     cas: Mutex<HashMap<String, CachedCa>>,
 }
 
@@ -47,8 +49,16 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
             registry,
             config,
             revocation,
+            decommissioned: DecommissionedList::Off,
             cas: Mutex::default(),
         }
+    }
+
+    /// Consults `list` so a certificate the lifecycle function deleted is never re-admitted.
+    #[must_use]
+    pub fn with_decommissioned(mut self, list: DecommissionedList) -> Self {
+        self.decommissioned = list;
+        self
     }
 
     pub fn registry(&self) -> &R {
@@ -115,11 +125,14 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
             Some(Ok(list)) => RevocationFacts::Checked(list),
             Some(Err(())) => RevocationFacts::FailedOpen,
         };
+        let decommissioned =
+            needs_checks && self.decommissioned.contains(&event.certificate_id).await?;
         let facts = Facts {
             certificate: &certificate,
             ca: ca.as_ref().map(|c| &c.description),
             ca_certificate: ca_certificate.as_ref(),
             revocation,
+            decommissioned,
             now,
         };
         let decision = decide(&event, &facts, &self.config)?;
@@ -151,12 +164,12 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
                 report.outcome = Outcome::Rejected;
                 report.reason = Some(reason.as_str().into());
             }
-            Decision::Revoke { serial_hex } => {
+            Decision::Revoke { reason } => {
                 self.registry
                     .update_certificate_status(&event.certificate_id, &CertificateStatus::Revoked)
                     .await?;
                 report.outcome = Outcome::Revoked;
-                report.reason = Some(format!("SerialRevoked:{serial_hex}"));
+                report.reason = Some(reason.code());
             }
             Decision::AlreadyDone(status) => {
                 report.reason = Some(format!("Status{}", pascal(status.as_str())));
@@ -214,11 +227,4 @@ fn pascal(status: &str) -> String {
             })
         })
         .collect()
-}
-
-/// Seconds since the epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
