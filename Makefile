@@ -7,7 +7,7 @@ PYTHON ?= python3
 CARGO ?= cargo
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 
-.PHONY: help demo build test lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
+.PHONY: help demo build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,9 +20,14 @@ demo: ## Replay the sample registration, then lifecycle, events on embedded regi
 	@echo "== lifecycle: events/lifecycle (webhooks signed with the test secret in registry.json) =="
 	@target/debug/jitr replay --function lifecycle events/lifecycle/[0-9]*.json
 
-test: lint venv ## Format check, clippy, and every test (unit, contract, emulator-backed)
+test: lint venv ## Format check, clippy, every test (unit, contract, emulator-backed) and the end-to-end run
 	$(CARGO) build --workspace --bins
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) test --workspace
+	$(VENV)/bin/python tests/e2e/run.py
+
+e2e: venv ## Deploy template.yaml on ministack (AUTH=true) and drive real MQTT devices through the stack
+	$(CARGO) build -p jitr-registration -p jitr-lifecycle --bins
+	$(VENV)/bin/python tests/e2e/run.py
 
 lint: toolchain fmt-check clippy template-lint ## rustfmt --check, clippy -D warnings, cfn-lint and the policy check
 

@@ -1,0 +1,390 @@
+"""End-to-end run of the deployed stack with real devices (`make e2e`).
+
+ministack with AUTH=true (IAM and IoT policies enforced) -> the real template.yaml deployed
+through CloudFormation with the SAM transform -> a CA registered the real way -> devices as
+real MQTT clients over mTLS: JITR admits a genuine device, keeps a revoked one and a stranger
+out, a signed Mender webhook decommissions it, and each role is shown to be denied what it does
+not need. Prints every step and a timeline; exits non-zero with the reason on any failure.
+"""
+
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from emulator import REGION, Emulator
+from mqtt_device import Session
+from pki import Authority, pem
+import stack
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "target" / "e2e"
+STACK = "jitr-e2e"
+CRL_BUCKET, CRL_KEY = "fleet-pki", "crl/devices.crl.pem"
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise Failure(message)
+    print(f"   ok  {message}")
+
+
+class Timeline:
+    def __init__(self):
+        self.entries: list[tuple[float, str]] = []
+        self.origin: float | None = None
+
+    def mark(self, what: str, at: float | None = None) -> None:
+        at = time.time() if at is None else at
+        self.origin = self.origin if self.origin is not None else at
+        self.entries.append((at, what))
+
+    def show(self) -> None:
+        print("\n== timeline (seconds from the first connect) ==")
+        for at, what in sorted(self.entries):
+            print(f"  {at - self.origin:+8.3f} s  {what}")
+
+
+class Run:
+    def __init__(self, emulator: Emulator):
+        self.emulator = emulator
+        self.iot = emulator.client("iot")
+        self.s3 = emulator.client("s3")
+        self.logs = emulator.client("logs")
+        self.iam = emulator.client("iam")
+        self.cloudformation = emulator.client("cloudformation")
+        self.account = emulator.client("sts").get_caller_identity()["Account"]
+        self.timeline = Timeline()
+        self.files = WORK / "devices"
+        self.files.mkdir(parents=True, exist_ok=True)
+        (self.files / "broker-ca.pem").write_bytes(emulator.broker_ca())
+        self.ca = Authority("Example Fleet Device CA")
+        self.stranger_ca = Authority("Unregistered Lab CA")
+        self.genuine = self.ca.device("sensor-e2e-0001")
+        self.revoked = self.ca.device("sensor-e2e-0002")
+        self.stranger = self.stranger_ca.device("sensor-e2e-0003")
+        self.outputs: dict[str, str] = {}
+        self.resources: dict[str, str] = {}
+        self.ca_id = ""
+        self.timeline_shown = False
+
+    def session(self, device) -> Session:
+        return Session(device, self.files, str(self.files / "broker-ca.pem"), self.emulator.mqtt_port)
+
+    # ------------------------------------------------------------------ 1. deploy
+    def deploy(self) -> None:
+        print("1. deploy template.yaml (CloudFormation + SAM transform, native bootstraps)")
+        self.s3.create_bucket(Bucket=CRL_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        self.s3.put_object(Bucket=CRL_BUCKET, Key=CRL_KEY, Body=self.ca.crl([self.revoked]))
+        body = stack.package(ROOT / "template.yaml", ROOT / "target" / "debug", self.s3)
+        started = time.monotonic()
+        self.outputs = stack.deploy(
+            self.cloudformation,
+            STACK,
+            body,
+            {"RevocationListBucket": CRL_BUCKET, "RevocationListKey": CRL_KEY, "DevicePolicyName": "jitr-e2e-device"},
+        )
+        self.resources = stack.resources(self.cloudformation, STACK)
+        check(
+            {"RegistrationFunctionArn", "LifecycleFunctionArn", "WebhookUrl"} <= self.outputs.keys(),
+            f"stack {STACK} CREATE_COMPLETE in {time.monotonic() - started:.1f} s: "
+            f"{len(self.resources)} resources, outputs {sorted(self.outputs)}",
+        )
+
+    # ------------------------------------------------------------------ 2. CA
+    def register_ca(self) -> None:
+        print("2. register the device CA (registration code, verification certificate, auto-registration)")
+        code = self.iot.get_registration_code()["registrationCode"]
+        registered = self.iot.register_ca_certificate(
+            caCertificate=pem(self.ca.certificate),
+            verificationCertificate=pem(self.ca.verification_certificate(code)),
+            setAsActive=True,
+            allowAutoRegistration=True,
+        )
+        self.ca_id = registered["certificateId"]
+        described = self.iot.describe_ca_certificate(certificateId=self.ca_id)["certificateDescription"]
+        check(
+            described["status"] == "ACTIVE" and described["autoRegistrationStatus"] == "ENABLE",
+            f"CA {self.ca_id[:12]}… ACTIVE with auto-registration",
+        )
+
+    # ------------------------------------------------------------------ 3. genuine device
+    def watch_status(self, certificate_id: str, label: str) -> threading.Thread:
+        """Marks the moment the certificate leaves PENDING_ACTIVATION, as an operator would see it."""
+
+        def watch():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    status = self.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"][
+                        "status"
+                    ]
+                except self.iot.exceptions.ResourceNotFoundException:
+                    status = None
+                if status not in (None, "PENDING_ACTIVATION"):
+                    self.timeline.mark(f"{label}: certificate {status}")
+                    return
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
+
+    def connect_with_backoff(self, device, label: str, attempts: int = 7) -> Session | None:
+        delay = 0.25
+        for attempt in range(1, attempts + 1):
+            session = self.session(device)
+            self.timeline.mark(f"{label}: connect #{attempt}")
+            if session.open():
+                self.timeline.mark(f"{label}: connected ({session.detail})")
+                return session
+            self.timeline.mark(f"{label}: connect #{attempt} dropped: {session.detail}")
+            session.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+        return None
+
+    def genuine_device(self) -> None:
+        device = self.genuine
+        print(f"3. genuine device {device.name}: first connect dropped, JITR, retry connects and publishes")
+        watcher = self.watch_status(device.certificate_id, device.name)
+        session = self.connect_with_backoff(device, device.name)
+        watcher.join(timeout=5)
+        check(session is not None, f"{device.name} connected after JITR (retry with backoff)")
+        certificate = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]
+        check(certificate["status"] == "ACTIVE", "its certificate is ACTIVE")
+        check(
+            self.iot.list_thing_principals(thingName=device.name)["principals"] == [certificate["certificateArn"]],
+            f"Thing {device.name} exists with the certificate attached",
+        )
+        policies = self.iot.list_attached_policies(target=certificate["certificateArn"])["policies"]
+        check([p["policyName"] for p in policies] == ["jitr-e2e-device"], "the device policy is attached")
+        self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
+
+        own = f"devices/{device.name}/telemetry"
+        check(session.subscribe(own), f"SUBSCRIBE {own} granted")
+        check(session.publish(own, b'{"temperature":21.5}'), f"PUBLISH {own} acknowledged (PUBACK)")
+        check(session.received(own), f"message received back on {own}")
+        self.timeline.mark(f"{device.name}: published to its own topic")
+        foreign = "devices/sensor-e2e-9999/telemetry"
+        acknowledged = session.publish(foreign, b"{}")
+        check(not acknowledged and session.closed_by_broker, f"PUBLISH {foreign} refused: connection closed")
+        session.close()
+
+    def mark_invocations(self, label: str, log_group: str, certificate_id: str) -> None:
+        """Puts the function's invocation and its outcome for this certificate on the timeline."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            events = sorted(self.logs.filter_log_events(logGroupName=log_group)["events"], key=lambda e: e["timestamp"])
+            outcomes = [e for e in events if certificate_id in e["message"] and '"outcome"' in e["message"]]
+            if outcomes:
+                # The invocation that logged the newest outcome for this certificate.
+                latest = outcomes[-1]
+                starts = [e for e in events if e["message"].startswith("START ") and e["timestamp"] <= latest["timestamp"]]
+                at = (starts[-1] if starts else latest)["timestamp"] / 1000
+                fields = json.loads(latest["message"]).get("fields", {})
+                reason = f" ({fields['reason']})" if fields.get("reason") else ""
+                self.timeline.mark(f"{label} invoked: {fields.get('outcome')}{reason}", at)
+                print(f"   ..  {label} logged outcome {fields.get('outcome')}{reason}")
+                return fields
+            time.sleep(0.2)
+        raise Failure(f"{label} left no log for certificate {certificate_id[:12]}… in {log_group}")
+
+    # ------------------------------------------------------------------ 4. kept out
+    def kept_out(self) -> None:
+        device = self.revoked
+        print(f"4. revoked device {device.name} and stranger {self.stranger.name} never connect")
+        watcher = self.watch_status(device.certificate_id, device.name)
+        check(self.connect_with_backoff(device, device.name, attempts=4) is None, f"{device.name} never connected")
+        watcher.join(timeout=5)
+        status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
+        check(status == "REVOKED", f"its certificate (serial in the CRL) is {status}")
+        self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
+        try:
+            self.iot.describe_thing(thingName=device.name)
+            check(False, f"no Thing {device.name}")
+        except self.iot.exceptions.ResourceNotFoundException:
+            check(True, f"no Thing {device.name}")
+
+        before = {c["certificateId"] for c in self.iot.list_certificates()["certificates"]}
+        check(self.connect_with_backoff(self.stranger, self.stranger.name, attempts=3) is None,
+              f"{self.stranger.name} (unregistered CA) never connected")
+        after = {c["certificateId"] for c in self.iot.list_certificates()["certificates"]}
+        check(self.stranger.certificate_id not in after and before == after,
+              "no certificate was registered for it")
+
+    # ------------------------------------------------------------------ 5. decommission
+    def webhook(self, body: bytes, signature: str) -> tuple[int, str]:
+        url_id = self.outputs["WebhookUrl"].split("//", 1)[1].split(".", 1)[0]
+        request = urllib.request.Request(
+            f"{self.emulator.endpoint}/_aws/lambda-url/{url_id}/",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Men-Algorithm": "MEN-HMAC-SHA256-Payload",
+                "X-Men-Signature": signature,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def decommission(self) -> None:
+        device = self.genuine
+        print(f"5. signed Mender webhook decommissions {device.name}")
+        secret = self.emulator.client("secretsmanager").get_secret_value(
+            SecretId=self.resources["WebhookSecret"]
+        )["SecretString"].encode()
+        body = json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "device-decommissioned",
+                "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "data": {"id": device.name},
+            }
+        ).encode()
+        forged = hmac.new(b"not-the-webhook-secret", body, hashlib.sha256).hexdigest()
+        status, _ = self.webhook(body, forged)
+        check(status == 401, f"a webhook signed with another secret is refused ({status})")
+        check(self.iot.describe_thing(thingName=device.name)["thingName"] == device.name, "and changes nothing")
+
+        self.timeline.mark(f"{device.name}: decommission webhook sent")
+        status, answer = self.webhook(body, hmac.new(secret, body, hashlib.sha256).hexdigest())
+        self.timeline.mark(f"{device.name}: webhook answered {status}")
+        check(status == 200, f"the signed webhook is accepted ({status}: {answer[:160]})")
+        try:
+            self.iot.describe_thing(thingName=device.name)
+            check(False, f"Thing {device.name} deleted")
+        except self.iot.exceptions.ResourceNotFoundException:
+            check(True, f"Thing {device.name} deleted")
+        try:
+            self.iot.describe_certificate(certificateId=device.certificate_id)
+            check(False, "its certificate deleted")
+        except self.iot.exceptions.ResourceNotFoundException:
+            check(True, "its certificate deleted")
+        # Auto-registration has forgotten the deleted certificate, so the device's next connect
+        # registers it again: the function must recognise it from the decommissioned list.
+        watcher = self.watch_status(device.certificate_id, f"{device.name} (again)")
+        check(self.connect_with_backoff(device, f"{device.name} (again)", attempts=4) is None,
+              f"{device.name} can no longer connect")
+        watcher.join(timeout=5)
+        fields = self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
+        check(fields.get("reason") == "Decommissioned", "JITR brought its certificate back; the function revoked it as decommissioned")
+        status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
+        check(status == "REVOKED", f"its certificate is {status}")
+        try:
+            self.iot.describe_thing(thingName=device.name)
+            check(False, f"no Thing {device.name} created again")
+        except self.iot.exceptions.ResourceNotFoundException:
+            check(True, f"no Thing {device.name} created again")
+
+    # ------------------------------------------------------------------ 6. least privilege
+    def least_privilege(self) -> None:
+        print("6. each function role is denied what it does not need (IAM policy evaluation under AUTH=true)")
+        arn = f"arn:aws:iot:{REGION}:{self.account}"
+        certificate = f"{arn}:cert/{self.genuine.certificate_id}"
+        crl = f"arn:aws:s3:::{CRL_BUCKET}/{CRL_KEY}"
+        marker = f"arn:aws:s3:::{self.resources['DecommissionedCertificatesBucket']}/decommissioned/{self.genuine.certificate_id}"
+        expectations = {
+            "RegistrationRole": [
+                ("iot:CreateThing", f"{arn}:thing/sensor-x", True),
+                ("iot:AttachPolicy", certificate, True),
+                ("iot:DescribeCACertificate", f"{arn}:cacert/{self.ca_id}", True),
+                ("s3:GetObject", crl, True),
+                ("s3:GetObject", marker, True),
+                ("iot:DeleteThing", f"{arn}:thing/sensor-x", False),
+                ("s3:PutObject", marker, False),
+                ("iot:DeleteCertificate", certificate, False),
+                ("iot:UpdateCACertificate", f"{arn}:cacert/{self.ca_id}", False),
+                ("iot:CreatePolicy", f"{arn}:policy/anything", False),
+                ("s3:GetObject", f"arn:aws:s3:::{CRL_BUCKET}/other-object", False),
+                ("iot:CreateThing", f"arn:aws:iot:us-east-1:{self.account}:thing/sensor-x", False),
+            ],
+            "LifecycleRole": [
+                ("iot:DeleteThing", f"{arn}:thing/sensor-x", True),
+                ("iot:DeleteCertificate", certificate, True),
+                ("s3:PutObject", marker, True),
+                ("iot:CreateThing", f"{arn}:thing/sensor-x", False),
+                ("s3:DeleteObject", marker, False),
+                ("iot:AttachPolicy", certificate, False),
+                ("iot:DeleteCACertificate", f"{arn}:cacert/{self.ca_id}", False),
+                ("s3:GetObject", crl, False),
+            ],
+        }
+        for logical_id, cases in expectations.items():
+            role_arn = self.iam.get_role(RoleName=self.resources[logical_id])["Role"]["Arn"]
+            for action, resource, allowed in cases:
+                decision = self.iam.simulate_principal_policy(
+                    PolicySourceArn=role_arn, ActionNames=[action], ResourceArns=[resource]
+                )["EvaluationResults"][0]["EvalDecision"]
+                short = resource.replace(f"{self.account}", "<account>")
+                check((decision == "allowed") == allowed, f"{logical_id}: {action} on {short} -> {decision}")
+
+    # ------------------------------------------------------------------ cleanup
+    def delete_stack(self) -> None:
+        print("7. delete the stack")
+        stack.delete(self.cloudformation, STACK)
+        functions = [f["FunctionName"] for f in self.emulator.client("lambda").list_functions()["Functions"]]
+        check(not any(f.startswith(STACK) for f in functions), f"stack {STACK} deleted with its functions")
+
+    def dump_function_logs(self) -> None:
+        for name in ("registration", "lifecycle"):
+            group = f"/aws/lambda/{STACK}-{name}"
+            try:
+                events = self.logs.filter_log_events(logGroupName=group)["events"]
+            except Exception as error:  # the log group may not exist when deploy failed
+                print(f"-- {group}: {error}")
+                continue
+            print(f"-- {group} (last 20 lines)")
+            for event in events[-20:]:
+                print("   " + event["message"].rstrip()[:400])
+
+
+def main() -> int:
+    emulator = Emulator(WORK / "ministack")
+    started = time.monotonic()
+    run = None
+    try:
+        emulator.start()
+        print(f"ministack on {emulator.endpoint} (MQTT/mTLS :{emulator.mqtt_port}), AUTH=true")
+        run = Run(emulator)
+        run.deploy()
+        run.register_ca()
+        run.genuine_device()
+        run.kept_out()
+        run.decommission()
+        run.least_privilege()
+        run.timeline.show()
+        run.timeline_shown = True
+        run.delete_stack()
+        print(f"\nend-to-end: passed in {time.monotonic() - started:.1f} s")
+        return 0
+    except Exception as error:
+        print(f"\nend-to-end: FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        if run is not None:
+            if not run.timeline_shown:
+                run.timeline.show()
+            run.dump_function_logs()
+        print(f"-- ministack log (tail)\n{emulator.log_tail()}", file=sys.stderr)
+        return 1
+    finally:
+        emulator.stop()
+        print("cleaned up: emulator stopped, its state and the device files removed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

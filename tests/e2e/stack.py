@@ -1,0 +1,93 @@
+"""Package and deploy the real template.yaml, as `sam package` + `sam deploy` would.
+
+The only change made to the template is the packaging step's own: each function's CodeUri
+(the source folder that `sam build` compiles with cargo-lambda) becomes the S3 location of a
+zip holding its `bootstrap`. Here the bootstrap is the native build: the emulator runs
+`provided.*` functions as local processes, so an arm64 binary could not run on this host.
+"""
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+from cfnlint.decode import cfn_yaml
+
+ARTIFACT_BUCKET = "jitr-e2e-artifacts"
+
+
+def _zip_bootstrap(binary: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        entry = zipfile.ZipInfo("bootstrap")
+        entry.external_attr = 0o755 << 16
+        archive.writestr(entry, binary.read_bytes())
+    return buffer.getvalue()
+
+
+def package(template_path: Path, binaries: Path, s3) -> str:
+    """The template as JSON with each cargo-lambda function pointing at its uploaded zip."""
+    template = cfn_yaml.loads(template_path.read_text())
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
+    packaged = 0
+    for resource in template["Resources"].values():
+        metadata = resource.get("Metadata", {})
+        if resource["Type"] != "AWS::Serverless::Function" or metadata.get("BuildMethod") != "rust-cargolambda":
+            continue
+        binary = binaries / metadata["BuildProperties"]["Binary"]
+        if not binary.is_file():
+            raise RuntimeError(f"{binary} is missing: build the functions first (make e2e does)")
+        key = f"{binary.name}.zip"
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=_zip_bootstrap(binary))
+        resource["Properties"]["CodeUri"] = {"Bucket": ARTIFACT_BUCKET, "Key": key}
+        packaged += 1
+    if packaged != 2:
+        raise RuntimeError(f"expected the two cargo-lambda functions in {template_path}, found {packaged}")
+    return json.dumps(template)
+
+
+def _wait(cloudformation, name: str, goal: str) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        except cloudformation.exceptions.ClientError as error:
+            if goal == "DELETE_COMPLETE" and "does not exist" in str(error):
+                return {"StackStatus": goal}
+            raise
+        status = stack["StackStatus"]
+        if not status.endswith("_IN_PROGRESS"):
+            if status != goal:
+                failures = [
+                    f"  {e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
+                    for e in cloudformation.describe_stack_events(StackName=name)["StackEvents"]
+                    if e["ResourceStatus"].endswith("_FAILED")
+                ]
+                raise RuntimeError(f"stack {name} ended {status}, not {goal}:\n" + "\n".join(failures))
+            return stack
+        time.sleep(0.5)
+    raise RuntimeError(f"stack {name} did not reach {goal} within 120 s")
+
+
+def deploy(cloudformation, name: str, template_body: str, parameters: dict[str, str]) -> dict[str, str]:
+    """CreateStack with the SAM transform; returns the stack's outputs."""
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=template_body,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = _wait(cloudformation, name, "CREATE_COMPLETE")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def resources(cloudformation, name: str) -> dict[str, str]:
+    """Logical id -> physical id."""
+    summaries = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries}
+
+
+def delete(cloudformation, name: str) -> None:
+    cloudformation.delete_stack(StackName=name)
+    _wait(cloudformation, name, "DELETE_COMPLETE")
