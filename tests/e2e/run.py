@@ -10,6 +10,7 @@ not need. Prints every step and a timeline; exits non-zero with the reason on an
 import hashlib
 import hmac
 import json
+import shutil
 import sys
 import threading
 import time
@@ -383,7 +384,8 @@ def main() -> int:
         return 1
     finally:
         emulator.stop()
-        print("cleaned up: emulator stopped, its state and the device files removed")
+        shutil.rmtree(WORK, ignore_errors=True)
+        print("cleaned up: emulator stopped, its state and the device keys removed")
 
 
 if __name__ == "__main__":

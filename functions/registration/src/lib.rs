@@ -75,11 +75,12 @@ async fn handle_one<R: Registry, F: CrlFetcher>(
         Err(e) => Err(e.clone()),
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let id = |field: &str| {
+    // The event's own ids, bounded: the JSON log format escapes them, so no quoting here.
+    let id = |field: &str| -> String {
         payload
             .get(field)
             .and_then(Value::as_str)
-            .map(jitr_core::event::escape)
+            .map(|v| v.chars().take(80).collect())
             .unwrap_or_default()
     };
     match &result {
