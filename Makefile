@@ -3,11 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
+SAM_VENV := .venv-sam
 PYTHON ?= python3
 CARGO ?= cargo
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 
-.PHONY: help demo build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
+.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +41,8 @@ clippy:
 template-lint: venv ## cfn-lint template.yaml, and the template's policies equal policies/*.json
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/python scripts/check_template.py
+	@if [ -x $(SAM_VENV)/bin/sam ]; then SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region eu-west-1; \
+	 else echo "sam validate --lint: skipped, aws-sam-cli not installed (make sam-build installs it)"; fi
 
 toolchain: ## rustfmt and clippy, if the toolchain lacks them
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
@@ -65,6 +68,17 @@ build: $(VENV)/.build-installed ## arm64 release bootstraps for both functions (
 	@for f in registration lifecycle; do \
 	  printf '%-13s %s  %s bytes\n' "$$f" "target/lambda/$$f/bootstrap" "$$(stat -c %s target/lambda/$$f/bootstrap)"; \
 	done
+
+sam-build: $(VENV)/.build-installed $(SAM_VENV)/.installed ## sam build (BuildMethod rust-cargolambda) into .aws-sam/
+	@rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$$' || rustup target add aarch64-unknown-linux-gnu
+	# cargo-lambda's zig (in .venv) must come first on PATH.
+	PATH="$(abspath $(VENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region eu-west-1
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	touch $@
 
 $(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
