@@ -80,6 +80,15 @@ class Run:
         self.ca_id = ""
         self.timeline_shown = False
 
+    def check_absent(self, describe, message: str) -> None:
+        """Passes when the IoT describe call answers ResourceNotFound."""
+        try:
+            describe()
+        except self.iot.exceptions.ResourceNotFoundException:
+            check(True, message)
+            return
+        check(False, message)
+
     def session(self, device) -> Session:
         return Session(device, self.files, str(self.files / "broker-ca.pem"), self.emulator.mqtt_port)
 
@@ -212,11 +221,7 @@ class Run:
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate (serial in the CRL) is {status}")
         self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
-        try:
-            self.iot.describe_thing(thingName=device.name)
-            check(False, f"no Thing {device.name}")
-        except self.iot.exceptions.ResourceNotFoundException:
-            check(True, f"no Thing {device.name}")
+        self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name}")
 
         before = {c["certificateId"] for c in self.iot.list_certificates()["certificates"]}
         check(self.connect_with_backoff(self.stranger, self.stranger.name, attempts=3) is None,
@@ -267,16 +272,10 @@ class Run:
         status, answer = self.webhook(body, hmac.new(secret, body, hashlib.sha256).hexdigest())
         self.timeline.mark(f"{device.name}: webhook answered {status}")
         check(status == 200, f"the signed webhook is accepted ({status}: {answer[:160]})")
-        try:
-            self.iot.describe_thing(thingName=device.name)
-            check(False, f"Thing {device.name} deleted")
-        except self.iot.exceptions.ResourceNotFoundException:
-            check(True, f"Thing {device.name} deleted")
-        try:
-            self.iot.describe_certificate(certificateId=device.certificate_id)
-            check(False, "its certificate deleted")
-        except self.iot.exceptions.ResourceNotFoundException:
-            check(True, "its certificate deleted")
+        self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"Thing {device.name} deleted")
+        self.check_absent(
+            lambda: self.iot.describe_certificate(certificateId=device.certificate_id), "its certificate deleted"
+        )
         # Auto-registration has forgotten the deleted certificate, so the device's next connect
         # registers it again: the function must recognise it from the decommissioned list.
         watcher = self.watch_status(device.certificate_id, f"{device.name} (again)")
@@ -287,11 +286,7 @@ class Run:
         check(fields.get("reason") == "Decommissioned", "JITR brought its certificate back; the function revoked it as decommissioned")
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate is {status}")
-        try:
-            self.iot.describe_thing(thingName=device.name)
-            check(False, f"no Thing {device.name} created again")
-        except self.iot.exceptions.ResourceNotFoundException:
-            check(True, f"no Thing {device.name} created again")
+        self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name} created again")
 
     # ------------------------------------------------------------------ 6. least privilege
     def least_privilege(self) -> None:
