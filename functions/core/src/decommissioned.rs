@@ -11,9 +11,10 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::JitrError;
+use crate::s3::{describe, status};
 
 /// `s3://bucket/prefix/`: where the markers live (`<prefix><certificateId>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +70,8 @@ impl DecommissionedList {
     }
 
     pub fn s3(sdk: &aws_config::SdkConfig, folder: S3Folder) -> Self {
-        // A custom endpoint (an emulator, an S3-compatible store) needs path-style addressing.
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
-            .build();
         Self::S3 {
-            client: aws_sdk_s3::Client::from_conf(config),
+            client: crate::s3::client(sdk),
             folder,
         }
     }
@@ -99,9 +96,7 @@ impl DecommissionedList {
                     .await
                 {
                     Ok(_) => Ok(true),
-                    Err(err) if err.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                        Ok(false)
-                    }
+                    Err(err) if status(&err) == Some(404) => Ok(false),
                     Err(err) => Err(unavailable("HeadObject", &folder.bucket, &key, &err)),
                 }
             }
@@ -152,17 +147,12 @@ fn unavailable<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
     bucket: &str,
     key: &str,
-    err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> JitrError {
-    let detail = match err.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown error"),
-            service.message().unwrap_or("no message")
-        ),
-        None => aws_sdk_s3::error::DisplayErrorContext(err).to_string(),
-    };
-    JitrError::DecommissionedListUnavailable(format!("{operation} s3://{bucket}/{key}: {detail}"))
+    JitrError::DecommissionedListUnavailable(format!(
+        "{operation} s3://{bucket}/{key}: {}",
+        describe(err)
+    ))
 }
 
 #[cfg(test)]

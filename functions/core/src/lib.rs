@@ -18,6 +18,7 @@ pub mod naming;
 pub mod pki;
 pub mod registry;
 pub mod revocation;
+mod s3;
 pub mod samples;
 pub mod telemetry;
 

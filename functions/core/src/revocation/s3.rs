@@ -1,9 +1,10 @@
 //! The S3 adapter for revocation lists: a conditional GET on the ETag, so a refresh of an
 //! unchanged list costs one small request. S3 types stay in this file.
 
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use super::{Fetched, RevocationError};
+use crate::s3::{describe, status};
 
 /// Fetches CRL objects from S3.
 #[derive(Debug, Clone)]
@@ -12,14 +13,10 @@ pub struct S3CrlFetcher {
 }
 
 impl S3CrlFetcher {
-    /// Builds the client from shared SDK configuration. A custom endpoint (an emulator or an
-    /// S3-compatible store) gets path-style addressing, which such endpoints need.
+    /// Builds the client from shared SDK configuration (path-style for a custom endpoint).
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
-            .build();
         Self {
-            client: aws_sdk_s3::Client::from_conf(config),
+            client: crate::s3::client(sdk),
         }
     }
 
@@ -81,29 +78,11 @@ impl S3CrlFetcher {
                     etag,
                 })
             }
-            Err(err) if status_of(&err) == Some(304) => Ok(Fetched::NotModified),
+            Err(err) if status(&err) == Some(304) => Ok(Fetched::NotModified),
             Err(err) => Err(RevocationError::Unreadable(format!(
                 "s3://{bucket}/{key}: {}",
                 describe(&err)
             ))),
         }
     }
-}
-
-/// `Code: message` for a service error, the transport failure otherwise; never the raw body.
-fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> String {
-    match err.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown error"),
-            service.message().unwrap_or("no message")
-        ),
-        None => aws_sdk_s3::error::DisplayErrorContext(err).to_string(),
-    }
-}
-
-fn status_of<E>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> Option<u16> {
-    err.raw_response().map(|r| r.status().as_u16())
 }
