@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "target" / "e2e"
 STACK = "jitr-e2e"
 CRL_BUCKET, CRL_KEY = "fleet-pki", "crl/devices.crl.pem"
+# The template names each function's log group after the stack: "registration" or "lifecycle".
+LOG_GROUP = f"/aws/lambda/{STACK}-{{}}"
 
 
 class Failure(Exception):
@@ -180,7 +182,7 @@ class Run:
         )
         policies = self.iot.list_attached_policies(target=certificate["certificateArn"])["policies"]
         check([p["policyName"] for p in policies] == ["jitr-e2e-device"], "the device policy is attached")
-        self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
+        self.registration_outcome(device.certificate_id)
 
         own = f"devices/{device.name}/telemetry"
         check(session.subscribe(own), f"SUBSCRIBE {own} granted")
@@ -192,8 +194,10 @@ class Run:
         check(not acknowledged and session.closed_by_broker, f"PUBLISH {foreign} refused: connection closed")
         session.close()
 
-    def mark_invocations(self, label: str, log_group: str, certificate_id: str) -> None:
-        """Puts the function's invocation and its outcome for this certificate on the timeline."""
+    def registration_outcome(self, certificate_id: str) -> dict:
+        """RegistrationFunction's newest log fields for this certificate; its invocation and
+        outcome go on the timeline."""
+        label, log_group = "RegistrationFunction", LOG_GROUP.format("registration")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             events = sorted(self.logs.filter_log_events(logGroupName=log_group)["events"], key=lambda e: e["timestamp"])
@@ -220,7 +224,7 @@ class Run:
         watcher.join(timeout=5)
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate (serial in the CRL) is {status}")
-        self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
+        self.registration_outcome(device.certificate_id)
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name}")
 
         before = {c["certificateId"] for c in self.iot.list_certificates()["certificates"]}
@@ -282,7 +286,7 @@ class Run:
         check(self.connect_with_backoff(device, f"{device.name} (again)", attempts=4) is None,
               f"{device.name} can no longer connect")
         watcher.join(timeout=5)
-        fields = self.mark_invocations("RegistrationFunction", f"/aws/lambda/{STACK}-registration", device.certificate_id)
+        fields = self.registration_outcome(device.certificate_id)
         check(fields.get("reason") == "Decommissioned", "JITR brought its certificate back; the function revoked it as decommissioned")
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate is {status}")
@@ -339,7 +343,7 @@ class Run:
 
     def dump_function_logs(self) -> None:
         for name in ("registration", "lifecycle"):
-            group = f"/aws/lambda/{STACK}-{name}"
+            group = LOG_GROUP.format(name)
             try:
                 events = self.logs.filter_log_events(logGroupName=group)["events"]
             except Exception as error:  # the log group may not exist when deploy failed
