@@ -30,20 +30,7 @@ impl Fleet {
         let ministack = shared();
         let account = ministack.new_account();
         let ca = Ca::new("Fleet CA", "Acme Devices").expect("CA");
-        let code = account
-            .iot
-            .registration_code()
-            .await
-            .expect("registration code");
-        let verification = ca
-            .verification_certificate(&code)
-            .expect("verification certificate");
-        let ca_id = account
-            .iot
-            .register_ca(&ca.pem, &verification, true)
-            .await
-            .expect("RegisterCACertificate");
-        assert_eq!(ca_id, ca.id(), "IoT's CA id is the SHA-256 of the DER");
+        let ca_id = register_ca(&account.iot, &ca).await;
         let policy = std::fs::read_to_string(workspace_root().join("policies/device-policy.json"))
             .expect("device policy");
         account
@@ -60,6 +47,13 @@ impl Fleet {
         }
     }
 
+    /// Registers another CA in this account, the real way; returns it with its id.
+    pub async fn another_ca(&self, common_name: &str) -> (Ca, String) {
+        let ca = Ca::new(common_name, "Partner Devices").expect("CA");
+        let id = register_ca(self.iot(), &ca).await;
+        (ca, id)
+    }
+
     pub fn iot(&self) -> &IotRegistry {
         &self.account.iot
     }
@@ -67,9 +61,14 @@ impl Fleet {
     /// Issues a device certificate and connects with it: the emulator registers it
     /// PENDING_ACTIVATION and drops the connection, as IoT Core does.
     pub async fn pending_device(&self, spec: DeviceSpec) -> Device {
-        let device = self.ca.issue(&spec).expect("device certificate");
+        self.pending_device_of(&self.ca, spec).await
+    }
+
+    /// The same, for a device of `ca` (registered in this account).
+    pub async fn pending_device_of(&self, ca: &Ca, spec: DeviceSpec) -> Device {
+        let device = ca.issue(&spec).expect("device certificate");
         assert_eq!(
-            self.connect(&device).await,
+            self.connect_with(ca, &device).await,
             Connect::Closed,
             "first connect of an unknown certificate is dropped"
         );
@@ -85,6 +84,11 @@ impl Fleet {
 
     /// A device connect (client id = its CN, as the device policy requires).
     pub async fn connect(&self, device: &Device) -> Connect {
+        self.connect_with(&self.ca, device).await
+    }
+
+    /// A connect presenting `ca`'s certificate after the device's.
+    pub async fn connect_with(&self, ca: &Ca, device: &Device) -> Connect {
         let client_id = jitr_core::certificate::pem_to_der(&device.cert_pem)
             .and_then(|_| jitr_core::certificate::common_name(&device.cert_pem))
             .unwrap_or_else(|| "device".into());
@@ -93,7 +97,7 @@ impl Fleet {
             self.ministack.mtls_port,
             &self.broker_ca,
             &device.cert_pem,
-            &self.ca.pem,
+            &ca.pem,
             key,
             &client_id,
         )
@@ -102,9 +106,14 @@ impl Fleet {
 
     /// The event IoT Core publishes for the device's certificate.
     pub fn event(&self, device: &Device) -> Value {
+        self.event_of(&self.ca_id, device)
+    }
+
+    /// The event for a device of the CA `ca_id`.
+    pub fn event_of(&self, ca_id: &str, device: &Device) -> Value {
         json!({
             "certificateId": device.id,
-            "caCertificateId": self.ca_id,
+            "caCertificateId": ca_id,
             "timestamp": 1_763_800_000_000_i64,
             "certificateStatus": "PENDING_ACTIVATION",
             "awsAccountId": self.account.id,
@@ -151,4 +160,19 @@ impl Fleet {
             .expect("ListAttachedPolicies");
         (things, policies)
     }
+}
+
+/// RegisterCACertificate with the registration code and a verification certificate,
+/// auto-registration on; returns the CA id.
+async fn register_ca(iot: &IotRegistry, ca: &Ca) -> String {
+    let code = iot.registration_code().await.expect("registration code");
+    let verification = ca
+        .verification_certificate(&code)
+        .expect("verification certificate");
+    let ca_id = iot
+        .register_ca(&ca.pem, &verification, true)
+        .await
+        .expect("RegisterCACertificate");
+    assert_eq!(ca_id, ca.id(), "IoT's CA id is the SHA-256 of the DER");
+    ca_id
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use jitr_core::binding::BINDING_ATTRIBUTE;
 use jitr_core::pki::DeviceSpec;
 use jitr_core::registry::{CertificateStatus, Registry};
 use jitr_core::revocation::RevocationSource;
@@ -432,4 +433,54 @@ fn tempdir(fleet: &Fleet) -> std::path::PathBuf {
         .join(format!("test-{}", fleet.account.id));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Defect found in review, on the emulator with two registered CAs and real mTLS connects: a
+/// device of CA B whose CN names a device admitted through CA A must not get A's Thing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_of_another_ca_cannot_take_over_a_thing() {
+    let fleet = Fleet::new().await;
+    let (partner, partner_id) = fleet.another_ca("Partner CA").await;
+    let registrar = fleet.registrar(fleet.config()); // any registered, ACTIVE CA
+    let genuine = fleet
+        .pending_device(DeviceSpec::named("sensor-contested"))
+        .await;
+    let report = registrar
+        .handle(&fleet.event(&genuine), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+
+    let forged = fleet
+        .pending_device_of(&partner, DeviceSpec::named("sensor-contested"))
+        .await;
+    let report = registrar
+        .handle(&fleet.event_of(&partner_id, &forged), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Rejected);
+    assert_eq!(report.reason.as_deref(), Some("ThingBoundToOtherCa"));
+    assert_eq!(fleet.status(&forged).await, CertificateStatus::Inactive);
+    assert_eq!(fleet.attachments(&forged).await, (vec![], vec![]));
+    assert_eq!(
+        fleet.attachments(&genuine).await.0,
+        ["sensor-contested"],
+        "the genuine device keeps its Thing"
+    );
+    let thing = fleet
+        .iot()
+        .describe_thing("sensor-contested")
+        .await
+        .unwrap();
+    assert_eq!(
+        thing.attributes.get(BINDING_ATTRIBUTE),
+        Some(&fleet.ca_id),
+        "the Thing is bound to the CA that admitted it"
+    );
+    let refused = fleet.connect_with(&partner, &forged).await;
+    assert!(
+        matches!(refused, Connect::Closed | Connect::Refused(_)),
+        "the forged device is refused at connect: {refused:?}"
+    );
+    assert_eq!(fleet.connect(&genuine).await, Connect::Accepted);
 }

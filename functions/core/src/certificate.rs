@@ -35,6 +35,14 @@ pub enum CertificateProblem {
     UnsupportedKey,
     /// RSA shorter than 2048 bits.
     WeakKey,
+    /// The CA certificate is past its notAfter.
+    CaExpired,
+    /// The CA certificate is before its notBefore.
+    CaNotYetValid,
+    /// The CA certificate lacks basicConstraints `cA=TRUE`.
+    CaNotAuthority,
+    /// The CA certificate's keyUsage does not include keyCertSign.
+    CaCannotSignCertificates,
 }
 
 impl CertificateProblem {
@@ -49,6 +57,10 @@ impl CertificateProblem {
             Self::Expired => "Expired",
             Self::UnsupportedKey => "UnsupportedKeyType",
             Self::WeakKey => "WeakKey",
+            Self::CaExpired => "CaExpired",
+            Self::CaNotYetValid => "CaNotYetValid",
+            Self::CaNotAuthority => "CaNotCertificateAuthority",
+            Self::CaCannotSignCertificates => "CaCannotSignCertificates",
         }
     }
 }
@@ -109,6 +121,7 @@ pub fn inspect(
     let der = pem_to_der(device_pem).ok_or(CertificateProblem::Unparseable)?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|_| CertificateProblem::Unparseable)?;
     let ca = ca.parsed().ok_or(CertificateProblem::Unparseable)?;
+    check_authority(&ca, now)?;
 
     if is_weak_signature_algorithm(&cert.signature_algorithm.algorithm) {
         return Err(CertificateProblem::WeakSignatureAlgorithm);
@@ -156,6 +169,28 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 
 fn is_certificate_block(block: &Pem) -> bool {
     block.label == "CERTIFICATE"
+}
+
+/// A certificate signed by a CA is only as good as the CA: it must be within its own validity
+/// window and be a CA allowed to sign certificates (RFC 5280 4.2.1.9 and 4.2.1.3).
+fn check_authority(ca: &X509Certificate<'_>, now: i64) -> Result<(), CertificateProblem> {
+    let validity = ca.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(CertificateProblem::CaNotYetValid);
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(CertificateProblem::CaExpired);
+    }
+    match ca.basic_constraints() {
+        Ok(Some(constraints)) if constraints.value.ca => {}
+        _ => return Err(CertificateProblem::CaNotAuthority),
+    }
+    match ca.key_usage() {
+        // keyUsage is optional; when present it must allow certificate signing.
+        Ok(None) => Ok(()),
+        Ok(Some(usage)) if usage.value.key_cert_sign() => Ok(()),
+        _ => Err(CertificateProblem::CaCannotSignCertificates),
+    }
 }
 
 fn check_key(cert: &X509Certificate<'_>) -> Result<(), CertificateProblem> {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::binding::BindingRule;
 use crate::decommissioned::S3Folder;
 use crate::error::JitrError;
 use crate::event::is_certificate_id;
@@ -27,6 +28,8 @@ pub struct Config {
     pub revocation_list: Option<RevocationSource>,
     /// `REVOCATION_FAIL_OPEN`.
     pub revocation_fail_open: bool,
+    /// What to do with an existing Thing that carries no CA binding (profiles can override).
+    pub thing_binding: BindingRule,
     /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): certificates never to re-admit.
     pub decommissioned_certificates: Option<S3Folder>,
 }
@@ -112,6 +115,7 @@ impl Config {
             thing_group_names,
             revocation_list,
             revocation_fail_open,
+            thing_binding: BindingRule::default(),
             decommissioned_certificates,
         })
     }
@@ -126,6 +130,7 @@ impl Config {
             thing_group_names: Vec::new(),
             revocation_list: None,
             revocation_fail_open: false,
+            thing_binding: BindingRule::default(),
             decommissioned_certificates: None,
         }
     }

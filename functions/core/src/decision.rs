@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::binding::{BINDING_ATTRIBUTE, BindingRule};
 use crate::certificate::{CaCertificate, CertificateProblem, InspectedCertificate, inspect};
 use crate::config::Config;
 use crate::error::JitrError;
@@ -48,6 +49,10 @@ pub enum RejectReason {
     ThingNameMissing,
     /// The derived name, escaped for logs.
     ThingNameInvalid(String),
+    /// The Thing of that name belongs to another CA (see `binding`).
+    ThingBoundToOtherCa,
+    /// The Thing exists without a binding and the profile's rule is `strict`.
+    ThingUnbound,
 }
 
 impl RejectReason {
@@ -60,6 +65,8 @@ impl RejectReason {
             Self::Certificate(problem) => problem.as_str(),
             Self::ThingNameMissing => "ThingNameMissing",
             Self::ThingNameInvalid(_) => "ThingNameInvalid",
+            Self::ThingBoundToOtherCa => "ThingBoundToOtherCa",
+            Self::ThingUnbound => "ThingUnbound",
         }
     }
 }
@@ -87,6 +94,10 @@ impl RevokeReason {
 pub struct ProvisionPlan {
     pub certificate_id: String,
     pub certificate_arn: String,
+    /// The CA the Thing is bound to (its `caCertificateId` attribute).
+    pub ca_certificate_id: String,
+    /// What to do when the Thing exists without a binding.
+    pub binding_rule: BindingRule,
     pub thing: ThingSpec,
     pub thing_groups: Vec<String>,
     pub policy_name: String,
@@ -190,6 +201,8 @@ pub fn decide(
     Ok(Decision::Provision(ProvisionPlan {
         certificate_id: certificate.id.clone(),
         certificate_arn: certificate.arn.clone(),
+        ca_certificate_id: event.ca_certificate_id.clone(),
+        binding_rule: config.thing_binding,
         thing: ThingSpec {
             name,
             type_name: config.thing_type_name.clone(),
@@ -217,7 +230,8 @@ fn thing_name<'a>(
 /// IoT Core allows 3 attributes on a Thing without a type, 50 with one.
 const MAX_UNTYPED_ATTRIBUTES: usize = 3;
 
-/// Searchable facts about the device, in priority order, within IoT Core's limits. Values
+/// The CA binding first (it must fit even IoT Core's 3 attributes of an untyped Thing), then
+/// searchable facts about the device, in priority order, within IoT Core's limits. Values
 /// IoT Core would refuse (spaces, say) are left out rather than altered.
 fn thing_attributes(
     inspected: &InspectedCertificate,
@@ -227,10 +241,10 @@ fn thing_attributes(
     let subject = &inspected.subject;
     let serial = hex::encode(&inspected.serial);
     let candidates = [
+        (BINDING_ATTRIBUTE, Some(ca_certificate_id)),
         ("commonName", subject.common_name.as_deref()),
-        ("organization", subject.organization.as_deref()),
         ("certificateSerial", Some(serial.as_str())),
-        ("caCertificateId", Some(ca_certificate_id)),
+        ("organization", subject.organization.as_deref()),
         ("subjectSerialNumber", subject.serial_number.as_deref()),
         ("organizationalUnit", subject.organizational_unit.as_deref()),
         ("country", subject.country.as_deref()),
@@ -254,7 +268,7 @@ fn thing_attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{Ca, Device, DeviceSpec};
+    use crate::pki::{Ca, CaSpec, Device, DeviceSpec};
     use time::{Duration, OffsetDateTime};
 
     const ACCOUNT: &str = "123456789012";
@@ -266,7 +280,10 @@ mod tests {
     }
 
     fn world() -> World {
-        let ca = Ca::new("Table CA", "Acme").unwrap();
+        world_with(Ca::new("Table CA", "Acme").unwrap())
+    }
+
+    fn world_with(ca: Ca) -> World {
         let ca_certificate = CaCertificate::from_pem(&ca.pem).unwrap();
         let ca_description = CaDescription {
             id: ca.id(),
@@ -379,8 +396,9 @@ mod tests {
             3,
             "untyped things get at most 3 attributes"
         );
+        assert_eq!(plan.thing.attributes[BINDING_ATTRIBUTE], w.ca.id());
+        assert_eq!(plan.ca_certificate_id, w.ca.id());
         assert_eq!(plan.thing.attributes["commonName"], "sensor-7");
-        assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
         assert_eq!(
             plan.thing.attributes["certificateSerial"],
             hex::encode(&device.serial)
@@ -410,7 +428,7 @@ mod tests {
         };
         assert_eq!(plan.thing.type_name.as_deref(), Some("sensor"));
         assert_eq!(plan.thing.attributes["subjectSerialNumber"], "SN-7");
-        assert_eq!(plan.thing.attributes["caCertificateId"], w.ca.id());
+        assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
     }
 
     #[test]
@@ -588,7 +606,7 @@ mod tests {
                 "NotYetValid",
             ),
             (
-                "checked before notBefore",
+                "checked before notBefore (the CA's too: it is checked first)",
                 run(
                     &w,
                     &valid,
@@ -599,7 +617,7 @@ mod tests {
                         ..Tweak::default()
                     },
                 ),
-                "NotYetValid",
+                "CaNotYetValid",
             ),
             (
                 "CN not a thing name",
@@ -659,6 +677,80 @@ mod tests {
         for (name, decision, expected) in cases {
             assert_eq!(reason(decision), expected, "{name}");
         }
+    }
+
+    /// Defect found in review: a device signed by a CA certificate that expired last month was
+    /// admitted. The CA must itself be valid now, a CA, and allowed to sign certificates.
+    #[test]
+    fn a_ca_that_cannot_vouch_for_its_devices_rejects_them() {
+        let now = OffsetDateTime::now_utc();
+        let spec = CaSpec::named("Vouching CA", "Acme");
+        let cases = [
+            (
+                "CA expired last month (device still valid)",
+                CaSpec {
+                    not_before: now - Duration::days(400),
+                    not_after: now - Duration::days(30),
+                    ..spec.clone()
+                },
+                "CaExpired",
+            ),
+            (
+                "CA not valid yet",
+                CaSpec {
+                    not_before: now + Duration::days(2),
+                    ..spec.clone()
+                },
+                "CaNotYetValid",
+            ),
+            (
+                "basicConstraints cA=FALSE",
+                CaSpec {
+                    is_ca: false,
+                    ..spec.clone()
+                },
+                "CaNotCertificateAuthority",
+            ),
+            (
+                "keyUsage without keyCertSign",
+                CaSpec {
+                    key_cert_sign: false,
+                    ..spec.clone()
+                },
+                "CaCannotSignCertificates",
+            ),
+        ];
+        for (name, ca_spec, expected) in cases {
+            let w = world_with(Ca::with_spec(&ca_spec).unwrap());
+            let device = w.ca.issue(&DeviceSpec::named("vouched")).unwrap();
+            for status in [
+                CertificateStatus::PendingActivation,
+                CertificateStatus::Active,
+            ] {
+                let decision = run(
+                    &w,
+                    &device,
+                    status,
+                    &Config::with_policy("p"),
+                    Tweak::default(),
+                );
+                assert_eq!(reason(decision), expected, "{name}");
+            }
+        }
+        // The same spec, valid, admits.
+        let w = world_with(Ca::with_spec(&spec).unwrap());
+        let device = w.ca.issue(&DeviceSpec::named("vouched")).unwrap();
+        let decision = run(
+            &w,
+            &device,
+            CertificateStatus::PendingActivation,
+            &Config::with_policy("p"),
+            Tweak::default(),
+        );
+        assert!(
+            matches!(decision, Ok(Decision::Provision(_))),
+            "{decision:?}"
+        );
     }
 
     #[test]

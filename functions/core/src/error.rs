@@ -57,6 +57,9 @@ pub enum JitrError {
     /// (detachment is asynchronous on AWS): retry later.
     #[error("{principal} is still attached to thing {thing} after waiting")]
     DetachPending { thing: String, principal: String },
+    /// Other writers kept changing the Thing while its CA binding was being settled: retry.
+    #[error("thing {thing} kept changing while its CA binding was checked")]
+    ThingContended { thing: String },
     /// The decommissioned-certificates list could not be read or written: fail closed, retry.
     #[error("decommissioned-certificates list unavailable: {0}")]
     DecommissionedListUnavailable(String),
@@ -75,6 +78,7 @@ impl JitrError {
             JitrError::Registry(e) => e.kind().class(),
             JitrError::Revocation(_)
             | JitrError::DetachPending { .. }
+            | JitrError::ThingContended { .. }
             | JitrError::DecommissionedListUnavailable(_) => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
@@ -89,6 +93,7 @@ impl JitrError {
             JitrError::Config { .. } => "Config",
             JitrError::MissingResource { .. } => "MissingResource",
             JitrError::DetachPending { .. } => "DetachPending",
+            JitrError::ThingContended { .. } => "ThingContended",
             JitrError::DecommissionedListUnavailable(_) => "DecommissionedListUnavailable",
             JitrError::Registry(e) => e.kind().as_str(),
             JitrError::Revocation(e) => e.kind(),

@@ -7,6 +7,7 @@
 //! adapter is the only place SDK types appear and whose in-memory adapter is proven by the
 //! same contract suite to answer like the emulator.
 
+pub mod binding;
 pub mod certificate;
 pub mod config;
 pub mod decision;

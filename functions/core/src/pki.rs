@@ -22,23 +22,31 @@ pub struct Ca {
 impl Ca {
     /// A new EC P-256 CA whose subject is `CN=<common_name>, O=<organization>`.
     pub fn new(common_name: &str, organization: &str) -> PkiResult<Self> {
+        Self::with_spec(&CaSpec::named(common_name, organization))
+    }
+
+    /// A CA as `spec` says (expired, not a CA, no keyCertSign: the CAs tests must refuse).
+    pub fn with_spec(spec: &CaSpec) -> PkiResult<Self> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
-            .push(DnType::OrganizationName, organization);
+            .push(DnType::OrganizationName, spec.organization.as_str());
         params
             .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
-        params.not_after = OffsetDateTime::now_utc() + Duration::days(365 * 100);
+            .push(DnType::CommonName, spec.common_name.as_str());
+        params.is_ca = if spec.is_ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        params.key_usages = vec![KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        if spec.key_cert_sign {
+            params.key_usages.push(KeyUsagePurpose::KeyCertSign);
+        }
+        params.not_before = spec.not_before;
+        params.not_after = spec.not_after;
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
         let pem = params.self_signed(&key)?.pem();
         Ok(Self { pem, key })
@@ -125,17 +133,29 @@ impl Ca {
         })
     }
 
-    /// A CRL revoking `serials`, current from `this_update` to `next_update`.
+    /// A CRL revoking `serials`, current from `this_update` to `next_update` (CRL number 1).
     pub fn crl(
         &self,
         serials: &[Vec<u8>],
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
     ) -> PkiResult<String> {
+        self.crl_numbered(serials, 1, this_update, next_update)
+    }
+
+    /// A CRL with the given CRL number (RFC 5280 5.2.3: increases with every list issued).
+    pub fn crl_numbered(
+        &self,
+        serials: &[Vec<u8>],
+        crl_number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> PkiResult<String> {
+        let number = crl_number.to_be_bytes();
         let params = CertificateRevocationListParams {
             this_update,
             next_update,
-            crl_number: SerialNumber::from_slice(&[1]),
+            crl_number: SerialNumber::from_slice(crate::certificate::normalized_serial(&number)),
             issuing_distribution_point: None,
             revoked_certs: serials
                 .iter()
@@ -149,6 +169,33 @@ impl Ca {
             key_identifier_method: KeyIdMethod::Sha256,
         };
         Ok(params.signed_by(&self.issuer()?)?.pem()?)
+    }
+}
+
+/// What a CA certificate should say.
+#[derive(Debug, Clone)]
+pub struct CaSpec {
+    pub common_name: String,
+    pub organization: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// basicConstraints cA=TRUE (otherwise cA=FALSE, explicitly).
+    pub is_ca: bool,
+    /// keyUsage includes keyCertSign.
+    pub key_cert_sign: bool,
+}
+
+impl CaSpec {
+    /// A valid CA for the next hundred years.
+    pub fn named(common_name: &str, organization: &str) -> Self {
+        Self {
+            common_name: common_name.to_owned(),
+            organization: organization.to_owned(),
+            not_before: OffsetDateTime::now_utc() - Duration::days(1),
+            not_after: OffsetDateTime::now_utc() + Duration::days(365 * 100),
+            is_ca: true,
+            key_cert_sign: true,
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use jitr_core::telemetry;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
-pub use provision::provision;
+pub use provision::{Provisioned, provision};
 pub use registrar::{CA_CACHE_TTL_SECS, Registrar, unix_now};
 pub use report::{Outcome, Report};
 

@@ -1,42 +1,46 @@
-//! `apply` for an admissible certificate: Thing and policy first (concurrently), then the
-//! Thing-principal attachment, then activation strictly last. Each step is idempotent, so a
-//! failure anywhere leaves the certificate PENDING and a retry finishes the job.
+//! `apply` for an admissible certificate: the Thing first (created bound to the certificate's CA,
+//! or an existing one checked against that binding), then the policy and groups (concurrently),
+//! then the Thing-principal attachment, then activation strictly last. Each step is idempotent,
+//! so a failure anywhere leaves the certificate PENDING and a retry finishes the job.
 
 use jitr_core::JitrError;
-use jitr_core::decision::ProvisionPlan;
-use jitr_core::registry::{CertificateStatus, Registry, RegistryErrorKind};
+use jitr_core::binding::{AttachedPrincipal, BINDING_ATTRIBUTE, Binding, bind};
+use jitr_core::decision::{ProvisionPlan, RejectReason};
+use jitr_core::registry::{
+    CertificateStatus, Registry, RegistryErrorKind, ThingDescription, certificate_id_from_arn,
+};
 
 use crate::report::Outcome;
 
-/// Runs the plan; returns Activated, AlreadyActive, or LeftAlone when the certificate's
-/// status changed under us (an operator or the lifecycle function got there first).
+/// How often an adoption is re-judged when another writer changed the Thing in between.
+const BINDING_ATTEMPTS: usize = 3;
+
+/// What provisioning did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioned {
+    /// Activated, AlreadyActive, or LeftAlone when the certificate's status changed under us
+    /// (an operator or the lifecycle function got there first).
+    Done(Outcome),
+    /// The Thing belongs to another CA (or is unbound under a strict rule): nothing was attached.
+    Refused(RejectReason),
+}
+
+/// Runs the plan.
 pub async fn provision<R: Registry>(
     registry: &R,
     plan: &ProvisionPlan,
-) -> Result<Outcome, JitrError> {
-    let thing = async {
-        match registry.create_thing(&plan.thing).await {
-            // The Thing exists with other attributes (pre-provisioned, or edited by an operator):
-            // it is the device's Thing all the same, and its attributes are not ours to reset.
-            Err(e) if e.kind() == RegistryErrorKind::AlreadyExists => {
-                tracing::info!(thing_name = %plan.thing.name, "thing exists with other attributes; kept as is");
-            }
-            Err(e) if e.kind() == RegistryErrorKind::NotFound => {
-                return Err(missing(
-                    "thing type",
-                    plan.thing.type_name.as_deref().unwrap_or("?"),
-                    e.into(),
-                ));
-            }
-            other => other?,
-        }
+) -> Result<Provisioned, JitrError> {
+    if let Err(reason) = ensure_thing(registry, plan).await? {
+        return Ok(Provisioned::Refused(reason));
+    }
+    let groups = async {
         for group in &plan.thing_groups {
             registry
                 .add_thing_to_group(&plan.thing.name, group)
                 .await
                 .map_err(|e| missing_if_not_found("thing group", group, e.into()))?;
         }
-        Ok(())
+        Ok::<(), JitrError>(())
     };
     let policy = async {
         registry
@@ -44,20 +48,20 @@ pub async fn provision<R: Registry>(
             .await
             .map_err(|e| missing_if_not_found("device policy", &plan.policy_name, e.into()))
     };
-    let (thing, policy) = tokio::join!(thing, policy);
-    thing?;
+    let (groups, policy) = tokio::join!(groups, policy);
+    groups?;
     policy?;
     registry
         .attach_thing_principal(&plan.thing.name, &plan.certificate_arn)
         .await?;
 
     if !plan.activate {
-        return Ok(Outcome::AlreadyActive);
+        return Ok(Provisioned::Done(Outcome::AlreadyActive));
     }
     // Read the status again right before activating: an operator or the lifecycle function may
     // have set it INACTIVE or REVOKED since the lookup, and that decision must stand (AWS
     // refuses REVOKED → ACTIVE; emulators do not, so we refuse it ourselves).
-    match registry
+    let outcome = match registry
         .describe_certificate(&plan.certificate_id)
         .await?
         .status
@@ -66,14 +70,124 @@ pub async fn provision<R: Registry>(
             registry
                 .update_certificate_status(&plan.certificate_id, &CertificateStatus::Active)
                 .await?;
-            Ok(Outcome::Activated)
+            Outcome::Activated
         }
-        CertificateStatus::Active => Ok(Outcome::AlreadyActive),
-        _ => Ok(Outcome::LeftAlone),
+        CertificateStatus::Active => Outcome::AlreadyActive,
+        _ => Outcome::LeftAlone,
+    };
+    Ok(Provisioned::Done(outcome))
+}
+
+/// Creates the Thing bound to the plan's CA or, when it exists, checks it against the binding
+/// and adopts it if the rule allows. `Ok(Err(reason))` refuses the certificate.
+///
+/// Creating first (rather than looking first) closes the race with a concurrent registration
+/// through another CA: CreateThing is atomic on the name, and a Thing made by anyone else
+/// answers `AlreadyExists` because its binding attribute differs.
+async fn ensure_thing<R: Registry>(
+    registry: &R,
+    plan: &ProvisionPlan,
+) -> Result<Result<(), RejectReason>, JitrError> {
+    for _ in 0..BINDING_ATTEMPTS {
+        match registry.create_thing(&plan.thing).await {
+            Ok(()) => return Ok(Ok(())),
+            Err(e) if e.kind() == RegistryErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => {
+                let type_name = plan.thing.type_name.as_deref().unwrap_or("?");
+                return Err(missing("thing type", type_name));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let thing = match registry.describe_thing(&plan.thing.name).await {
+            Ok(thing) => thing,
+            // Deleted between the two calls (a decommission): create it again.
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let principals = if thing.attributes.contains_key(BINDING_ATTRIBUTE) {
+            Vec::new()
+        } else {
+            attached_principals(registry, &thing.name).await?
+        };
+        match bind(
+            &plan.ca_certificate_id,
+            &thing,
+            &principals,
+            plan.binding_rule,
+        ) {
+            // An existing Thing keeps its other attributes: they are not ours to reset.
+            Binding::Bound => return Ok(Ok(())),
+            Binding::BoundToOtherCa => return Ok(Err(RejectReason::ThingBoundToOtherCa)),
+            Binding::Unbound => return Ok(Err(RejectReason::ThingUnbound)),
+            Binding::Adopt => match adopt(registry, &thing, &plan.ca_certificate_id).await {
+                Ok(()) => return Ok(Ok(())),
+                // Someone changed the Thing since we read it: judge it again.
+                Err(e) if e.kind() == RegistryErrorKind::Conflict => continue,
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    Err(JitrError::ThingContended {
+        thing: plan.thing.name.clone(),
+    })
+}
+
+/// Writes the binding on an unbound Thing, guarded by its version so two CAs adopting it at
+/// once cannot both win.
+async fn adopt<R: Registry>(
+    registry: &R,
+    thing: &ThingDescription,
+    ca_certificate_id: &str,
+) -> Result<(), jitr_core::registry::RegistryError> {
+    let written = registry
+        .set_thing_attribute(
+            &thing.name,
+            BINDING_ATTRIBUTE,
+            ca_certificate_id,
+            thing.version,
+        )
+        .await;
+    match written {
+        Ok(()) => {
+            tracing::info!(thing_name = %thing.name, ca_certificate_id, "adopted an unbound thing");
+            Ok(())
+        }
+        // An untyped Thing already at IoT Core's 3 attributes cannot take the binding; the
+        // certificate about to be attached (checked above: no other CA's) is the binding then.
+        Err(e) if e.kind() == RegistryErrorKind::InvalidRequest => {
+            tracing::warn!(thing_name = %thing.name, error = %e, "thing adopted without its binding attribute");
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
-fn missing(resource: &'static str, name: &str, _cause: JitrError) -> JitrError {
+/// The certificates attached to a Thing, with their CA and status.
+async fn attached_principals<R: Registry>(
+    registry: &R,
+    thing_name: &str,
+) -> Result<Vec<AttachedPrincipal>, JitrError> {
+    let mut principals = Vec::new();
+    for arn in registry.list_thing_principals(thing_name).await? {
+        let Some(id) = certificate_id_from_arn(&arn) else {
+            principals.push(AttachedPrincipal::Other);
+            continue;
+        };
+        match registry.describe_certificate(id).await {
+            Ok(c) => principals.push(AttachedPrincipal::Certificate {
+                certificate_id: c.id,
+                ca_certificate_id: c.ca_certificate_id,
+                status: c.status,
+            }),
+            // Deleted, detachment still propagating: it binds nothing.
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(principals)
+}
+
+fn missing(resource: &'static str, name: &str) -> JitrError {
     JitrError::MissingResource {
         resource,
         name: name.to_owned(),
@@ -82,7 +196,7 @@ fn missing(resource: &'static str, name: &str, _cause: JitrError) -> JitrError {
 
 fn missing_if_not_found(resource: &'static str, name: &str, err: JitrError) -> JitrError {
     if err.is_registry(RegistryErrorKind::NotFound) {
-        missing(resource, name, err)
+        missing(resource, name)
     } else {
         err
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use jitr_core::certificate::CaCertificate;
-use jitr_core::decision::{Decision, Facts, RevocationFacts, decide};
+use jitr_core::decision::{Decision, Facts, RejectReason, RevocationFacts, decide};
 use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::event::RegistrationEvent;
 use jitr_core::registry::{CaDescription, CertificateStatus, Registry, RegistryErrorKind};
@@ -14,7 +14,7 @@ pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
 
-use crate::provision::provision;
+use crate::provision::{Provisioned, provision};
 use crate::report::{Outcome, Report};
 
 /// How long a CA description is trusted before it is looked up again, so a CA deactivated
@@ -145,17 +145,29 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
             reason: None,
             revocation_unchecked: false,
         };
-        match decision {
-            Decision::Provision(plan) => {
-                report.outcome = provision(&self.registry, &plan).await?;
-                if report.outcome == Outcome::LeftAlone {
-                    report.reason = Some("StatusChangedDuringProvisioning".into());
+        let decision = match decision {
+            Decision::Provision(plan) => match provision(&self.registry, &plan).await? {
+                Provisioned::Done(outcome) => {
+                    report.outcome = outcome;
+                    if outcome == Outcome::LeftAlone {
+                        report.reason = Some("StatusChangedDuringProvisioning".into());
+                    }
+                    report.thing_name = Some(plan.thing.name);
+                    report.revocation_unchecked = plan.revocation_unchecked;
+                    return Ok(report);
                 }
-                report.thing_name = Some(plan.thing.name);
-                report.revocation_unchecked = plan.revocation_unchecked;
-            }
+                Provisioned::Refused(reason) => {
+                    tracing::warn!(certificate_id = %event.certificate_id, thing_name = %plan.thing.name, reason = reason.as_str(), "thing belongs to another CA; certificate refused");
+                    report.thing_name = Some(plan.thing.name);
+                    Decision::Reject { reason }
+                }
+            },
+            other => other,
+        };
+        match decision {
+            Decision::Provision(_) => {}
             Decision::Reject { reason } => {
-                if let jitr_core::decision::RejectReason::ThingNameInvalid(value) = &reason {
+                if let RejectReason::ThingNameInvalid(value) = &reason {
                     tracing::warn!(certificate_id = %event.certificate_id, thing_name = %value, "derived thing name is not valid");
                 }
                 self.registry

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jitr_core::Config;
+use jitr_core::binding::{BINDING_ATTRIBUTE, BindingRule};
 use jitr_core::pki::{Ca, DeviceSpec};
 use jitr_core::registry::{
     CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
@@ -323,6 +324,160 @@ async fn a_thing_that_exists_with_other_attributes_is_adopted() {
         thing.attributes["site"], "lab",
         "the operator's attributes are kept"
     );
+    assert_eq!(
+        thing.attributes[BINDING_ATTRIBUTE], world.ca_id,
+        "an adopted thing is bound to the CA that admitted it"
+    );
+}
+
+/// A second CA registered in the same account, with a device of the same CN as `cn`'s.
+fn pending_from(world: &World, ca: &Ca, ca_id: &str, cn: &str) -> (String, Value) {
+    let device = ca.issue(&DeviceSpec::named(cn)).unwrap();
+    let id = world
+        .memory
+        .register_pending(&device.cert_pem, ca_id)
+        .unwrap();
+    let event = json!({"certificateId": id, "caCertificateId": ca_id, "timestamp": 1,
+        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+    (id, event)
+}
+
+/// Defect found in review: with any-CA admission (or an allow-list of two), a certificate from
+/// CA B whose CN names a device admitted through CA A was attached to A's Thing and activated.
+#[tokio::test]
+async fn a_certificate_of_another_ca_cannot_take_over_a_bound_thing() {
+    let world = World::new();
+    let partner = Ca::new("Partner CA", "Partner").unwrap();
+    let partner_id = world.memory.register_ca(&partner.pem, true).unwrap();
+    let any_ca = world.config();
+    let both_listed = {
+        let mut c = world.config();
+        c.allowed_ca_certificate_ids = [world.ca_id.clone(), partner_id.clone()].into();
+        c
+    };
+    for (n, config) in [any_ca, both_listed].into_iter().enumerate() {
+        let cn = format!("sensor-takeover-{n}");
+        let registrar = Registrar::new(Arc::clone(&world.registry), config, FileCrlFetcher);
+        let (genuine, event) = world.pending(&cn);
+        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Activated);
+
+        let (forged, event) = pending_from(&world, &partner, &partner_id, &cn);
+        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Rejected, "case {n}");
+        assert_eq!(report.reason.as_deref(), Some("ThingBoundToOtherCa"));
+        assert_eq!(world.status(&forged).await, CertificateStatus::Inactive);
+        let rows = world.memory.snapshot().certificates;
+        let row = |id: &str| rows.iter().find(|r| r.id == id).unwrap().clone();
+        assert!(
+            row(&forged).things.is_empty() && row(&forged).policies.is_empty(),
+            "nothing attached to the refused certificate: {:?}",
+            row(&forged)
+        );
+        assert_eq!(row(&genuine).things, std::slice::from_ref(&cn));
+        assert_eq!(world.status(&genuine).await, CertificateStatus::Active);
+
+        // Duplicates and retries of the forged event stay refused (INACTIVE is left alone).
+        let again = registrar.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(again.outcome, Outcome::LeftAlone);
+    }
+    assert!(world.memory.invariant_violations().is_empty());
+}
+
+/// Things that exist without a binding: made by an older version (a certificate attached, no
+/// attribute), or pre-created by an operator (nothing attached).
+#[tokio::test]
+async fn unbound_things_are_adopted_only_without_another_cas_certificate() {
+    let world = World::new();
+    let partner = Ca::new("Partner CA", "Partner").unwrap();
+    let partner_id = world.memory.register_ca(&partner.pem, true).unwrap();
+    let registrar = world.registrar(Arc::clone(&world.registry));
+    let unbound = |name: &str| ThingSpec {
+        name: name.into(),
+        type_name: None,
+        attributes: [("commonName".to_owned(), name.to_owned())].into(),
+    };
+
+    // An older version's Thing: CA A's certificate attached, no binding attribute.
+    world
+        .registry
+        .create_thing(&unbound("legacy"))
+        .await
+        .unwrap();
+    let (legacy_cert, _) = world.pending("legacy");
+    let arn = world.memory.certificate_arn(&legacy_cert);
+    world
+        .registry
+        .attach_thing_principal("legacy", &arn)
+        .await
+        .unwrap();
+    world
+        .registry
+        .update_certificate_status(&legacy_cert, &CertificateStatus::Inactive)
+        .await
+        .unwrap();
+    let (forged, event) = pending_from(&world, &partner, &partner_id, "legacy");
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("ThingBoundToOtherCa"),
+        "another CA's certificate, even INACTIVE, keeps the thing"
+    );
+    assert_eq!(world.status(&forged).await, CertificateStatus::Inactive);
+
+    // The same Thing for a second certificate of its own CA: adopted and bound.
+    let (own, event) = world.pending("legacy");
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert_eq!(world.status(&own).await, CertificateStatus::Active);
+    let thing = world.registry.describe_thing("legacy").await.unwrap();
+    assert_eq!(thing.attributes[BINDING_ATTRIBUTE], world.ca_id);
+
+    // Strict profiles refuse a pre-created Thing they did not bind.
+    world
+        .registry
+        .create_thing(&unbound("precreated"))
+        .await
+        .unwrap();
+    let mut strict = world.config();
+    strict.thing_binding = BindingRule::Strict;
+    let (id, event) = world.pending("precreated");
+    let report = Registrar::new(Arc::clone(&world.registry), strict, FileCrlFetcher)
+        .handle(&event, ACCOUNT)
+        .await
+        .unwrap();
+    assert_eq!(report.reason.as_deref(), Some("ThingUnbound"));
+    assert_eq!(world.status(&id).await, CertificateStatus::Inactive);
+    assert!(world.memory.invariant_violations().is_empty());
+}
+
+/// Two CAs adopting one unbound Thing at once: the version check lets exactly one win.
+#[tokio::test]
+async fn a_concurrent_adoption_by_another_ca_is_judged_again() {
+    let world = World::new();
+    let partner = Ca::new("Partner CA", "Partner").unwrap();
+    let partner_id = world.memory.register_ca(&partner.pem, true).unwrap();
+    let spec = ThingSpec {
+        name: "contested".into(),
+        ..ThingSpec::default()
+    };
+    world.registry.create_thing(&spec).await.unwrap();
+    let (id, event) = world.pending("contested");
+    // Right before our UpdateThing, the partner CA's registration binds the Thing to itself.
+    let memory = Arc::clone(&world.memory);
+    let partner_binding = partner_id.clone();
+    world.registry.before_next("UpdateThing", move || {
+        memory.set_attribute("contested", BINDING_ATTRIBUTE, &partner_binding);
+    });
+    let report = world
+        .registrar(Arc::clone(&world.registry))
+        .handle(&event, ACCOUNT)
+        .await
+        .unwrap();
+    assert_eq!(report.reason.as_deref(), Some("ThingBoundToOtherCa"));
+    assert_eq!(world.status(&id).await, CertificateStatus::Inactive);
+    let thing = world.registry.describe_thing("contested").await.unwrap();
+    assert_eq!(thing.attributes[BINDING_ATTRIBUTE], partner_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,6 +133,35 @@ async fn things<H: ContractHarness>(h: &H) -> Check {
         r.create_thing(&typed).await,
         RegistryErrorKind::NotFound,
     )?;
+    let described = ok("DescribeThing", r.describe_thing(&name).await)?;
+    ensure(
+        described.name == name && described.attributes == spec.attributes,
+        || format!("DescribeThing answered {described:?}"),
+    )?;
+    ok(
+        "UpdateThing merging one attribute",
+        r.set_thing_attribute(&name, "caCertificateId", MISSING_ID, described.version)
+            .await,
+    )?;
+    let updated = ok(
+        "DescribeThing after UpdateThing",
+        r.describe_thing(&name).await,
+    )?;
+    ensure(
+        updated
+            .attributes
+            .get("caCertificateId")
+            .map(String::as_str)
+            == Some(MISSING_ID)
+            && updated.attributes.get("commonName") == spec.attributes.get("commonName")
+            && updated.version > described.version,
+        || format!("UpdateThing merged into {updated:?}"),
+    )?;
+    expect_kind(
+        "DescribeThing of an unknown thing",
+        r.describe_thing(&h.unique("ghost")).await,
+        RegistryErrorKind::NotFound,
+    )?;
     let group = h.thing_group().await;
     ok(
         "AddThingToThingGroup",

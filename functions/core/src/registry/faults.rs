@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
-    RegistryErrorKind, ThingSpec,
+    RegistryErrorKind, ThingDescription, ThingSpec,
 };
 
 type Action = Box<dyn FnOnce() + Send>;
@@ -86,6 +86,22 @@ impl<R: Registry> Registry for Faulty<R> {
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
         self.trip("CreateThing")?;
         self.inner.create_thing(spec).await
+    }
+    async fn describe_thing(&self, thing: &str) -> Result<ThingDescription, RegistryError> {
+        self.trip("DescribeThing")?;
+        self.inner.describe_thing(thing).await
+    }
+    async fn set_thing_attribute(
+        &self,
+        thing: &str,
+        name: &str,
+        value: &str,
+        expected_version: i64,
+    ) -> Result<(), RegistryError> {
+        self.trip("UpdateThing")?;
+        self.inner
+            .set_thing_attribute(thing, name, value, expected_version)
+            .await
     }
     async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
         self.trip("AddThingToThingGroup")?;

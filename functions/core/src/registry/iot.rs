@@ -14,7 +14,7 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
-    RegistryErrorKind, ThingSpec,
+    RegistryErrorKind, ThingDescription, ThingSpec,
 };
 
 /// SDK configuration for every AWS client of the functions: the SDK's own environment
@@ -164,27 +164,6 @@ impl IotRegistry {
                 .map(drop)
                 .map_err(|e| classify("CreateThingGroup", e)),
         )
-    }
-
-    /// The Thing's type and attributes (DescribeThing).
-    pub async fn describe_thing(&self, name: &str) -> Result<ThingSpec, RegistryError> {
-        let out = self
-            .client
-            .describe_thing()
-            .thing_name(name)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeThing", e))?;
-        Ok(ThingSpec {
-            name: out.thing_name().unwrap_or(name).to_owned(),
-            type_name: out.thing_type_name().map(str::to_owned),
-            attributes: out
-                .attributes()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        })
     }
 
     /// RegisterCertificate with its CA and a status (not PENDING_ACTIVATION, which only a
@@ -371,6 +350,50 @@ impl Registry for IotRegistry {
             .await
             .map(drop)
             .map_err(|e| classify("CreateThing", e))
+    }
+
+    async fn describe_thing(&self, thing_name: &str) -> Result<ThingDescription, RegistryError> {
+        let out = self
+            .client
+            .describe_thing()
+            .thing_name(thing_name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeThing", e))?;
+        Ok(ThingDescription {
+            name: out.thing_name().unwrap_or(thing_name).to_owned(),
+            type_name: out.thing_type_name().map(str::to_owned),
+            attributes: out
+                .attributes()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            version: out.version(),
+        })
+    }
+
+    async fn set_thing_attribute(
+        &self,
+        thing_name: &str,
+        name: &str,
+        value: &str,
+        expected_version: i64,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .update_thing()
+            .thing_name(thing_name)
+            .attribute_payload(
+                AttributePayload::builder()
+                    .attributes(name, value)
+                    .merge(true)
+                    .build(),
+            )
+            .expected_version(expected_version)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("UpdateThing", e))
     }
 
     async fn add_thing_to_group(

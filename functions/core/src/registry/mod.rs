@@ -94,6 +94,16 @@ pub struct ThingSpec {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A Thing as DescribeThing returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ThingDescription {
+    pub name: String,
+    pub type_name: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    /// Incremented by every update; UpdateThing's `expectedVersion` compares against it.
+    pub version: i64,
+}
+
 /// The class of a registry failure, decided where the failure is understood (the adapter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryErrorKind {
@@ -198,6 +208,22 @@ pub trait Registry: Send + Sync {
         spec: &ThingSpec,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 
+    /// `NotFound` for an unknown Thing.
+    fn describe_thing(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = Result<ThingDescription, RegistryError>> + Send;
+
+    /// UpdateThing merging one attribute into the Thing's attributes, only if the Thing is still
+    /// at `expected_version` (`Conflict` otherwise, on AWS; the emulator does not check).
+    fn set_thing_attribute(
+        &self,
+        thing_name: &str,
+        name: &str,
+        value: &str,
+        expected_version: i64,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
     fn add_thing_to_group(
         &self,
         thing_name: &str,
@@ -289,6 +315,21 @@ impl<R: Registry> Registry for std::sync::Arc<R> {
         spec: &ThingSpec,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send {
         (**self).create_thing(spec)
+    }
+    fn describe_thing(
+        &self,
+        thing: &str,
+    ) -> impl Future<Output = Result<ThingDescription, RegistryError>> + Send {
+        (**self).describe_thing(thing)
+    }
+    fn set_thing_attribute(
+        &self,
+        thing: &str,
+        name: &str,
+        value: &str,
+        expected_version: i64,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send {
+        (**self).set_thing_attribute(thing, name, value, expected_version)
     }
     fn add_thing_to_group(
         &self,

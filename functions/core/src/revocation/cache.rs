@@ -1,5 +1,9 @@
 //! The per-container CRL cache: fetched once, re-fetched (conditionally) every few minutes so
 //! new revocations take effect before nextUpdate, and re-verified whenever the bytes change.
+//!
+//! A verified list is only ever replaced by a newer verified one: a refresh that fails (source
+//! down, bad signature, wrong issuer, malformed, stale, or an older list than the one held)
+//! keeps serving the list it has while that list is within its nextUpdate (invariant 4).
 
 use std::sync::Arc;
 
@@ -13,11 +17,21 @@ pub const REFRESH_INTERVAL_SECS: i64 = 300;
 
 #[derive(Debug, Default)]
 struct State {
-    bytes: Option<Arc<Vec<u8>>>,
+    /// When the source was last asked (successfully or not); `None` before the first fetch.
+    fetched_at: Option<i64>,
+    /// The ETag of the verified list's bytes, for conditional requests.
     etag: Option<String>,
-    fetched_at: i64,
-    /// The list parsed from `bytes`, with the CA certificate it verified against.
-    verified: Option<(CaCertificate, Arc<RevocationList>)>,
+    /// The last verified list: its bytes, the CA it verified against, and the parsed list.
+    verified: Option<Verified>,
+    /// Why the last refresh was not taken, for the error when nothing usable is left.
+    last_error: Option<RevocationError>,
+}
+
+#[derive(Debug)]
+struct Verified {
+    bytes: Arc<Vec<u8>>,
+    ca: CaCertificate,
+    list: Arc<RevocationList>,
 }
 
 /// One source's CRL, shared by every invocation of a container.
@@ -43,61 +57,110 @@ impl<F: CrlFetcher> RevocationCache<F> {
     }
 
     /// The current list, verified against `ca` and fresh at `now` (seconds).
-    ///
-    /// A failed refresh keeps serving the previous list while that list is still fresh; the
-    /// next call tries again.
     pub async fn get(
         &self,
         ca: &CaCertificate,
         now: i64,
     ) -> Result<Arc<RevocationList>, RevocationError> {
         let mut state = self.state.lock().await;
-        let usable = |state: &State| {
-            state
-                .verified
-                .as_ref()
-                .filter(|(verified_ca, list)| verified_ca == ca && list.check_fresh(now).is_ok())
-                .map(|(_, list)| Arc::clone(list))
+        reverify_for(&mut state, ca);
+        let held_fresh = usable(&state, ca, now).is_some();
+        let due = match state.fetched_at {
+            None => true,
+            Some(at) => now - at >= REFRESH_INTERVAL_SECS || !held_fresh,
         };
-        let due = state.bytes.is_none()
-            || now - state.fetched_at >= REFRESH_INTERVAL_SECS
-            || state
-                .verified
-                .as_ref()
-                .is_some_and(|(_, l)| l.check_fresh(now).is_err());
         if due {
-            match self
-                .fetcher
-                .fetch(&self.source, state.etag.as_deref())
-                .await
-            {
-                Ok(Fetched::NotModified) => state.fetched_at = now,
+            state.fetched_at = Some(now);
+            let etag = state.etag.clone();
+            let result = match self.fetcher.fetch(&self.source, etag.as_deref()).await {
+                Ok(Fetched::NotModified) if state.verified.is_some() => Ok(()),
+                Ok(Fetched::NotModified) => Err(RevocationError::Unreadable(
+                    "source answered not-modified, but no list is held".into(),
+                )),
                 Ok(Fetched::Body { bytes, etag }) => {
-                    state.bytes = Some(Arc::new(bytes));
-                    state.etag = etag;
-                    state.fetched_at = now;
-                    state.verified = None;
+                    accept(&mut state, Arc::new(bytes), etag, ca, now)
                 }
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => state.last_error = None,
                 Err(err) => {
-                    if let Some(list) = usable(&state) {
-                        tracing::warn!(error = %err, "revocation list refresh failed; using the cached list");
-                        return Ok(list);
+                    if held_fresh {
+                        tracing::warn!(error = %err, error_type = err.kind(), "revocation list refresh refused; serving the verified list held");
                     }
-                    return Err(err);
+                    state.last_error = Some(err);
                 }
             }
         }
-        if let Some(list) = usable(&state) {
+        if let Some(list) = usable(&state, ca, now) {
             return Ok(list);
         }
-        let bytes = state
-            .bytes
-            .clone()
-            .ok_or_else(|| RevocationError::Unreadable("no revocation list fetched".into()))?;
-        let list = Arc::new(RevocationList::parse(&bytes, ca)?);
-        list.check_fresh(now)?;
-        state.verified = Some((ca.clone(), Arc::clone(&list)));
-        Ok(list)
+        Err(match (&state.verified, state.last_error.clone()) {
+            // The held list went stale and nothing newer verified.
+            (Some(held), None) => held
+                .list
+                .check_fresh(now)
+                .err()
+                .unwrap_or_else(|| RevocationError::Unreadable("no usable list".into())),
+            (_, Some(err)) => err,
+            (None, None) => RevocationError::Unreadable("no revocation list fetched".into()),
+        })
+    }
+}
+
+/// The held list, if it verified against `ca` and is fresh at `now`.
+fn usable(state: &State, ca: &CaCertificate, now: i64) -> Option<Arc<RevocationList>> {
+    state
+        .verified
+        .as_ref()
+        .filter(|v| v.ca == *ca && v.list.check_fresh(now).is_ok())
+        .map(|v| Arc::clone(&v.list))
+}
+
+/// Verifies new bytes and takes them only if they are a fresh list at least as new as the one
+/// held; otherwise the held list stays untouched.
+fn accept(
+    state: &mut State,
+    bytes: Arc<Vec<u8>>,
+    etag: Option<String>,
+    ca: &CaCertificate,
+    now: i64,
+) -> Result<(), RevocationError> {
+    let list = RevocationList::parse(&bytes, ca)?;
+    list.check_fresh(now)?;
+    if let Some(held) = &state.verified {
+        list.check_not_older_than(&held.list)?;
+    }
+    state.verified = Some(Verified {
+        bytes,
+        ca: ca.clone(),
+        list: Arc::new(list),
+    });
+    state.etag = etag;
+    Ok(())
+}
+
+/// The CA's certificate changed (re-registered under the same source): verify the held bytes
+/// against it, or drop them so the next fetch starts over.
+fn reverify_for(state: &mut State, ca: &CaCertificate) {
+    let Some(held) = state.verified.as_ref().filter(|v| v.ca != *ca) else {
+        return;
+    };
+    match RevocationList::parse(&held.bytes, ca) {
+        Ok(list) => {
+            let bytes = Arc::clone(&held.bytes);
+            state.verified = Some(Verified {
+                bytes,
+                ca: ca.clone(),
+                list: Arc::new(list),
+            });
+        }
+        Err(err) => {
+            state.verified = None;
+            state.etag = None;
+            state.fetched_at = None;
+            state.last_error = Some(err);
+        }
     }
 }
 
@@ -179,6 +242,100 @@ mod tests {
         );
         let etags = cache.fetcher.etags.lock().unwrap().clone();
         assert_eq!(etags, [None, Some("\"v1\"".into()), Some("\"v1\"".into())]);
+    }
+
+    fn body(pem: String, etag: &str) -> Result<Fetched, RevocationError> {
+        Ok(Fetched::Body {
+            bytes: pem.into_bytes(),
+            etag: Some(etag.to_owned()),
+        })
+    }
+
+    /// Defect found in review: the cache dropped its verified list before the new bytes
+    /// verified, so one bad object blocked every registration (or, fail-open, admitted
+    /// revoked devices) while the previous list was still current.
+    #[tokio::test]
+    async fn a_refresh_that_does_not_verify_keeps_the_verified_list() {
+        let ca = Ca::new("Cache CA", "Acme").unwrap();
+        let forger = Ca::new("Cache CA", "Acme").unwrap(); // same name, other key
+        let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let window = (now - Duration::hours(1), now + Duration::hours(6));
+        let good = ca.crl(&[vec![9]], window.0, window.1).unwrap();
+        let forged = forger.crl(&[], window.0, window.1).unwrap();
+        let expired = ca
+            .crl_numbered(&[], 2, now - Duration::days(2), now - Duration::days(1))
+            .unwrap();
+        let cache = scripted(vec![
+            body(good, "\"good\""),
+            body(forged, "\"forged\""),
+            body("garbage".into(), "\"garbage\""),
+            body(expired, "\"expired\""),
+            Ok(Fetched::NotModified),
+        ]);
+        assert!(cache.get(&ca_cert, t).await.unwrap().is_revoked(&[9]));
+        for step in 1..=4 {
+            let list = cache
+                .get(&ca_cert, t + step * REFRESH_INTERVAL_SECS)
+                .await
+                .unwrap_or_else(|e| panic!("refresh {step}: {e}"));
+            assert!(
+                list.is_revoked(&[9]),
+                "refresh {step} kept the verified list"
+            );
+        }
+        let etags = cache.fetcher.etags.lock().unwrap().clone();
+        assert_eq!(
+            etags,
+            vec![
+                None,
+                Some("\"good\"".to_owned()),
+                Some("\"good\"".into()),
+                Some("\"good\"".into()),
+                Some("\"good\"".into())
+            ],
+            "a refused body's ETag is never sent, so it is fetched and judged again"
+        );
+    }
+
+    /// Defect found in review: an older, validly signed CRL replacing a newer one was accepted,
+    /// un-revoking devices.
+    #[tokio::test]
+    async fn an_older_list_never_replaces_a_newer_one() {
+        let ca = Ca::new("Cache CA", "Acme").unwrap();
+        let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let newer = ca
+            .crl_numbered(
+                &[vec![7]],
+                5,
+                now - Duration::hours(1),
+                now + Duration::minutes(20),
+            )
+            .unwrap();
+        let older = ca
+            .crl_numbered(&[], 4, now - Duration::hours(3), now + Duration::days(7))
+            .unwrap();
+        let cache = scripted(vec![
+            body(newer, "\"v5\""),
+            body(older.clone(), "\"v4\""),
+            body(older, "\"v4\""),
+        ]);
+        assert!(cache.get(&ca_cert, t).await.unwrap().is_revoked(&[7]));
+        let list = cache
+            .get(&ca_cert, t + REFRESH_INTERVAL_SECS)
+            .await
+            .unwrap();
+        assert!(
+            list.is_revoked(&[7]),
+            "the rollback is refused; serial 7 stays revoked"
+        );
+        // Once the newer list is past its nextUpdate, the older one still cannot stand in.
+        let err = cache.get(&ca_cert, t + 30 * 60).await.unwrap_err();
+        assert_eq!(err.kind(), "RevocationListRolledBack");
+        assert!(err.to_string().contains("CRL number 4"), "{err}");
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@ use crate::certificate::{CaCertificate, normalized_serial};
 #[derive(Debug, Clone)]
 pub struct RevocationList {
     serials: HashSet<Box<[u8]>>,
+    /// The cRLNumber extension, big-endian without leading zeros.
+    crl_number: Option<Vec<u8>>,
     this_update: i64,
     next_update: i64,
 }
@@ -52,8 +54,12 @@ impl RevocationList {
             .iter_revoked_certificates()
             .map(|revoked| normalized_serial(revoked.raw_serial()).into())
             .collect();
+        let crl_number = crl
+            .crl_number()
+            .map(|n| normalized_serial(&n.to_bytes_be()).to_vec());
         Ok(Self {
             serials,
+            crl_number,
             this_update: crl.last_update().timestamp(),
             next_update,
         })
@@ -76,6 +82,40 @@ impl RevocationList {
         }
     }
 
+    /// Refuses a list issued before `accepted` (a lower CRL number or, when either list has
+    /// none, an earlier thisUpdate): serving it would un-revoke devices.
+    pub fn check_not_older_than(&self, accepted: &Self) -> Result<(), RevocationError> {
+        let rolled_back = match (&self.crl_number, &accepted.crl_number) {
+            (Some(new), Some(old)) => (new.len(), new) < (old.len(), old),
+            _ => self.this_update < accepted.this_update,
+        };
+        if rolled_back {
+            return Err(RevocationError::RolledBack(format!(
+                "{} is older than the accepted {}",
+                self.version(),
+                accepted.version()
+            )));
+        }
+        Ok(())
+    }
+
+    /// "CRL number N (thisUpdate T)", for messages.
+    pub fn version(&self) -> String {
+        match &self.crl_number {
+            Some(n) => format!(
+                "CRL number {} (thisUpdate {})",
+                number_text(n),
+                self.this_update
+            ),
+            None => format!("CRL without a number (thisUpdate {})", self.this_update),
+        }
+    }
+
+    /// The CRL number as text (decimal up to 128 bits, hex beyond).
+    pub fn crl_number(&self) -> Option<String> {
+        self.crl_number.as_deref().map(number_text)
+    }
+
     /// How many serials are revoked.
     pub fn len(&self) -> usize {
         self.serials.len()
@@ -94,6 +134,18 @@ impl RevocationList {
     /// nextUpdate, seconds since the epoch.
     pub fn next_update(&self) -> i64 {
         self.next_update
+    }
+}
+
+fn number_text(bytes: &[u8]) -> String {
+    if bytes.len() <= 16 {
+        let mut value = 0u128;
+        for b in bytes {
+            value = (value << 8) | u128::from(*b);
+        }
+        value.to_string()
+    } else {
+        format!("0x{}", hex::encode(bytes))
     }
 }
 
@@ -139,6 +191,34 @@ mod tests {
             2
         );
         assert!(list.check_fresh(now.unix_timestamp()).is_ok());
+    }
+
+    #[test]
+    fn an_older_list_is_refused_by_number_then_by_date() {
+        let ca = Ca::new("CRL CA", "Acme").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let (earlier, later) = (now - Duration::hours(2), now - Duration::hours(1));
+        let next = now + Duration::days(1);
+        let list = |number, this_update| {
+            let pem = ca.crl_numbered(&[], number, this_update, next).unwrap();
+            RevocationList::parse(pem.as_bytes(), &ca_certificate(&ca)).unwrap()
+        };
+        let (v3, v5) = (list(3, earlier), list(5, later));
+        assert_eq!(v5.crl_number().as_deref(), Some("5"));
+        assert!(v5.check_not_older_than(&v3).is_ok());
+        assert!(v5.check_not_older_than(&v5).is_ok(), "the same list again");
+        let err = v3.check_not_older_than(&v5).unwrap_err();
+        assert_eq!(err.kind(), "RevocationListRolledBack");
+        assert!(err.to_string().contains("CRL number 3"), "{err}");
+        assert!(err.to_string().contains("accepted CRL number 5"), "{err}");
+        // A number that grows past one byte still compares as a number.
+        assert!(
+            list(256, later)
+                .check_not_older_than(&list(255, later))
+                .is_ok()
+        );
+        // The number decides even against the clock (a re-signed list with a higher number).
+        assert!(list(6, earlier).check_not_older_than(&v5).is_ok());
     }
 
     #[test]

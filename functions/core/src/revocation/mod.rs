@@ -29,6 +29,9 @@ pub enum RevocationError {
     /// The signature does not verify with the CA's key.
     #[error("revocation list signature does not verify with the CA's key")]
     BadSignature,
+    /// An older list than one already accepted (CRL number or thisUpdate went backwards).
+    #[error("revocation list rolled back: {0}")]
+    RolledBack(String),
     /// nextUpdate has passed (or is absent): the list may be missing revocations.
     #[error("revocation list is stale: nextUpdate {next_update} is not after now {now}")]
     Stale { next_update: i64, now: i64 },
@@ -43,6 +46,7 @@ impl RevocationError {
             Self::WrongIssuer => "RevocationListWrongIssuer",
             Self::BadSignature => "RevocationListBadSignature",
             Self::Stale { .. } => "RevocationListStale",
+            Self::RolledBack(_) => "RevocationListRolledBack",
         }
     }
 }
