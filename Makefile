@@ -13,13 +13,18 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-demo: ## Replay the sample registration, then lifecycle, events on embedded registries (offline)
+JITR := $(CARGO) run --quiet -p jitr-cli --
+
+demo: ## Replay the sample registration, fleet and lifecycle events on embedded registries (offline)
 	$(CARGO) build --quiet -p jitr-cli
 	@echo "== registration: events/registration =="
-	@target/debug/jitr replay events/registration/[0-9]*.json
+	@$(JITR) replay events/registration/[0-9]*.json
+	@echo
+	@echo "== fleet: events/fleet (two CAs with their own profiles, a retired one; profiles.json) =="
+	@$(JITR) replay events/fleet/[0-9]*.json
 	@echo
 	@echo "== lifecycle: events/lifecycle (webhooks signed with the test secret in registry.json) =="
-	@target/debug/jitr replay --function lifecycle events/lifecycle/[0-9]*.json
+	@$(JITR) replay --function lifecycle events/lifecycle/[0-9]*.json
 
 test: lint venv ## Format check, clippy, every test (unit, contract, emulator-backed) and the end-to-end run
 	$(CARGO) build --workspace --bins

@@ -35,6 +35,7 @@ def main() -> int:
         ("policies/device-policy.json", resources["DevicePolicy"]["Properties"]["PolicyDocument"]),
         ("policies/registration-iam.json", inline_policy("RegistrationRole", "registration")),
         ("policies/registration-crl-iam.json", resources["RegistrationRevocationListPolicy"]["Properties"]["PolicyDocument"]),
+        ("policies/registration-profiles-iam.json", resources["RegistrationProfilesPolicy"]["Properties"]["PolicyDocument"]),
         ("policies/lifecycle-iam.json", inline_policy("LifecycleRole", "lifecycle")),
     ]
     failed = 0

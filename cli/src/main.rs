@@ -1,7 +1,8 @@
 //! `jitr`: replay sample events through the real handlers, locally or against an endpoint,
-//! and seed an emulator with the sample CA, policy and CRL.
+//! seed an emulator with the sample CA, policy and CRL, and check registration profiles.
 
 mod output;
+mod profiles;
 mod replay;
 mod seed;
 mod state;
@@ -38,6 +39,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Registration profiles documents.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
     /// Load the sample CA (with a verification certificate), device policy and CRL into an emulator.
     Seed {
         #[arg(long)]
@@ -50,6 +56,15 @@ enum Command {
         /// The bucket the CRL is published to.
         #[arg(long, default_value = "jitr-samples")]
         bucket: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// Validate a REGISTRATION_PROFILES document offline and print each CA's effective profile.
+    Check {
+        /// The JSON document.
+        file: PathBuf,
     },
 }
 
@@ -69,6 +84,9 @@ async fn main() -> ExitCode {
             policy,
             bucket,
         } => seed::run(&endpoint_url, &samples, &policy, &bucket).await,
+        Command::Profiles {
+            command: ProfilesCommand::Check { file },
+        } => profiles::check(&file),
     };
     match result {
         Ok(()) | Err(output::Failure::BrokenPipe) => ExitCode::SUCCESS,

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use jitr_core::registry::iot::load_sdk_config_for_endpoint;
 use jitr_core::registry::{IotRegistry, Registry};
-use jitr_core::revocation::{CrlFetcher, FileCrlFetcher, S3CrlFetcher, SourceCrlFetcher};
 use jitr_core::samples::{self, SampleRegistry};
+use jitr_core::source::{Fetcher, SourceFetcher};
 use jitr_core::{Config, JitrError};
 use jitr_lifecycle::{Lifecycle, LifecycleConfig, handle_payload};
 use jitr_registration::Registrar;
@@ -47,14 +47,14 @@ pub async fn run(
     match (function, sdk) {
         (Function::Registration, None) => {
             let config = registration_config(&sample)?;
-            let registrar = Registrar::new(sample.registry, config, FileCrlFetcher);
+            let registrar = Registrar::new(sample.registry, config, SourceFetcher::without_s3());
             replay_registration(&registrar, files, &sample.account, out).await?;
             out.state(registrar.registry(), &certificates, &things)
                 .await
         }
         (Function::Registration, Some(sdk)) => {
             let config = registration_config(&sample)?;
-            let fetcher = SourceCrlFetcher::new(S3CrlFetcher::from_sdk_config(&sdk));
+            let fetcher = SourceFetcher::from_sdk_config(&sdk);
             let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher);
             replay_registration(&registrar, files, &sample.account, out).await?;
             out.state(registrar.registry(), &certificates, &things)
@@ -168,7 +168,7 @@ impl Output {
     }
 }
 
-async fn replay_registration<R: Registry, F: CrlFetcher>(
+async fn replay_registration<R: Registry, F: Fetcher>(
     registrar: &Registrar<R, F>,
     files: &[PathBuf],
     account: &str,
@@ -183,12 +183,14 @@ async fn replay_registration<R: Registry, F: CrlFetcher>(
         };
         match result {
             Ok(report) => {
-                let detail = match (&report.thing_name, &report.reason) {
-                    (Some(thing), None) => format!("thing {thing}"),
-                    (Some(thing), Some(reason)) => format!("thing {thing}, {reason}"),
-                    (None, Some(reason)) => reason.clone(),
-                    (None, None) => String::new(),
-                };
+                let mut detail: Vec<String> = Vec::new();
+                detail.extend(report.thing_name.iter().map(|t| format!("thing {t}")));
+                detail.extend(report.reason.iter().cloned());
+                // The profile is news only when a document names several.
+                if let Some(profile) = report.profile.as_deref().filter(|p| *p != "default") {
+                    detail.push(format!("profile {profile}"));
+                }
+                let detail = detail.join(", ");
                 out.row(&name, report.outcome.as_str(), &detail, json!(report))?;
             }
             Err(err) => out.error(&name, &err)?,

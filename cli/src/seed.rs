@@ -9,8 +9,8 @@ use std::path::Path;
 use jitr_core::pki::Ca;
 use jitr_core::registry::iot::load_sdk_config_for_endpoint;
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryError, ThingSpec};
-use jitr_core::revocation::S3CrlFetcher;
 use jitr_core::samples::read_manifest;
+use jitr_core::source::S3Fetcher;
 
 use crate::output::{Failure, line};
 
@@ -115,7 +115,7 @@ pub async fn run(
         .filter(|l| !l.contains("://"))
     {
         let crl = std::fs::read(samples.join(list)).map_err(|e| e.to_string())?;
-        S3CrlFetcher::from_sdk_config(&sdk)
+        S3Fetcher::from_sdk_config(&sdk)
             .publish(bucket, list, crl)
             .await?;
         line(format!("CRL: s3://{bucket}/{list}"))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jitr_core::Config;
 use jitr_core::pki::{Ca, Device, DeviceSpec};
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
-use jitr_core::revocation::{S3CrlFetcher, SourceCrlFetcher};
+use jitr_core::source::SourceFetcher;
 use jitr_registration::Registrar;
 use serde_json::{Value, json};
 
@@ -127,8 +127,8 @@ impl Fleet {
     }
 
     /// The real handler on the real SDK client for this account.
-    pub fn registrar(&self, config: Config) -> Registrar<IotRegistry, SourceCrlFetcher> {
-        let fetcher = SourceCrlFetcher::new(S3CrlFetcher::from_sdk_config(&self.account.sdk));
+    pub fn registrar(&self, config: Config) -> Registrar<IotRegistry, SourceFetcher> {
+        let fetcher = SourceFetcher::from_sdk_config(&self.account.sdk);
         Registrar::new(self.iot().clone(), config, fetcher)
     }
 

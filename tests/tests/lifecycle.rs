@@ -8,7 +8,7 @@ use std::sync::Arc;
 use jitr_core::decommissioned::{DecommissionedList, S3Folder};
 use jitr_core::pki::{Device, DeviceSpec};
 use jitr_core::registry::{CertificateStatus, Faulty, IotRegistry, Registry, RegistryErrorKind};
-use jitr_core::revocation::S3CrlFetcher;
+use jitr_core::source::S3Fetcher;
 use jitr_lifecycle::config::WebhookSecret;
 use jitr_lifecycle::webhook::sign;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
@@ -260,7 +260,7 @@ async fn a_decommissioned_device_that_connects_again_is_revoked_not_readmitted()
     let device = admitted(&fleet, "life-gone").await;
     let folder: S3Folder = "s3://fleet-state/decommissioned/".parse().unwrap();
     // The stack owns this bucket in production; here the test creates it.
-    S3CrlFetcher::from_sdk_config(&fleet.account.sdk)
+    S3Fetcher::from_sdk_config(&fleet.account.sdk)
         .publish(
             &folder.bucket,
             "README",

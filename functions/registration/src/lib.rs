@@ -15,13 +15,13 @@ use std::time::Instant;
 
 use jitr_core::event::account_from_function_arn;
 use jitr_core::registry::Registry;
-use jitr_core::revocation::CrlFetcher;
+use jitr_core::source::Fetcher;
 use jitr_core::telemetry;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
 pub use provision::{Provisioned, provision};
-pub use registrar::{CA_CACHE_TTL_SECS, Registrar, unix_now};
+pub use registrar::{Assessment, CA_CACHE_TTL_SECS, Registrar, unix_now};
 pub use report::{Outcome, Report};
 
 /// The Lambda entry point. The payload is the IoT event (rule → Lambda) or, behind the burst
@@ -29,7 +29,7 @@ pub use report::{Outcome, Report};
 /// failed messages come back (and, past the queue's maxReceiveCount, reach its dead-letter
 /// queue). Each event gets one JSON log line and one metric line; a direct event's classified
 /// error becomes `error_type = "<Class>.<Kind>"`.
-pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
+pub async fn handle_lambda_event<R: Registry, F: Fetcher>(
     registrar: &Registrar<R, F>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
@@ -63,7 +63,7 @@ pub async fn handle_lambda_event<R: Registry, F: CrlFetcher>(
 }
 
 /// One event, timed, logged and counted.
-async fn handle_one<R: Registry, F: CrlFetcher>(
+async fn handle_one<R: Registry, F: Fetcher>(
     registrar: &Registrar<R, F>,
     payload: &Value,
     account: &Result<String, jitr_core::JitrError>,
@@ -89,6 +89,7 @@ async fn handle_one<R: Registry, F: CrlFetcher>(
                 certificate_id = %report.certificate_id,
                 ca_certificate_id = %report.ca_certificate_id,
                 thing_name = report.thing_name.as_deref().unwrap_or(""),
+                profile = report.profile.as_deref().unwrap_or(""),
                 outcome = report.outcome.as_str(),
                 reason = report.reason.as_deref().unwrap_or(""),
                 revocation_unchecked = report.revocation_unchecked,

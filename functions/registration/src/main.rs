@@ -4,7 +4,7 @@ use jitr_core::Config;
 use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
-use jitr_core::revocation::{S3CrlFetcher, SourceCrlFetcher};
+use jitr_core::source::SourceFetcher;
 use jitr_registration::{Registrar, handle_lambda_event};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     jitr_core::telemetry::init_logging();
     let config = Config::from_env()?;
     let sdk = load_sdk_config().await;
-    let fetcher = SourceCrlFetcher::new(S3CrlFetcher::from_sdk_config(&sdk));
+    let fetcher = SourceFetcher::from_sdk_config(&sdk);
     let decommissioned =
         DecommissionedList::from_folder(&sdk, config.decommissioned_certificates.clone());
     let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher)

@@ -42,15 +42,18 @@ pub async fn provision<R: Registry>(
         }
         Ok::<(), JitrError>(())
     };
-    let policy = async {
-        registry
-            .attach_policy(&plan.policy_name, &plan.certificate_arn)
-            .await
-            .map_err(|e| missing_if_not_found("device policy", &plan.policy_name, e.into()))
+    let policies = async {
+        for policy in &plan.policies {
+            registry
+                .attach_policy(policy, &plan.certificate_arn)
+                .await
+                .map_err(|e| missing_if_not_found("device policy", policy, e.into()))?;
+        }
+        Ok::<(), JitrError>(())
     };
-    let (groups, policy) = tokio::join!(groups, policy);
+    let (groups, policies) = tokio::join!(groups, policies);
     groups?;
-    policy?;
+    policies?;
     registry
         .attach_thing_principal(&plan.thing.name, &plan.certificate_arn)
         .await?;

@@ -1,15 +1,20 @@
 //! The registration handler: parse → look up → decide → apply, generic over the registry
-//! port and the CRL fetcher so the same code runs on AWS, the emulator and in memory.
+//! port and the document fetcher so the same code runs on AWS, the emulator and in memory.
+//! `assess` (look up and decide, no writes) is shared with `jitr explain`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use jitr_core::certificate::CaCertificate;
+use jitr_core::certificate::{CaCertificate, distribution_points, inspect};
 use jitr_core::decision::{Decision, Facts, RejectReason, RevocationFacts, decide};
 use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::event::RegistrationEvent;
-use jitr_core::registry::{CaDescription, CertificateStatus, Registry, RegistryErrorKind};
-use jitr_core::revocation::{CrlFetcher, RevocationCache};
+use jitr_core::profiles::{Profile, Profiles, ProfilesCache};
+use jitr_core::registry::{
+    CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryErrorKind,
+};
+use jitr_core::revocation::{RevocationCache, RevocationError, RevocationList, RevocationSource};
+use jitr_core::source::{Fetcher, ObjectSource};
 pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
@@ -21,6 +26,10 @@ use crate::report::{Outcome, Report};
 /// by an operator stops admitting devices within minutes even in a warm container.
 pub const CA_CACHE_TTL_SECS: i64 = 300;
 
+/// Revocation caches kept per container; distribution points are per CA, so this bounds memory
+/// even if a CA signs certificates naming many URLs.
+const MAX_REVOCATION_SOURCES: usize = 64;
+
 #[derive(Debug, Clone)]
 struct CachedCa {
     description: CaDescription,
@@ -28,27 +37,52 @@ struct CachedCa {
     fetched_at: i64,
 }
 
+/// What `assess` found and decided for one certificate, before anything is written.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub certificate: CertificateDescription,
+    /// `None` when the CA is not registered (or was not looked up: allow-list miss, status).
+    pub ca: Option<CaDescription>,
+    /// The profile for the certificate's CA, when the checks got that far.
+    pub profile: Option<Profile>,
+    /// The revocation lists consulted.
+    pub revocation_lists: Vec<Arc<RevocationList>>,
+    /// A revocation source was unusable and the profile fails open.
+    pub revocation_unchecked: bool,
+    pub decommissioned: bool,
+    pub decision: Decision,
+}
+
 /// One container's registration handler: configuration, registry, and the per-container
-/// caches (CA descriptions, revocation list).
+/// caches (CA descriptions, profiles, revocation lists).
 #[derive(Debug)]
 pub struct Registrar<R, F> {
     registry: R,
     config: Config,
-    revocation: Option<RevocationCache<F>>,
+    fetcher: F,
+    /// `REGISTRATION_PROFILES`, when set; otherwise `default_profiles` alone.
+    profiles: Option<ProfilesCache>,
+    default_profiles: Arc<Profiles>,
+    /// Per (source, CA id): a URL shared by two CAs must not let one evict the other's list.
+    revocation: Mutex<HashMap<(ObjectSource, String), Arc<RevocationCache>>>,
     decommissioned: DecommissionedList,
     cas: Mutex<HashMap<String, CachedCa>>,
 }
 
-impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
+impl<R: Registry, F: Fetcher> Registrar<R, F> {
     pub fn new(registry: R, config: Config, fetcher: F) -> Self {
-        let revocation = config
-            .revocation_list
+        let default = config.default_profile();
+        let profiles = config
+            .registration_profiles
             .clone()
-            .map(|source| RevocationCache::new(source, fetcher));
+            .map(|source| ProfilesCache::new(source, default.clone()));
         Self {
             registry,
             config,
-            revocation,
+            fetcher,
+            profiles,
+            default_profiles: Arc::new(Profiles::only(default)),
+            revocation: Mutex::default(),
             decommissioned: DecommissionedList::Off,
             cas: Mutex::default(),
         }
@@ -69,6 +103,14 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
         &self.config
     }
 
+    /// The profiles in force at `now`: the document's, or the default alone.
+    pub async fn profiles(&self, now: i64) -> Result<Arc<Profiles>, JitrError> {
+        match &self.profiles {
+            Some(cache) => Ok(cache.get(&self.fetcher, now).await?),
+            None => Ok(Arc::clone(&self.default_profiles)),
+        }
+    }
+
     /// Handles one event for the function running in `function_account`, now.
     pub async fn handle(
         &self,
@@ -87,65 +129,17 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
     ) -> Result<Report, JitrError> {
         let event = RegistrationEvent::from_value(payload)?;
         event.check_account(function_account)?;
-        let certificate = self
-            .registry
-            .describe_certificate(&event.certificate_id)
-            .await?;
-
-        // Only a pending or active certificate needs its CA and the CRL; an allow-list miss
-        // needs neither (decide rejects it before looking).
-        let needs_checks = matches!(
-            certificate.status,
-            CertificateStatus::PendingActivation | CertificateStatus::Active
-        );
-        let listed = self.config.allowed_ca_certificate_ids.is_empty()
-            || self
-                .config
-                .allowed_ca_certificate_ids
-                .contains(&event.ca_certificate_id);
-        let ca = if needs_checks && listed {
-            self.ca(&event.ca_certificate_id, now).await?
-        } else {
-            None
-        };
-        let ca_certificate = ca.as_ref().and_then(|c| c.certificate.clone());
-        let list = match (&self.revocation, &ca_certificate) {
-            (Some(cache), Some(ca_cert)) if needs_checks => match cache.get(ca_cert, now).await {
-                Ok(list) => Some(Ok(list)),
-                Err(err) if self.config.revocation_fail_open => {
-                    tracing::warn!(error = %err, error_type = err.kind(), "revocation list unusable; admitting unchecked (REVOCATION_FAIL_OPEN=true)");
-                    Some(Err(()))
-                }
-                Err(err) => return Err(err.into()),
-            },
-            _ => None,
-        };
-        let revocation = match &list {
-            None => RevocationFacts::NotConfigured,
-            Some(Ok(list)) => RevocationFacts::Checked(list),
-            Some(Err(())) => RevocationFacts::FailedOpen,
-        };
-        let decommissioned =
-            needs_checks && self.decommissioned.contains(&event.certificate_id).await?;
-        let facts = Facts {
-            certificate: &certificate,
-            ca: ca.as_ref().map(|c| &c.description),
-            ca_certificate: ca_certificate.as_ref(),
-            revocation,
-            decommissioned,
-            now,
-        };
-        let decision = decide(&event, &facts, &self.config)?;
-
+        let assessment = self.assess(&event, now).await?;
         let mut report = Report {
             certificate_id: event.certificate_id.clone(),
             ca_certificate_id: event.ca_certificate_id.clone(),
             outcome: Outcome::LeftAlone,
             thing_name: None,
+            profile: assessment.profile.as_ref().map(|p| p.name.clone()),
             reason: None,
             revocation_unchecked: false,
         };
-        let decision = match decision {
+        let decision = match assessment.decision {
             Decision::Provision(plan) => match provision(&self.registry, &plan).await? {
                 Provisioned::Done(outcome) => {
                     report.outcome = outcome;
@@ -188,6 +182,160 @@ impl<R: Registry, F: CrlFetcher> Registrar<R, F> {
             }
         }
         Ok(report)
+    }
+
+    /// Looks everything up for `event` and decides, writing nothing. An unusable input the
+    /// decision depends on (profiles, a revocation list without fail-open, the decommissioned
+    /// list) is an error: nothing is decided on guesses.
+    pub async fn assess(
+        &self,
+        event: &RegistrationEvent,
+        now: i64,
+    ) -> Result<Assessment, JitrError> {
+        let certificate = self
+            .registry
+            .describe_certificate(&event.certificate_id)
+            .await?;
+
+        // Only a pending or active certificate needs its profile, CA and revocation lists; an
+        // allow-list miss needs none of them (decide rejects it before looking).
+        let needs_checks = matches!(
+            certificate.status,
+            CertificateStatus::PendingActivation | CertificateStatus::Active
+        );
+        let listed = self.config.allowed_ca_certificate_ids.is_empty()
+            || self
+                .config
+                .allowed_ca_certificate_ids
+                .contains(&event.ca_certificate_id);
+        let checks = needs_checks && listed;
+        let profile = if checks {
+            self.profiles(now)
+                .await?
+                .for_ca(&event.ca_certificate_id)
+                .cloned()
+        } else {
+            None
+        };
+        let admits = checks && profile.as_ref().is_some_and(|p| p.enabled);
+        let ca = if admits {
+            self.ca(&event.ca_certificate_id, now).await?
+        } else {
+            None
+        };
+        let ca_certificate = ca.as_ref().and_then(|c| c.certificate.clone());
+        let (revocation_lists, revocation_unchecked) = match (&profile, &ca_certificate) {
+            (Some(profile), Some(ca_cert)) if admits => {
+                let ca_id = &event.ca_certificate_id;
+                self.revocation_lists(profile, &certificate, ca_id, ca_cert, now)
+                    .await?
+            }
+            _ => (Vec::new(), false),
+        };
+        let decommissioned =
+            needs_checks && self.decommissioned.contains(&event.certificate_id).await?;
+        let facts = Facts {
+            certificate: &certificate,
+            ca: ca.as_ref().map(|c| &c.description),
+            ca_certificate: ca_certificate.as_ref(),
+            profile: if checks { profile.as_ref() } else { None },
+            revocation: RevocationFacts {
+                lists: &revocation_lists,
+                unchecked: revocation_unchecked,
+            },
+            decommissioned,
+            now,
+        };
+        let decision = decide(event, &facts, &self.config)?;
+        Ok(Assessment {
+            certificate,
+            ca: ca.map(|c| c.description),
+            profile,
+            revocation_lists,
+            revocation_unchecked,
+            decommissioned,
+            decision,
+        })
+    }
+
+    /// The verified lists of every revocation source of `profile`. A source that is unusable
+    /// fails the event (retryable) unless the profile fails open.
+    async fn revocation_lists(
+        &self,
+        profile: &Profile,
+        certificate: &CertificateDescription,
+        ca_id: &str,
+        ca: &CaCertificate,
+        now: i64,
+    ) -> Result<(Vec<Arc<RevocationList>>, bool), JitrError> {
+        let mut lists = Vec::new();
+        let mut unchecked = false;
+        for source in &profile.revocation {
+            let result = match self.resolve(source, certificate, ca, now) {
+                Ok(None) => continue,
+                Ok(Some(object)) => {
+                    let cache = self.cache(object, ca_id);
+                    cache.get(&self.fetcher, ca, now).await
+                }
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(list) => lists.push(list),
+                Err(err) if profile.revocation_fail_open => {
+                    tracing::warn!(error = %err, error_type = err.kind(), profile = %profile.name, source = %source, "revocation list unusable; admitting unchecked (fail-open)");
+                    unchecked = true;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok((lists, unchecked))
+    }
+
+    /// The document a source names for this certificate. A distribution point is read from
+    /// the certificate only once it verifies against its CA (the URL is the CA's word, not the
+    /// device's); an unverifiable certificate needs no list (`None`): decide rejects it.
+    fn resolve(
+        &self,
+        source: &RevocationSource,
+        certificate: &CertificateDescription,
+        ca: &CaCertificate,
+        now: i64,
+    ) -> Result<Option<ObjectSource>, RevocationError> {
+        match source {
+            RevocationSource::Object(object) => Ok(Some(object.clone())),
+            RevocationSource::DistributionPoint => {
+                if inspect(&certificate.pem, ca, now).is_err() {
+                    return Ok(None);
+                }
+                distribution_points(&certificate.pem)
+                    .into_iter()
+                    .find_map(|url| url.parse::<ObjectSource>().ok())
+                    .map(Some)
+                    .ok_or(RevocationError::NoDistributionPoint)
+            }
+        }
+    }
+
+    /// The cache of one source for one CA, created on first use.
+    fn cache(&self, source: ObjectSource, ca_id: &str) -> Arc<RevocationCache> {
+        let mut caches = self
+            .revocation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (source, ca_id.to_owned());
+        if !caches.contains_key(&key) && caches.len() >= MAX_REVOCATION_SOURCES {
+            tracing::warn!(
+                sources = caches.len(),
+                "too many revocation sources; caches dropped"
+            );
+            caches.clear();
+        }
+        let source = key.0.clone();
+        Arc::clone(
+            caches
+                .entry(key)
+                .or_insert_with(|| Arc::new(RevocationCache::new(source))),
+        )
     }
 
     /// The CA, from the per-container cache or DescribeCACertificate; `None` if not registered.

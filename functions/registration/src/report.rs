@@ -38,6 +38,9 @@ pub struct Report {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thing_name: Option<String>,
+    /// The registration profile that admitted (or refused) it, when one applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// The reason code for Rejected/Revoked/LeftAlone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

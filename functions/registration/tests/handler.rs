@@ -12,8 +12,8 @@ use jitr_core::pki::{Ca, DeviceSpec};
 use jitr_core::registry::{
     CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
 };
-use jitr_core::revocation::FileCrlFetcher;
 use jitr_core::samples;
+use jitr_core::source::SourceFetcher;
 use jitr_registration::{Outcome, Registrar, handle_lambda_event};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -30,7 +30,7 @@ async fn sample_events_have_their_documented_outcomes() {
     let sample = samples::load(&samples_dir()).await.unwrap();
     let config = Config::from_lookup(|name| sample.variable(name)).unwrap();
     let registry = Arc::new(sample.registry);
-    let registrar = Registrar::new(Arc::clone(&registry), config, FileCrlFetcher);
+    let registrar = Registrar::new(Arc::clone(&registry), config, SourceFetcher::without_s3());
     let expected: &[(&str, &str)] = &[
         ("01-happy-path.json", "Activated"),
         ("02-duplicate.json", "AlreadyActive"),
@@ -117,17 +117,20 @@ async fn every_file_under_events_parses() {
     folders.sort();
     assert_eq!(
         folders,
-        ["lifecycle", "registration"],
+        ["fleet", "lifecycle", "registration"],
         "every folder under events/ has a test that parses it"
     );
     let mut seen = 0;
-    for folder in [root.join("registration")] {
+    for folder in [root.join("registration"), root.join("fleet")] {
         for entry in std::fs::read_dir(folder).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path).unwrap();
             if name == "registry.json" {
                 samples::load(path.parent().unwrap()).await.unwrap();
+            } else if name == "profiles.json" {
+                let default = Config::with_policy("jitr-device").default_profile();
+                jitr_core::profiles::parse_document(text.as_bytes(), &default).unwrap();
             } else if name.ends_with(".json") {
                 let parsed = jitr_core::event::RegistrationEvent::from_slice(text.as_bytes());
                 assert_eq!(
@@ -137,9 +140,11 @@ async fn every_file_under_events_parses() {
                 );
             } else if name.ends_with(".key.pem") {
                 assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{name}");
-            } else if name == "crl.pem" {
+            } else if name.ends_with("crl.pem") {
+                // <prefix>crl.pem is signed by <prefix>ca.pem.
+                let ca_file = name.replace("crl.pem", "ca.pem");
                 let ca = jitr_core::certificate::CaCertificate::from_pem(
-                    &std::fs::read_to_string(path.with_file_name("ca.pem")).unwrap(),
+                    &std::fs::read_to_string(path.with_file_name(ca_file)).unwrap(),
                 )
                 .unwrap();
                 jitr_core::revocation::RevocationList::parse(text.as_bytes(), &ca).unwrap();
@@ -154,7 +159,7 @@ async fn every_file_under_events_parses() {
             seen += 1;
         }
     }
-    assert!(seen >= 25, "only {seen} files");
+    assert!(seen >= 45, "only {seen} files");
 }
 
 /// A fresh world: one CA, the policy, a group, and one pending device.
@@ -199,8 +204,8 @@ impl World {
         config
     }
 
-    fn registrar<R: Registry>(&self, registry: R) -> Registrar<R, FileCrlFetcher> {
-        Registrar::new(registry, self.config(), FileCrlFetcher)
+    fn registrar<R: Registry>(&self, registry: R) -> Registrar<R, SourceFetcher> {
+        Registrar::new(registry, self.config(), SourceFetcher::without_s3())
     }
 
     async fn status(&self, id: &str) -> CertificateStatus {
@@ -267,10 +272,14 @@ async fn missing_deployment_resources_are_permanent_and_named() {
         let (id, event) = world.pending(&format!("dev-missing-{n}"));
         let mut config = world.config();
         change(&mut config);
-        let err = Registrar::new(Arc::clone(&world.registry), config, FileCrlFetcher)
-            .handle(&event, ACCOUNT)
-            .await
-            .unwrap_err();
+        let err = Registrar::new(
+            Arc::clone(&world.registry),
+            config,
+            SourceFetcher::without_s3(),
+        )
+        .handle(&event, ACCOUNT)
+        .await
+        .unwrap_err();
         assert_eq!(err.error_type(), "Permanent.MissingResource", "{name}");
         assert!(err.to_string().contains(name), "{err}");
         assert_eq!(
@@ -357,7 +366,11 @@ async fn a_certificate_of_another_ca_cannot_take_over_a_bound_thing() {
     };
     for (n, config) in [any_ca, both_listed].into_iter().enumerate() {
         let cn = format!("sensor-takeover-{n}");
-        let registrar = Registrar::new(Arc::clone(&world.registry), config, FileCrlFetcher);
+        let registrar = Registrar::new(
+            Arc::clone(&world.registry),
+            config,
+            SourceFetcher::without_s3(),
+        );
         let (genuine, event) = world.pending(&cn);
         let report = registrar.handle(&event, ACCOUNT).await.unwrap();
         assert_eq!(report.outcome, Outcome::Activated);
@@ -442,10 +455,14 @@ async fn unbound_things_are_adopted_only_without_another_cas_certificate() {
     let mut strict = world.config();
     strict.thing_binding = BindingRule::Strict;
     let (id, event) = world.pending("precreated");
-    let report = Registrar::new(Arc::clone(&world.registry), strict, FileCrlFetcher)
-        .handle(&event, ACCOUNT)
-        .await
-        .unwrap();
+    let report = Registrar::new(
+        Arc::clone(&world.registry),
+        strict,
+        SourceFetcher::without_s3(),
+    )
+    .handle(&event, ACCOUNT)
+    .await
+    .unwrap();
     assert_eq!(report.reason.as_deref(), Some("ThingUnbound"));
     assert_eq!(world.status(&id).await, CertificateStatus::Inactive);
     assert!(world.memory.invariant_violations().is_empty());

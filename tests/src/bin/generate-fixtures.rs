@@ -2,7 +2,8 @@
 //! certificates, CRL, the registry manifests the demo seeds from, and one event file per
 //! scenario (lifecycle webhooks signed with the documented test secret).
 //!
-//! Run with `make fixtures` (or `cargo run -p jitr-tests --bin generate-fixtures -- EVENTS_DIR`).
+//! Run with `make fixtures` (or `cargo run -p jitr-tests --bin generate-fixtures -- EVENTS_DIR
+//! [FOLDER...]` to regenerate only some of `registration`, `lifecycle`, `fleet`).
 //! Needs `openssl` for the one key rcgen cannot make, an RSA-1024 key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,9 +26,157 @@ const DEMO_WEBHOOK_SECRET: &str = "jitr-demo-webhook-secret";
 const LIFECYCLE_NOW: &str = "2026-11-22T12:00:00Z";
 
 fn main() {
-    let events = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "events".into()));
-    registration(&events.join("registration"));
-    lifecycle(&events.join("lifecycle"));
+    let mut args = std::env::args().skip(1);
+    let events = PathBuf::from(args.next().unwrap_or_else(|| "events".into()));
+    let only: Vec<String> = args.collect();
+    let wanted = |folder: &str| only.is_empty() || only.iter().any(|f| f == folder);
+    if wanted("registration") {
+        registration(&events.join("registration"));
+    }
+    if wanted("lifecycle") {
+        lifecycle(&events.join("lifecycle"));
+    }
+    if wanted("fleet") {
+        fleet(&events.join("fleet"));
+    }
+}
+
+/// Two CAs with their own profiles, a retired third, and a cross-CA takeover attempt.
+fn fleet(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let factory = Ca::new("Acme Factory CA", "Acme Devices").unwrap();
+    let partner = Ca::new("Partner Devices CA", "Partner").unwrap();
+    let retired = Ca::new("Acme Legacy CA", "Acme Devices").unwrap();
+    for (file, ca) in [
+        ("factory-ca", &factory),
+        ("partner-ca", &partner),
+        ("retired-ca", &retired),
+    ] {
+        write(&format!("{file}.pem"), &ca.pem);
+        write(&format!("{file}.key.pem"), &ca.key_pem());
+    }
+    let device = |ca: &Ca, file: &str, spec: DeviceSpec| {
+        let device = ca.issue(&spec).unwrap();
+        write(file, &device.cert_pem);
+        if let Some(key) = &device.key_pem {
+            write(&file.replace(".pem", ".key.pem"), key);
+        }
+        device
+    };
+    let with_serial = |cn: &str, serial: &str| DeviceSpec {
+        subject_serial_number: Some(serial.into()),
+        ..DeviceSpec::named(cn)
+    };
+    let made = device(
+        &factory,
+        "factory-0001.pem",
+        with_serial("factory-0001", "SN0001"),
+    );
+    let bought = device(
+        &partner,
+        "partner-0001.pem",
+        DeviceSpec::named("partner-0001"),
+    );
+    // A partner certificate whose CN names the factory device's Thing.
+    let takeover = device(
+        &partner,
+        "partner-takeover.pem",
+        DeviceSpec::named("acme-SN0001"),
+    );
+    let revoked = device(
+        &factory,
+        "factory-0002.pem",
+        with_serial("factory-0002", "SN0002"),
+    );
+    let legacy = device(
+        &retired,
+        "legacy-0001.pem",
+        DeviceSpec::named("legacy-0001"),
+    );
+    let now = OffsetDateTime::now_utc();
+    write(
+        "factory-crl.pem",
+        &factory
+            .crl(
+                std::slice::from_ref(&revoked.serial),
+                now - Duration::days(1),
+                now + Duration::days(365 * 50),
+            )
+            .unwrap(),
+    );
+    let profiles = json!({
+        "version": 1,
+        "unlistedCas": "reject",
+        "profiles": {
+            factory.id(): {
+                "name": "factory",
+                "policies": ["factory-device"],
+                "thingType": "sensor",
+                "thingName": "acme-{serialNumber}",
+                "attributes": {"commonName": "{CN}", "organization": "{O}"},
+                "thingBinding": "strict"
+            },
+            partner.id(): {
+                "name": "partner",
+                "policies": ["partner-device"],
+                "thingGroups": ["partner-fleet"],
+                "revocation": {"sources": []}
+            },
+            retired.id(): {"name": "legacy", "enabled": false}
+        }
+    });
+    write(
+        "profiles.json",
+        &(serde_json::to_string_pretty(&profiles).unwrap() + "\n"),
+    );
+    let cert = |file: &str, ca_file: &str| json!({"file": file, "caFile": ca_file, "status": "PENDING_ACTIVATION"});
+    let manifest = json!({
+        "account": ACCOUNT,
+        "region": "eu-west-1",
+        "config": {
+            "DEVICE_POLICY_NAME": "jitr-device",
+            "REVOCATION_LIST": "factory-crl.pem",
+            "REGISTRATION_PROFILES": "profiles.json"
+        },
+        "policies": ["jitr-device", "factory-device", "partner-device"],
+        "thingTypes": ["sensor"],
+        "thingGroups": ["partner-fleet"],
+        "cas": [
+            {"file": "factory-ca.pem", "active": true},
+            {"file": "partner-ca.pem", "active": true},
+            {"file": "retired-ca.pem", "active": true}
+        ],
+        "certificates": [
+            cert("factory-0001.pem", "factory-ca.pem"),
+            cert("partner-0001.pem", "partner-ca.pem"),
+            cert("partner-takeover.pem", "partner-ca.pem"),
+            cert("factory-0002.pem", "factory-ca.pem"),
+            cert("legacy-0001.pem", "retired-ca.pem")
+        ]
+    });
+    write(
+        "registry.json",
+        &(serde_json::to_string_pretty(&manifest).unwrap() + "\n"),
+    );
+    let event = |device: &jitr_tests::pki::Device, ca: &Ca| {
+        serde_json::to_string_pretty(&json!({
+            "certificateId": device.id,
+            "caCertificateId": ca.id(),
+            "timestamp": EVENT_TIME_MS,
+            "certificateStatus": "PENDING_ACTIVATION",
+            "awsAccountId": ACCOUNT,
+            "certificateRegistrationTimestamp": null,
+            "sourceIp": "198.51.100.7"
+        }))
+        .unwrap()
+            + "\n"
+    };
+    write("01-factory-device.json", &event(&made, &factory));
+    write("02-partner-device.json", &event(&bought, &partner));
+    write("03-partner-takeover.json", &event(&takeover, &partner));
+    write("04-factory-revoked.json", &event(&revoked, &factory));
+    write("05-retired-ca.json", &event(&legacy, &retired));
 }
 
 fn registration(dir: &Path) {

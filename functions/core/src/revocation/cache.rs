@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::{CrlFetcher, Fetched, RevocationError, RevocationList, RevocationSource};
+use super::{RevocationError, RevocationList};
 use crate::certificate::CaCertificate;
+use crate::source::{Fetched, Fetcher, ObjectSource, Validator};
 
 /// How long a fetched list is used before the source is asked again (a conditional request).
 pub const REFRESH_INTERVAL_SECS: i64 = 300;
@@ -19,8 +20,8 @@ pub const REFRESH_INTERVAL_SECS: i64 = 300;
 struct State {
     /// When the source was last asked (successfully or not); `None` before the first fetch.
     fetched_at: Option<i64>,
-    /// The ETag of the verified list's bytes, for conditional requests.
-    etag: Option<String>,
+    /// The validator of the verified list's bytes, for conditional requests.
+    validator: Option<Validator>,
     /// The last verified list: its bytes, the CA it verified against, and the parsed list.
     verified: Option<Verified>,
     /// Why the last refresh was not taken, for the error when nothing usable is left.
@@ -36,29 +37,28 @@ struct Verified {
 
 /// One source's CRL, shared by every invocation of a container.
 #[derive(Debug)]
-pub struct RevocationCache<F> {
-    source: RevocationSource,
-    fetcher: F,
+pub struct RevocationCache {
+    source: ObjectSource,
     state: Mutex<State>,
 }
 
-impl<F: CrlFetcher> RevocationCache<F> {
-    pub fn new(source: RevocationSource, fetcher: F) -> Self {
+impl RevocationCache {
+    pub fn new(source: ObjectSource) -> Self {
         Self {
             source,
-            fetcher,
             state: Mutex::new(State::default()),
         }
     }
 
     /// The source this cache reads.
-    pub fn source(&self) -> &RevocationSource {
+    pub fn source(&self) -> &ObjectSource {
         &self.source
     }
 
-    /// The current list, verified against `ca` and fresh at `now` (seconds).
-    pub async fn get(
+    /// The current list, fetched through `fetcher`, verified against `ca` and fresh at `now`.
+    pub async fn get<F: Fetcher>(
         &self,
+        fetcher: &F,
         ca: &CaCertificate,
         now: i64,
     ) -> Result<Arc<RevocationList>, RevocationError> {
@@ -71,16 +71,16 @@ impl<F: CrlFetcher> RevocationCache<F> {
         };
         if due {
             state.fetched_at = Some(now);
-            let etag = state.etag.clone();
-            let result = match self.fetcher.fetch(&self.source, etag.as_deref()).await {
+            let validator = state.validator.clone();
+            let result = match fetcher.fetch(&self.source, validator.as_ref()).await {
                 Ok(Fetched::NotModified) if state.verified.is_some() => Ok(()),
                 Ok(Fetched::NotModified) => Err(RevocationError::Unreadable(
                     "source answered not-modified, but no list is held".into(),
                 )),
-                Ok(Fetched::Body { bytes, etag }) => {
-                    accept(&mut state, Arc::new(bytes), etag, ca, now)
+                Ok(Fetched::Body { bytes, validator }) => {
+                    accept(&mut state, Arc::new(bytes), validator, ca, now)
                 }
-                Err(err) => Err(err),
+                Err(err) => Err(err.into()),
             };
             match result {
                 Ok(()) => state.last_error = None,
@@ -122,7 +122,7 @@ fn usable(state: &State, ca: &CaCertificate, now: i64) -> Option<Arc<RevocationL
 fn accept(
     state: &mut State,
     bytes: Arc<Vec<u8>>,
-    etag: Option<String>,
+    validator: Option<Validator>,
     ca: &CaCertificate,
     now: i64,
 ) -> Result<(), RevocationError> {
@@ -136,7 +136,7 @@ fn accept(
         ca: ca.clone(),
         list: Arc::new(list),
     });
-    state.etag = etag;
+    state.validator = validator;
     Ok(())
 }
 
@@ -157,7 +157,7 @@ fn reverify_for(state: &mut State, ca: &CaCertificate) {
         }
         Err(err) => {
             state.verified = None;
-            state.etag = None;
+            state.validator = None;
             state.fetched_at = None;
             state.last_error = Some(err);
         }
@@ -171,35 +171,55 @@ mod tests {
     use std::sync::Mutex as StdMutex;
     use time::{Duration, OffsetDateTime};
 
+    use crate::source::FetchError;
+
     /// A fetcher that serves scripted answers and records the ETags it was given.
     struct Scripted {
-        answers: StdMutex<Vec<Result<Fetched, RevocationError>>>,
+        answers: StdMutex<Vec<Result<Fetched, FetchError>>>,
         etags: StdMutex<Vec<Option<String>>>,
     }
 
-    impl CrlFetcher for Scripted {
+    impl Fetcher for Scripted {
         async fn fetch(
             &self,
-            _: &RevocationSource,
-            etag: Option<&str>,
-        ) -> Result<Fetched, RevocationError> {
-            self.etags.lock().unwrap().push(etag.map(str::to_owned));
+            _: &ObjectSource,
+            validator: Option<&Validator>,
+        ) -> Result<Fetched, FetchError> {
+            let etag = match validator {
+                Some(Validator::ETag(e)) => Some(e.clone()),
+                _ => None,
+            };
+            self.etags.lock().unwrap().push(etag);
             self.answers.lock().unwrap().remove(0)
         }
     }
 
-    fn scripted(answers: Vec<Result<Fetched, RevocationError>>) -> RevocationCache<Scripted> {
+    /// A cache with its scripted fetcher.
+    struct Cached {
+        cache: RevocationCache,
+        fetcher: Scripted,
+    }
+
+    impl Cached {
+        async fn get(
+            &self,
+            ca: &CaCertificate,
+            now: i64,
+        ) -> Result<Arc<RevocationList>, RevocationError> {
+            self.cache.get(&self.fetcher, ca, now).await
+        }
+    }
+
+    fn scripted(answers: Vec<Result<Fetched, FetchError>>) -> Cached {
         let fetcher = Scripted {
             answers: StdMutex::new(answers),
             etags: StdMutex::default(),
         };
-        RevocationCache::new(
-            RevocationSource::S3 {
-                bucket: "b".into(),
-                key: "k".into(),
-            },
-            fetcher,
-        )
+        let cache = RevocationCache::new(ObjectSource::S3 {
+            bucket: "b".into(),
+            key: "k".into(),
+        });
+        Cached { cache, fetcher }
     }
 
     #[tokio::test]
@@ -217,12 +237,9 @@ mod tests {
             .unwrap()
             .into_bytes();
         let cache = scripted(vec![
-            Ok(Fetched::Body {
-                bytes: crl,
-                etag: Some("\"v1\"".into()),
-            }),
+            Ok(Fetched::body(crl, Some("\"v1\""))),
             Ok(Fetched::NotModified),
-            Err(RevocationError::Unreadable("S3 down".into())),
+            Err(FetchError("S3 down".into())),
         ]);
         assert!(cache.get(&ca_cert, t).await.unwrap().is_revoked(&[9]));
         assert!(
@@ -244,11 +261,8 @@ mod tests {
         assert_eq!(etags, [None, Some("\"v1\"".into()), Some("\"v1\"".into())]);
     }
 
-    fn body(pem: String, etag: &str) -> Result<Fetched, RevocationError> {
-        Ok(Fetched::Body {
-            bytes: pem.into_bytes(),
-            etag: Some(etag.to_owned()),
-        })
+    fn body(pem: String, etag: &str) -> Result<Fetched, FetchError> {
+        Ok(Fetched::body(pem.into_bytes(), Some(etag)))
     }
 
     /// Defect found in review: the cache dropped its verified list before the new bytes
@@ -344,7 +358,7 @@ mod tests {
         let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
         let now = OffsetDateTime::now_utc();
         let t = now.unix_timestamp();
-        let cache = scripted(vec![Err(RevocationError::Unreadable("missing".into()))]);
+        let cache = scripted(vec![Err(FetchError("missing".into()))]);
         assert_eq!(
             cache.get(&ca_cert, t).await.unwrap_err().kind(),
             "RevocationListUnreadable"
@@ -355,11 +369,8 @@ mod tests {
             .unwrap()
             .into_bytes();
         let cache = scripted(vec![
-            Ok(Fetched::Body {
-                bytes: short,
-                etag: None,
-            }),
-            Err(RevocationError::Unreadable("S3 down".into())),
+            Ok(Fetched::body(short, None)),
+            Err(FetchError("S3 down".into())),
         ]);
         assert!(cache.get(&ca_cert, t).await.is_ok());
         let err = cache.get(&ca_cert, t + 120).await.unwrap_err();

@@ -4,15 +4,55 @@
 //! Failing closed is the default: a CRL that cannot be read, does not verify or is past its
 //! nextUpdate is a retryable error, so the certificate stays pending until the list is fixed.
 
+use std::fmt;
+use std::str::FromStr;
+
 mod cache;
 mod crl;
-mod s3;
-mod source;
 
 pub use cache::{REFRESH_INTERVAL_SECS, RevocationCache};
 pub use crl::RevocationList;
-pub use s3::S3CrlFetcher;
-pub use source::{CrlFetcher, Fetched, FileCrlFetcher, RevocationSource, SourceCrlFetcher};
+
+use crate::source::{FetchError, ObjectSource};
+
+/// Where a CA's revocation list comes from: a configured document, or the URL in the device
+/// certificate's CRL Distribution Points extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationSource {
+    Object(ObjectSource),
+    /// `distribution-point`: the certificate's own CRL Distribution Points URL.
+    DistributionPoint,
+}
+
+/// The spelling of [`RevocationSource::DistributionPoint`] in configuration.
+pub const DISTRIBUTION_POINT: &str = "distribution-point";
+
+impl FromStr for RevocationSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == DISTRIBUTION_POINT {
+            return Ok(Self::DistributionPoint);
+        }
+        s.parse()
+            .map(Self::Object)
+            .map_err(|e: String| format!("{e}, or {DISTRIBUTION_POINT}"))
+    }
+}
+
+impl fmt::Display for RevocationSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Object(source) => source.fmt(f),
+            Self::DistributionPoint => f.write_str(DISTRIBUTION_POINT),
+        }
+    }
+}
+
+impl From<FetchError> for RevocationError {
+    fn from(err: FetchError) -> Self {
+        Self::Unreadable(err.0)
+    }
+}
 
 /// Why the revocation list cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +63,9 @@ pub enum RevocationError {
     /// Not a CRL in PEM or DER form.
     #[error("revocation list malformed: {0}")]
     Malformed(String),
+    /// The certificate names no CRL distribution point although the profile relies on it.
+    #[error("the certificate has no CRL distribution point URL")]
+    NoDistributionPoint,
     /// The CRL's issuer is not the device's CA.
     #[error("revocation list is not issued by the device's CA")]
     WrongIssuer,
@@ -43,6 +86,7 @@ impl RevocationError {
         match self {
             Self::Unreadable(_) => "RevocationListUnreadable",
             Self::Malformed(_) => "RevocationListMalformed",
+            Self::NoDistributionPoint => "RevocationListNoDistributionPoint",
             Self::WrongIssuer => "RevocationListWrongIssuer",
             Self::BadSignature => "RevocationListBadSignature",
             Self::Stale { .. } => "RevocationListStale",

@@ -1,18 +1,18 @@
-//! The S3 adapter for revocation lists: a conditional GET on the ETag, so a refresh of an
-//! unchanged list costs one small request. S3 types stay in this file.
+//! The S3 adapter for documents (revocation lists, profiles): a conditional GET on the ETag, so
+//! a refresh of an unchanged object costs one small request. S3 types stay in this file.
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
-use super::{Fetched, RevocationError};
+use super::{FetchError, Fetched, Validator};
 use crate::s3::{describe, status};
 
-/// Fetches CRL objects from S3.
+/// Fetches objects (revocation lists, profiles) from S3.
 #[derive(Debug, Clone)]
-pub struct S3CrlFetcher {
+pub struct S3Fetcher {
     client: aws_sdk_s3::Client,
 }
 
-impl S3CrlFetcher {
+impl S3Fetcher {
     /// Builds the client from shared SDK configuration (path-style for a custom endpoint).
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
         Self {
@@ -20,7 +20,7 @@ impl S3CrlFetcher {
         }
     }
 
-    /// Publishes a CRL object, creating the bucket in the client's region if needed (for
+    /// Publishes an object, creating the bucket in the client's region if needed (for
     /// `jitr seed` and tests; the functions only read).
     pub async fn publish(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), String> {
         let mut create = self.client.create_bucket().bucket(bucket);
@@ -59,27 +59,29 @@ impl S3CrlFetcher {
         &self,
         bucket: &str,
         key: &str,
-        etag: Option<&str>,
-    ) -> Result<Fetched, RevocationError> {
-        let request = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_if_none_match(etag.map(str::to_owned));
+        validator: Option<&Validator>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        match validator {
+            Some(Validator::ETag(etag)) => request = request.if_none_match(etag),
+            // S3 always sends an ETag; a Last-Modified validator would come from elsewhere.
+            Some(Validator::LastModified(_)) | None => {}
+        }
         match request.send().await {
             Ok(output) => {
-                let etag = output.e_tag().map(str::to_owned);
-                let body = output.body.collect().await.map_err(|e| {
-                    RevocationError::Unreadable(format!("s3://{bucket}/{key}: body: {e}"))
-                })?;
+                let validator = output.e_tag().map(|e| Validator::ETag(e.to_owned()));
+                let body = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| FetchError(format!("s3://{bucket}/{key}: body: {e}")))?;
                 Ok(Fetched::Body {
                     bytes: body.into_bytes().to_vec(),
-                    etag,
+                    validator,
                 })
             }
             Err(err) if status(&err) == Some(304) => Ok(Fetched::NotModified),
-            Err(err) => Err(RevocationError::Unreadable(format!(
+            Err(err) => Err(FetchError(format!(
                 "s3://{bucket}/{key}: {}",
                 describe(&err)
             ))),

@@ -1,0 +1,214 @@
+//! Where an operator's documents live (revocation lists, registration profiles) and the port
+//! that fetches them: `file:///path`, `s3://bucket/key` or an `http(s)://` URL, each fetched
+//! conditionally (ETag or Last-Modified) so an unchanged document costs one small request.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+mod http;
+mod s3;
+
+pub use http::{HttpFetcher, HttpLimits};
+pub use s3::S3Fetcher;
+
+/// One document's location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectSource {
+    File(PathBuf),
+    S3 {
+        bucket: String,
+        key: String,
+    },
+    /// An `http://` or `https://` URL.
+    Http(String),
+}
+
+impl FromStr for ObjectSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("file://") {
+            if path.starts_with('/') {
+                return Ok(Self::File(PathBuf::from(path)));
+            }
+            return Err(format!(
+                "{s:?}: a file URL needs an absolute path (file:///...)"
+            ));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            if let Some((bucket, key)) = rest.split_once('/')
+                && !bucket.is_empty()
+                && !key.is_empty()
+            {
+                return Ok(Self::S3 {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                });
+            }
+            return Err(format!("{s:?}: expected s3://bucket/key"));
+        }
+        if s.starts_with("http://") || s.starts_with("https://") {
+            http::check_url(s)?;
+            return Ok(Self::Http(s.to_owned()));
+        }
+        Err(format!(
+            "{s:?}: expected s3://bucket/key, file:///path or an http(s):// URL"
+        ))
+    }
+}
+
+impl fmt::Display for ObjectSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "file://{}", path.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Self::Http(url) => f.write_str(url),
+        }
+    }
+}
+
+/// What a conditional request compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validator {
+    ETag(String),
+    LastModified(String),
+}
+
+/// A fetch result: unchanged since the given validator, or a new body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    NotModified,
+    Body {
+        bytes: Vec<u8>,
+        validator: Option<Validator>,
+    },
+}
+
+impl Fetched {
+    /// A body with an ETag (tests and adapters).
+    pub fn body(bytes: Vec<u8>, etag: Option<&str>) -> Self {
+        Self::Body {
+            bytes,
+            validator: etag.map(|e| Validator::ETag(e.to_owned())),
+        }
+    }
+}
+
+/// Why a document could not be read (missing, denied, network, too large).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
+
+/// Fetches a document; `validator` allows a conditional request.
+pub trait Fetcher: Send + Sync {
+    fn fetch(
+        &self,
+        source: &ObjectSource,
+        validator: Option<&Validator>,
+    ) -> impl Future<Output = Result<Fetched, FetchError>> + Send;
+}
+
+/// Reads every kind of source: files from disk, objects through S3 (when it has a client) and
+/// URLs over bounded HTTP.
+#[derive(Debug, Clone)]
+pub struct SourceFetcher {
+    s3: Option<S3Fetcher>,
+    http: HttpFetcher,
+}
+
+impl SourceFetcher {
+    pub fn new(s3: S3Fetcher, http: HttpFetcher) -> Self {
+        Self { s3: Some(s3), http }
+    }
+
+    /// S3 through the shared SDK configuration, URLs within the default limits.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
+        Self::new(
+            S3Fetcher::from_sdk_config(sdk),
+            HttpFetcher::new(HttpLimits::default()),
+        )
+    }
+
+    /// Files and URLs only (tests and the offline demo): S3 sources are refused.
+    pub fn without_s3() -> Self {
+        Self {
+            s3: None,
+            http: HttpFetcher::new(HttpLimits::default()),
+        }
+    }
+}
+
+impl Fetcher for SourceFetcher {
+    async fn fetch(
+        &self,
+        source: &ObjectSource,
+        validator: Option<&Validator>,
+    ) -> Result<Fetched, FetchError> {
+        match source {
+            ObjectSource::File(path) => read_file(path).await,
+            ObjectSource::S3 { bucket, key } => match &self.s3 {
+                Some(s3) => s3.get(bucket, key, validator).await,
+                None => Err(FetchError(format!(
+                    "s3://{bucket}/{key}: S3 sources need an AWS client"
+                ))),
+            },
+            ObjectSource::Http(url) => self.http.get(url, validator).await,
+        }
+    }
+}
+
+async fn read_file(path: &std::path::Path) -> Result<Fetched, FetchError> {
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&path).map_err(|e| (path, e)))
+        .await
+        .map_err(|e| FetchError(e.to_string()))?;
+    match read {
+        Ok(bytes) => Ok(Fetched::body(bytes, None)),
+        Err((path, e)) => Err(FetchError(format!("{}: {e}", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(
+            "file:///etc/crl.pem".parse(),
+            Ok(ObjectSource::File("/etc/crl.pem".into()))
+        );
+        assert_eq!(
+            "s3://my-bucket/path/to/ca.crl".parse(),
+            Ok(ObjectSource::S3 {
+                bucket: "my-bucket".into(),
+                key: "path/to/ca.crl".into()
+            })
+        );
+        assert_eq!(
+            "https://pki.example.com/ca.crl".parse(),
+            Ok(ObjectSource::Http("https://pki.example.com/ca.crl".into()))
+        );
+        for bad in [
+            "file://relative",
+            "s3://bucket",
+            "s3:///key",
+            "s3://bucket/",
+            "https://",
+            "http:///path",
+            "https://user:secret@host/crl",
+            "ftp://x/y",
+            "/etc/crl",
+        ] {
+            assert!(bad.parse::<ObjectSource>().is_err(), "{bad}");
+        }
+        for text in [
+            "file:///etc/crl.pem",
+            "s3://b/k/crl",
+            "http://127.0.0.1:8080/a.crl",
+        ] {
+            assert_eq!(text.parse::<ObjectSource>().unwrap().to_string(), text);
+        }
+    }
+}

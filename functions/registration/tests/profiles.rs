@@ -1,0 +1,420 @@
+//! Fleets of several CAs over the in-memory registry: per-CA registration profiles, and
+//! revocation lists per CA from S3-like files, URLs and the certificates' distribution points,
+//! served by a loopback HTTP server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use jitr_core::Config;
+use jitr_core::crl_server::CrlServer;
+use jitr_core::pki::{Ca, DeviceSpec};
+use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
+use jitr_core::source::SourceFetcher;
+use jitr_registration::{Outcome, Registrar};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+const ACCOUNT: &str = "123456789012";
+
+struct Fleet {
+    registry: Arc<MemoryRegistry>,
+    factory: Ca,
+    factory_id: String,
+    partner: Ca,
+    partner_id: String,
+    dir: tempdir::Dir,
+}
+
+/// A private temporary folder for profile documents (removed on drop).
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "jitr-profiles-{tag}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Fleet {
+    fn new(tag: &str) -> Self {
+        let registry = Arc::new(MemoryRegistry::new(ACCOUNT, "eu-west-1"));
+        let factory = Ca::new("Factory CA", "Acme").unwrap();
+        let partner = Ca::new("Partner CA", "Partner").unwrap();
+        let factory_id = registry.register_ca(&factory.pem, true).unwrap();
+        let partner_id = registry.register_ca(&partner.pem, true).unwrap();
+        for policy in [
+            "jitr-device",
+            "factory-device",
+            "factory-telemetry",
+            "partner-device",
+        ] {
+            registry.create_policy(policy);
+        }
+        registry.create_thing_type("sensor");
+        registry.create_thing_group("fleet");
+        registry.create_thing_group("partner-fleet");
+        Self {
+            registry,
+            factory,
+            factory_id,
+            partner,
+            partner_id,
+            dir: tempdir::Dir::new(tag),
+        }
+    }
+
+    fn pending(&self, ca: &Ca, spec: DeviceSpec) -> (String, Value) {
+        let ca_id = ca.id();
+        let device = ca.issue(&spec).unwrap();
+        let id = self
+            .registry
+            .register_pending(&device.cert_pem, &ca_id)
+            .unwrap();
+        let event = json!({"certificateId": id, "caCertificateId": ca_id, "timestamp": 1,
+            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+        (id, event)
+    }
+
+    /// A registrar whose REGISTRATION_PROFILES is `document` (written to a file).
+    fn registrar(&self, document: &str) -> Registrar<Arc<MemoryRegistry>, SourceFetcher> {
+        let path = self.dir.path().join("profiles.json");
+        std::fs::write(&path, document).unwrap();
+        let mut config = Config::with_policy("jitr-device");
+        config.thing_group_names = vec!["fleet".into()];
+        config.registration_profiles = Some(format!("file://{}", path.display()).parse().unwrap());
+        Registrar::new(
+            Arc::clone(&self.registry),
+            config,
+            SourceFetcher::without_s3(),
+        )
+    }
+
+    async fn status(&self, id: &str) -> CertificateStatus {
+        self.registry.describe_certificate(id).await.unwrap().status
+    }
+
+    fn row(&self, id: &str) -> jitr_core::registry::memory::CertificateRow {
+        self.registry
+            .snapshot()
+            .certificates
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap()
+    }
+}
+
+fn crl(ca: &Ca, number: u64, serials: &[Vec<u8>]) -> String {
+    let now = OffsetDateTime::now_utc();
+    ca.crl_numbered(
+        serials,
+        number,
+        now - Duration::hours(1),
+        now + Duration::days(1),
+    )
+    .unwrap()
+}
+
+/// The fleet samples (`make demo`), each with its documented outcome.
+#[tokio::test]
+async fn fleet_samples_have_their_documented_outcomes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/fleet");
+    let sample = jitr_core::samples::load(&dir).await.unwrap();
+    let config = Config::from_lookup(|name| sample.variable(name)).unwrap();
+    let registry = Arc::new(sample.registry);
+    let registrar = Registrar::new(Arc::clone(&registry), config, SourceFetcher::without_s3());
+    let expected = [
+        (
+            "01-factory-device.json",
+            "Activated",
+            Some("acme-SN0001"),
+            "factory",
+        ),
+        (
+            "02-partner-device.json",
+            "Activated",
+            Some("partner-0001"),
+            "partner",
+        ),
+        (
+            "03-partner-takeover.json",
+            "ThingBoundToOtherCa",
+            Some("acme-SN0001"),
+            "partner",
+        ),
+        ("04-factory-revoked.json", "Revoked", None, "factory"),
+        ("05-retired-ca.json", "ProfileDisabled", None, "legacy"),
+    ];
+    for (file, outcome, thing, profile) in expected {
+        let payload: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap()).unwrap();
+        let report = registrar.handle(&payload, &sample.account).await.unwrap();
+        let got = match report.outcome {
+            Outcome::Rejected => report.reason.clone().unwrap_or_default(),
+            other => other.as_str().to_owned(),
+        };
+        assert_eq!(got, outcome, "{file}");
+        assert_eq!(report.thing_name.as_deref(), thing, "{file}");
+        assert_eq!(report.profile.as_deref(), Some(profile), "{file}");
+    }
+    let things = registry.snapshot().things;
+    assert_eq!(things.len(), 2);
+    assert_eq!(things[0].name, "acme-SN0001");
+    assert_eq!(things[0].type_name.as_deref(), Some("sensor"));
+    assert_eq!(things[1].groups, ["partner-fleet"]);
+    assert!(registry.invariant_violations().is_empty());
+}
+
+#[tokio::test]
+async fn two_cas_admit_their_devices_with_their_own_profiles() {
+    let fleet = Fleet::new("two-cas");
+    let document = format!(
+        r#"{{"version": 1, "profiles": {{
+            "{}": {{"name": "factory", "policies": ["factory-device", "factory-telemetry"],
+                   "thingType": "sensor", "thingName": "acme-{{serialNumber}}",
+                   "attributes": {{"model": "{{OU}}", "cn": "{{CN}}"}}}},
+            "{}": {{"name": "partner", "policies": ["partner-device"],
+                   "thingGroups": ["partner-fleet"]}}
+        }}}}"#,
+        fleet.factory_id, fleet.partner_id
+    );
+    let registrar = fleet.registrar(&document);
+    let (made, event) = fleet.pending(
+        &fleet.factory,
+        DeviceSpec {
+            subject_serial_number: Some("SN0042".into()),
+            ..DeviceSpec::named("factory-dev")
+        },
+    );
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert_eq!(report.thing_name.as_deref(), Some("acme-SN0042"));
+    assert_eq!(
+        fleet.row(&made).policies,
+        ["factory-device", "factory-telemetry"]
+    );
+
+    let (bought, event) = fleet.pending(&fleet.partner, DeviceSpec::named("partner-dev"));
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert_eq!(report.thing_name.as_deref(), Some("partner-dev"));
+    assert_eq!(fleet.row(&bought).policies, ["partner-device"]);
+
+    let things = fleet.registry.snapshot().things;
+    let thing = |name: &str| things.iter().find(|t| t.name == name).unwrap().clone();
+    let factory_thing = thing("acme-SN0042");
+    assert_eq!(factory_thing.type_name.as_deref(), Some("sensor"));
+    assert_eq!(
+        factory_thing.groups,
+        ["fleet"],
+        "inherited from the default"
+    );
+    assert_eq!(factory_thing.attributes["cn"], "factory-dev");
+    assert_eq!(
+        factory_thing.attributes["caCertificateId"],
+        fleet.factory_id
+    );
+    assert!(
+        !factory_thing.attributes.contains_key("model"),
+        "a field the certificate lacks (OU) is left out"
+    );
+    let partner_thing = thing("partner-dev");
+    assert_eq!(partner_thing.type_name, None);
+    assert_eq!(partner_thing.groups, ["partner-fleet"]);
+    assert!(fleet.registry.invariant_violations().is_empty());
+}
+
+#[tokio::test]
+async fn disabled_and_unlisted_cas_are_refused_and_an_invalid_document_fails_closed() {
+    let fleet = Fleet::new("refusals");
+    let third = Ca::new("Third CA", "Else").unwrap();
+    fleet.registry.register_ca(&third.pem, true).unwrap();
+    let document = format!(
+        r#"{{"version": 1, "unlistedCas": "reject", "profiles": {{
+            "{}": {{}}, "{}": {{"enabled": false}} }}}}"#,
+        fleet.factory_id, fleet.partner_id
+    );
+    let registrar = fleet.registrar(&document);
+    let cases = [
+        (&fleet.factory, "Activated"),
+        (&fleet.partner, "ProfileDisabled"),
+        (&third, "NoProfile"),
+    ];
+    for (n, (ca, expected)) in cases.into_iter().enumerate() {
+        let (id, event) = fleet.pending(ca, DeviceSpec::named(&format!("dev-{n}")));
+        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+        let got = report
+            .reason
+            .unwrap_or_else(|| report.outcome.as_str().to_owned());
+        assert_eq!(got, expected);
+        if expected != "Activated" {
+            assert_eq!(fleet.status(&id).await, CertificateStatus::Inactive);
+            assert!(fleet.row(&id).things.is_empty());
+        }
+    }
+
+    let invalid = format!(
+        r#"{{"version": 1, "profiles": {{"{}": {{"policies": ["ok", "not ok"]}}}}}}"#,
+        fleet.factory_id
+    );
+    let registrar = fleet.registrar(&invalid);
+    let (id, event) = fleet.pending(&fleet.factory, DeviceSpec::named("dev-invalid"));
+    let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.ProfilesInvalid");
+    assert!(
+        err.to_string()
+            .contains(&format!("profiles.{}.policies[1]", fleet.factory_id)),
+        "{err}"
+    );
+    assert_eq!(
+        fleet.status(&id).await,
+        CertificateStatus::PendingActivation
+    );
+    assert!(fleet.row(&id).things.is_empty() && fleet.row(&id).policies.is_empty());
+}
+
+/// Each CA's list comes from where that CA publishes it: a URL in its profile, or the
+/// distribution point in its certificates; a list signed by another CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_lists_come_per_ca_from_urls_and_distribution_points() {
+    let fleet = Fleet::new("revocation");
+    let server = CrlServer::start().await.unwrap();
+    let revoked_serial = vec![0x42; 8];
+    server.publish(
+        "/factory.crl",
+        crl(&fleet.factory, 1, std::slice::from_ref(&revoked_serial)),
+    );
+    server.publish(
+        "/partner.crl",
+        crl(&fleet.partner, 1, std::slice::from_ref(&revoked_serial)),
+    );
+    let document = format!(
+        r#"{{"version": 1, "profiles": {{
+            "{}": {{"revocation": {{"sources": ["{}"]}}}},
+            "{}": {{"revocation": {{"sources": ["distribution-point"]}}}}
+        }}}}"#,
+        fleet.factory_id,
+        server.url("/factory.crl"),
+        fleet.partner_id
+    );
+    let registrar = fleet.registrar(&document);
+    let spec = |cn: &str, serial: &[u8], dp: &str| DeviceSpec {
+        serial: serial.to_vec(),
+        crl_distribution_points: vec![server.url(dp)],
+        ..DeviceSpec::named(cn)
+    };
+    let outcome = |report: jitr_registration::Report| {
+        report
+            .reason
+            .unwrap_or_else(|| report.outcome.as_str().to_owned())
+    };
+    // Factory: the profile's URL (the certificate's distribution point is not consulted).
+    let (id, event) = fleet.pending(&fleet.factory, spec("f-revoked", &revoked_serial, "/none"));
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert!(outcome(report).starts_with("SerialRevoked:4242"));
+    assert_eq!(fleet.status(&id).await, CertificateStatus::Revoked);
+    let (_, event) = fleet.pending(&fleet.factory, spec("f-fine", &[7; 8], "/none"));
+    assert_eq!(
+        outcome(registrar.handle(&event, ACCOUNT).await.unwrap()),
+        "Activated"
+    );
+
+    // Partner: each certificate's own distribution point.
+    let (id, event) = fleet.pending(
+        &fleet.partner,
+        spec("p-revoked", &revoked_serial, "/partner.crl"),
+    );
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert!(outcome(report).starts_with("SerialRevoked:4242"));
+    assert_eq!(fleet.status(&id).await, CertificateStatus::Revoked);
+
+    // A partner certificate pointing at the factory's list: another issuer, refused (fail closed).
+    let (id, event) = fleet.pending(
+        &fleet.partner,
+        spec("p-misdirected", &[8; 8], "/factory.crl"),
+    );
+    let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.RevocationListWrongIssuer");
+    assert_eq!(
+        fleet.status(&id).await,
+        CertificateStatus::PendingActivation
+    );
+
+    // No distribution point in the certificate: nothing to check against, fail closed.
+    let (id, event) = fleet.pending(&fleet.partner, DeviceSpec::named("p-no-dp"));
+    let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+    assert_eq!(
+        err.error_type(),
+        "Retryable.RevocationListNoDistributionPoint"
+    );
+    assert_eq!(
+        fleet.status(&id).await,
+        CertificateStatus::PendingActivation
+    );
+
+    // Lists are cached per URL and CA: more devices cost no more fetches.
+    let fetched = server.requests();
+    assert_eq!(
+        fetched, 3,
+        "factory.crl for each CA that used it, partner.crl once"
+    );
+    let (_, event) = fleet.pending(&fleet.factory, spec("f-more", &[9; 8], "/none"));
+    assert_eq!(
+        outcome(registrar.handle(&event, ACCOUNT).await.unwrap()),
+        "Activated"
+    );
+    let (_, event) = fleet.pending(&fleet.partner, spec("p-more", &[9; 8], "/partner.crl"));
+    assert_eq!(
+        outcome(registrar.handle(&event, ACCOUNT).await.unwrap()),
+        "Activated"
+    );
+    assert_eq!(server.requests(), fetched);
+}
+
+/// A certificate that does not verify never makes the function fetch the URL it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_certificate_cannot_make_the_function_fetch_its_url() {
+    let fleet = Fleet::new("forged-dp");
+    let server = CrlServer::start().await.unwrap();
+    let document = format!(
+        r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
+        fleet.partner_id
+    );
+    let registrar = fleet.registrar(&document);
+    // Signed by an impostor with the partner CA's name, registered under the partner CA.
+    let impostor = Ca::new("Partner CA", "Partner").unwrap();
+    let device = impostor
+        .issue(&DeviceSpec {
+            crl_distribution_points: vec![server.url("/attacker")],
+            ..DeviceSpec::named("forged")
+        })
+        .unwrap();
+    let id = fleet
+        .registry
+        .register_pending(&device.cert_pem, &fleet.partner_id)
+        .unwrap();
+    let event = json!({"certificateId": id, "caCertificateId": fleet.partner_id, "timestamp": 1,
+        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(report.reason.as_deref(), Some("SignatureInvalid"));
+    assert_eq!(server.requests(), 0);
+}
