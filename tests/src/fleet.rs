@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use jitr_core::Config;
+use jitr_core::ledger::DynamoLedger;
 use jitr_core::pki::{Ca, Device, DeviceSpec};
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
 use jitr_core::source::SourceFetcher;
@@ -52,6 +53,13 @@ impl Fleet {
         let ca = Ca::new(common_name, "Partner Devices").expect("CA");
         let id = register_ca(self.iot(), &ca).await;
         (ca, id)
+    }
+
+    /// The device ledger table of this account, created as the template does.
+    pub async fn ledger(&self) -> DynamoLedger {
+        let ledger = DynamoLedger::from_sdk_config(&self.account.sdk, "jitr-ledger");
+        ledger.create_table().await.expect("CreateTable");
+        ledger
     }
 
     pub fn iot(&self) -> &IotRegistry {

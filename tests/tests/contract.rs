@@ -55,3 +55,13 @@ async fn aws_adapter_on_the_emulator_honours_the_port_contract() {
     };
     run_all(&harness).await.unwrap();
 }
+
+/// The ledger contract (jitr_core::ledger::contract) against DynamoDB on the emulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_ledger_on_the_emulator_honours_the_port_contract() {
+    let fleet = Fleet::new().await;
+    let ledger = fleet.ledger().await;
+    jitr_core::ledger::contract::run_all(&ledger, &fleet.account.id)
+        .await
+        .unwrap();
+}

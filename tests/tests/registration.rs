@@ -491,3 +491,52 @@ async fn a_device_of_another_ca_cannot_take_over_a_thing() {
     );
     assert_eq!(fleet.connect(&genuine).await, Connect::Accepted);
 }
+
+/// A serial published in the CA's list after the device was admitted: the sync (DynamoDB serial
+/// index, CRL in S3) revokes the ACTIVE certificate and the device can no longer connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_published_later_revokes_an_active_device() {
+    let fleet = Fleet::new().await;
+    let s3 = jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
+    let bucket = format!("sync-{}", fleet.account.id);
+    let now = OffsetDateTime::now_utc();
+    let list = |number: u64, serials: &[Vec<u8>]| {
+        fleet
+            .ca
+            .crl_numbered(serials, number, now - Span::hours(1), now + Span::days(1))
+            .unwrap()
+            .into_bytes()
+    };
+    s3.publish(&bucket, "crl/ca.crl", list(1, &[])).await.unwrap();
+    let mut config = fleet.config();
+    config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();
+    config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
+        bucket: bucket.clone(),
+        key: "crl/ca.crl".into(),
+    }));
+    let registrar = fleet.registrar(config).with_ledger(fleet.ledger().await);
+    let device = fleet.pending_device(DeviceSpec::named("sensor-later")).await;
+    let report = registrar
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert_eq!(fleet.connect(&device).await, Connect::Accepted);
+
+    s3.publish(&bucket, "crl/ca.crl", list(2, std::slice::from_ref(&device.serial)))
+        .await
+        .unwrap();
+    let budget = jitr_registration::SyncBudget {
+        rate_per_second: 10,
+        deadline: std::time::Instant::now() + Duration::from_secs(30),
+    };
+    let later = jitr_core::unix_now() + 400; // past the cached list's refresh interval
+    let reports = registrar.sync_revocations(later, budget).await.unwrap();
+    assert_eq!(reports[0].revoked, 1, "{reports:?}");
+    assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+    let refused = fleet.connect(&device).await;
+    assert!(
+        matches!(refused, Connect::Closed | Connect::Refused(_)),
+        "a revoked device cannot connect: {refused:?}"
+    );
+}

@@ -35,6 +35,10 @@ pub struct Config {
     pub thing_binding: BindingRule,
     /// `REGISTRATION_PROFILES`: the per-CA profiles document, if any.
     pub registration_profiles: Option<ObjectSource>,
+    /// `DEVICE_LEDGER_TABLE`: the DynamoDB device ledger (the serial index), if any.
+    pub device_ledger_table: Option<String>,
+    /// `REVOCATION_SYNC_RATE`: UpdateCertificate calls per second the revocation sync may make.
+    pub revocation_sync_rate: u32,
     /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): certificates never to re-admit.
     pub decommissioned_certificates: Option<S3Folder>,
 }
@@ -111,6 +115,25 @@ impl Config {
             .map(|v| v.parse::<ObjectSource>())
             .transpose()
             .map_err(|e| config_error("REGISTRATION_PROFILES", &e))?;
+        let device_ledger_table = get("DEVICE_LEDGER_TABLE");
+        if let Some(table) = &device_ledger_table
+            && !is_valid_table_name(table)
+        {
+            return Err(config_error(
+                "DEVICE_LEDGER_TABLE",
+                "a DynamoDB table name matches [a-zA-Z0-9_.-]{3,255}",
+            ));
+        }
+        let revocation_sync_rate = match get("REVOCATION_SYNC_RATE") {
+            None => DEFAULT_REVOCATION_SYNC_RATE,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|r| (1..=1000).contains(r))
+                .ok_or_else(|| {
+                    config_error("REVOCATION_SYNC_RATE", "calls per second, 1 to 1000")
+                })?,
+        };
         let decommissioned_certificates = s3_folder_variable(
             "DECOMMISSIONED_CERTIFICATES",
             get("DECOMMISSIONED_CERTIFICATES"),
@@ -126,6 +149,8 @@ impl Config {
             revocation_fail_open,
             thing_binding: BindingRule::default(),
             registration_profiles,
+            device_ledger_table,
+            revocation_sync_rate,
             decommissioned_certificates,
         })
     }
@@ -142,6 +167,8 @@ impl Config {
             revocation_fail_open: false,
             thing_binding: BindingRule::default(),
             registration_profiles: None,
+            device_ledger_table: None,
+            revocation_sync_rate: DEFAULT_REVOCATION_SYNC_RATE,
             decommissioned_certificates: None,
         }
     }
@@ -177,6 +204,17 @@ pub fn s3_folder_variable(
         .map(|v| v.parse::<S3Folder>())
         .transpose()
         .map_err(|e| config_error(variable, &e))
+}
+
+/// The revocation sync's default pace; set `REVOCATION_SYNC_RATE` to the account's
+/// UpdateCertificate quota (Service Quotas) less what registration itself needs.
+pub const DEFAULT_REVOCATION_SYNC_RATE: u32 = 10;
+
+fn is_valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// IoT policy names: `[\w+=,.@-]{1,128}`.

@@ -130,6 +130,8 @@ pub struct ProvisionPlan {
     pub policies: Vec<String>,
     /// The profile that admitted it.
     pub profile_name: String,
+    /// The certificate serial, hex without leading zero bytes (the serial index key).
+    pub serial_hex: String,
     /// True for a PENDING_ACTIVATION certificate; false reconciles an ACTIVE one.
     pub activate: bool,
     /// True when admitted without a revocation check (fail-open).
@@ -139,7 +141,7 @@ pub struct ProvisionPlan {
 /// What to do with the certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Provision(ProvisionPlan),
+    Provision(Box<ProvisionPlan>),
     /// Set INACTIVE.
     Reject {
         reason: RejectReason,
@@ -236,7 +238,7 @@ pub fn decide(
         Err(_) => return reject(RejectReason::ThingNameMissing),
     };
     let attributes = thing_attributes(profile, &values, &event.ca_certificate_id);
-    Ok(Decision::Provision(ProvisionPlan {
+    Ok(Decision::Provision(Box::new(ProvisionPlan {
         certificate_id: certificate.id.clone(),
         certificate_arn: certificate.arn.clone(),
         ca_certificate_id: event.ca_certificate_id.clone(),
@@ -249,9 +251,10 @@ pub fn decide(
         thing_groups: profile.thing_groups.clone(),
         policies: profile.policies.clone(),
         profile_name: profile.name.clone(),
+        serial_hex,
         activate,
         revocation_unchecked: facts.revocation.unchecked,
-    }))
+    })))
 }
 
 /// IoT Core allows 3 attributes on a Thing without a type, 50 with one.

@@ -1,6 +1,7 @@
 //! Classified errors: every failure is Permanent or Retryable before it leaves the crate,
 //! and the Lambda `error_type` is `<Class>.<Kind>` so alarms and DLQ triage can key on it.
 
+use crate::ledger::LedgerError;
 use crate::profiles::ProfilesError;
 use crate::registry::{RegistryError, RegistryErrorKind};
 use crate::revocation::RevocationError;
@@ -70,6 +71,9 @@ pub enum JitrError {
     /// The revocation list could not be used and the function fails closed.
     #[error(transparent)]
     Revocation(#[from] RevocationError),
+    /// The device ledger failed; its kind decides the class (`<Class>.Ledger<Kind>`).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     /// The registration profiles could not be used: fail closed, retry.
     #[error(transparent)]
     Profiles(#[from] ProfilesError),
@@ -80,6 +84,7 @@ impl JitrError {
     pub fn class(&self) -> ErrorClass {
         match self {
             JitrError::Registry(e) => e.kind().class(),
+            JitrError::Ledger(e) => e.kind.class(),
             JitrError::Revocation(_)
             | JitrError::Profiles(_)
             | JitrError::DetachPending { .. }
@@ -101,6 +106,10 @@ impl JitrError {
             JitrError::ThingContended { .. } => "ThingContended",
             JitrError::DecommissionedListUnavailable(_) => "DecommissionedListUnavailable",
             JitrError::Registry(e) => e.kind().as_str(),
+            JitrError::Ledger(e) => match e.kind.class() {
+                ErrorClass::Retryable => "LedgerUnavailable",
+                ErrorClass::Permanent => "LedgerError",
+            },
             JitrError::Revocation(e) => e.kind(),
             JitrError::Profiles(e) => e.kind(),
         }

@@ -16,6 +16,7 @@ pub mod decision;
 pub mod decommissioned;
 pub mod error;
 pub mod event;
+pub mod ledger;
 pub mod naming;
 #[cfg(feature = "pki")]
 pub mod pki;

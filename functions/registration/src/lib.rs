@@ -10,10 +10,12 @@
 mod provision;
 mod registrar;
 mod report;
+mod revocation_sync;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jitr_core::event::account_from_function_arn;
+use jitr_core::ledger::Ledger;
 use jitr_core::registry::Registry;
 use jitr_core::source::Fetcher;
 use jitr_core::telemetry;
@@ -23,17 +25,42 @@ use serde_json::{Value, json};
 pub use provision::{Provisioned, provision};
 pub use registrar::{Assessment, CA_CACHE_TTL_SECS, Registrar, unix_now};
 pub use report::{Outcome, Report};
+pub use revocation_sync::{SyncBudget, SyncReport};
+
+/// Time kept back from the invocation's deadline when a revocation sync stops early.
+const SYNC_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The Lambda entry point. The payload is the IoT event (rule → Lambda) or, behind the burst
 /// buffer, an SQS batch of them (rule → SQS → Lambda), answered with `batchItemFailures` so only
 /// failed messages come back (and, past the queue's maxReceiveCount, reach its dead-letter
 /// queue). Each event gets one JSON log line and one metric line; a direct event's classified
-/// error becomes `error_type = "<Class>.<Kind>"`.
-pub async fn handle_lambda_event<R: Registry, F: Fetcher>(
-    registrar: &Registrar<R, F>,
+/// error becomes `error_type = "<Class>.<Kind>"`. A scheduled event or an S3 notification (a CRL
+/// object changed) runs the revocation sync instead.
+pub async fn handle_lambda_event<R: Registry, F: Fetcher, L: Ledger>(
+    registrar: &Registrar<R, F, L>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
+    if is_sync_trigger(&payload) {
+        let left = Duration::from_millis(context.deadline)
+            .checked_sub(Duration::from_millis(
+                u64::try_from(unix_now_ms()).unwrap_or(0),
+            ))
+            .unwrap_or_default()
+            .saturating_sub(SYNC_DEADLINE_MARGIN);
+        let budget = SyncBudget {
+            rate_per_second: registrar.config().revocation_sync_rate,
+            deadline: Instant::now() + left,
+        };
+        return registrar
+            .sync_revocations(unix_now(), budget)
+            .await
+            .map(|reports| json!({"revocationSync": reports}))
+            .map_err(|err| Diagnostic {
+                error_type: err.error_type(),
+                error_message: err.to_string(),
+            });
+    }
     let account = account_from_function_arn(&context.invoked_function_arn).map(str::to_owned);
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         let mut failures = Vec::new();
@@ -62,9 +89,29 @@ pub async fn handle_lambda_event<R: Registry, F: Fetcher>(
         })
 }
 
+/// An EventBridge schedule, or S3 telling that an object (a CRL) changed.
+fn is_sync_trigger(payload: &Value) -> bool {
+    let scheduled = payload.get("source").and_then(Value::as_str) == Some("aws.events")
+        || payload.get("source").and_then(Value::as_str) == Some("aws.scheduler");
+    let s3 = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:s3");
+    scheduled || s3
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// One event, timed, logged and counted.
-async fn handle_one<R: Registry, F: Fetcher>(
-    registrar: &Registrar<R, F>,
+async fn handle_one<R: Registry, F: Fetcher, L: Ledger>(
+    registrar: &Registrar<R, F, L>,
     payload: &Value,
     account: &Result<String, jitr_core::JitrError>,
 ) -> Result<Report, jitr_core::JitrError> {

@@ -2,6 +2,7 @@
 
 use jitr_core::Config;
 use jitr_core::decommissioned::DecommissionedList;
+use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
 use jitr_core::source::SourceFetcher;
@@ -17,8 +18,11 @@ async fn main() -> Result<(), Error> {
     let fetcher = SourceFetcher::from_sdk_config(&sdk);
     let decommissioned =
         DecommissionedList::from_folder(&sdk, config.decommissioned_certificates.clone());
+    let ledger =
+        (config.device_ledger_table.clone()).map(|t| DynamoLedger::from_sdk_config(&sdk, t));
     let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher)
-        .with_decommissioned(decommissioned);
+        .with_decommissioned(decommissioned)
+        .with_ledger(ledger);
     let registrar = &registrar;
     run(service_fn(move |event: LambdaEvent<Value>| {
         handle_lambda_event(registrar, event)

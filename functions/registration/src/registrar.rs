@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jitr_core::certificate::{CaCertificate, distribution_points, inspect};
-use jitr_core::decision::{Decision, Facts, RejectReason, RevocationFacts, decide};
+use jitr_core::decision::{Decision, Facts, ProvisionPlan, RejectReason, RevocationFacts, decide};
 use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::event::RegistrationEvent;
+use jitr_core::ledger::{Ledger, NoLedger, SerialEntry};
 use jitr_core::profiles::{Profile, Profiles, ProfilesCache};
 use jitr_core::registry::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryErrorKind,
@@ -31,9 +32,9 @@ pub const CA_CACHE_TTL_SECS: i64 = 300;
 const MAX_REVOCATION_SOURCES: usize = 64;
 
 #[derive(Debug, Clone)]
-struct CachedCa {
-    description: CaDescription,
-    certificate: Option<CaCertificate>,
+pub(crate) struct CachedCa {
+    pub(crate) description: CaDescription,
+    pub(crate) certificate: Option<CaCertificate>,
     fetched_at: i64,
 }
 
@@ -53,13 +54,15 @@ pub struct Assessment {
     pub decision: Decision,
 }
 
-/// One container's registration handler: configuration, registry, and the per-container
-/// caches (CA descriptions, profiles, revocation lists).
+/// One container's registration handler: configuration, registry, ledger, and the
+/// per-container caches (CA descriptions, profiles, revocation lists).
 #[derive(Debug)]
-pub struct Registrar<R, F> {
+pub struct Registrar<R, F, L = NoLedger> {
     registry: R,
     config: Config,
     fetcher: F,
+    /// The serial index admissions are written to and the revocation sync reads.
+    ledger: L,
     /// `REGISTRATION_PROFILES`, when set; otherwise `default_profiles` alone.
     profiles: Option<ProfilesCache>,
     default_profiles: Arc<Profiles>,
@@ -67,9 +70,11 @@ pub struct Registrar<R, F> {
     revocation: Mutex<HashMap<(ObjectSource, String), Arc<RevocationCache>>>,
     decommissioned: DecommissionedList,
     cas: Mutex<HashMap<String, CachedCa>>,
+    /// Per (source, CA): the version of the list the revocation sync last completed.
+    pub(crate) synced: Mutex<HashMap<(ObjectSource, String), String>>,
 }
 
-impl<R: Registry, F: Fetcher> Registrar<R, F> {
+impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
     pub fn new(registry: R, config: Config, fetcher: F) -> Self {
         let default = config.default_profile();
         let profiles = config
@@ -80,14 +85,34 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
             registry,
             config,
             fetcher,
+            ledger: NoLedger,
             profiles,
             default_profiles: Arc::new(Profiles::only(default)),
             revocation: Mutex::default(),
             decommissioned: DecommissionedList::Off,
             cas: Mutex::default(),
+            synced: Mutex::default(),
         }
     }
 
+    /// Indexes every admitted certificate in `ledger`, and lets the revocation sync find them.
+    pub fn with_ledger<L: Ledger>(self, ledger: L) -> Registrar<R, F, L> {
+        Registrar {
+            registry: self.registry,
+            config: self.config,
+            fetcher: self.fetcher,
+            ledger,
+            profiles: self.profiles,
+            default_profiles: self.default_profiles,
+            revocation: self.revocation,
+            decommissioned: self.decommissioned,
+            cas: self.cas,
+            synced: self.synced,
+        }
+    }
+}
+
+impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     /// Consults `list` so a certificate the lifecycle function deleted is never re-admitted.
     #[must_use]
     pub fn with_decommissioned(mut self, list: DecommissionedList) -> Self {
@@ -101,6 +126,14 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn ledger(&self) -> &L {
+        &self.ledger
+    }
+
+    pub(crate) fn fetcher(&self) -> &F {
+        &self.fetcher
     }
 
     /// The profiles in force at `now`: the document's, or the default alone.
@@ -140,7 +173,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
             revocation_unchecked: false,
         };
         let decision = match assessment.decision {
-            Decision::Provision(plan) => match provision(&self.registry, &plan).await? {
+            Decision::Provision(plan) => match self.index_then_provision(&plan, now).await? {
                 Provisioned::Done(outcome) => {
                     report.outcome = outcome;
                     if outcome == Outcome::LeftAlone {
@@ -182,6 +215,25 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
             }
         }
         Ok(report)
+    }
+
+    /// Writes the serial index entry first, so an ACTIVE certificate is always indexed (a failed
+    /// write leaves it PENDING; the retry writes it again), then provisions.
+    async fn index_then_provision(
+        &self,
+        plan: &ProvisionPlan,
+        now: i64,
+    ) -> Result<Provisioned, JitrError> {
+        let entry = SerialEntry {
+            ca_certificate_id: plan.ca_certificate_id.clone(),
+            serial_hex: plan.serial_hex.clone(),
+            certificate_id: plan.certificate_id.clone(),
+            thing_name: plan.thing.name.clone(),
+            admitted_at: now,
+            revoked: None,
+        };
+        self.ledger.index_certificate(&entry).await?;
+        provision(&self.registry, plan).await
     }
 
     /// Looks everything up for `event` and decides, writing nothing. An unusable input the
@@ -317,7 +369,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
     }
 
     /// The cache of one source for one CA, created on first use.
-    fn cache(&self, source: ObjectSource, ca_id: &str) -> Arc<RevocationCache> {
+    pub(crate) fn cache(&self, source: ObjectSource, ca_id: &str) -> Arc<RevocationCache> {
         let mut caches = self
             .revocation
             .lock()
@@ -339,7 +391,11 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
     }
 
     /// The CA, from the per-container cache or DescribeCACertificate; `None` if not registered.
-    async fn ca(&self, ca_certificate_id: &str, now: i64) -> Result<Option<CachedCa>, JitrError> {
+    pub(crate) async fn ca(
+        &self,
+        ca_certificate_id: &str,
+        now: i64,
+    ) -> Result<Option<CachedCa>, JitrError> {
         let cached = self
             .lock_cas()
             .get(ca_certificate_id)
@@ -367,6 +423,14 @@ impl<R: Registry, F: Fetcher> Registrar<R, F> {
             Err(e) if e.kind() == RegistryErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    pub(crate) fn lock_synced(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(ObjectSource, String), String>> {
+        self.synced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_cas(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCa>> {

@@ -552,8 +552,9 @@ impl Registry for IotRegistry {
     }
 }
 
-/// Classifies an SDK error by transport failure, modeled code and HTTP status.
-fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> RegistryError
+/// Classifies an SDK error by transport failure, modeled code and HTTP status (any AWS SDK's:
+/// the DynamoDB ledger adapter uses it too).
+pub(crate) fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> RegistryError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -597,7 +598,8 @@ fn kind_for(code: Option<&str>, status: u16) -> RegistryErrorKind {
             "ThrottlingException"
             | "LimitExceededException"
             | "TooManyRequestsException"
-            | "RequestLimitExceeded",
+            | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException",
         ) => K::Throttled,
         Some(
             "ServiceUnavailableException"
@@ -620,7 +622,9 @@ fn kind_for(code: Option<&str>, status: u16) -> RegistryErrorKind {
             "CertificateStateException"
             | "DeleteConflictException"
             | "VersionConflictException"
-            | "ConflictingResourceUpdateException",
+            | "ConflictingResourceUpdateException"
+            | "ConditionalCheckFailedException"
+            | "TransactionConflictException",
         ) => K::Conflict,
         Some(
             "InvalidRequestException"

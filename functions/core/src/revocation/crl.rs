@@ -116,6 +116,11 @@ impl RevocationList {
         self.crl_number.as_deref().map(number_text)
     }
 
+    /// The revoked serials (normalized), in no particular order.
+    pub fn serials(&self) -> impl Iterator<Item = &[u8]> {
+        self.serials.iter().map(|s| &s[..])
+    }
+
     /// How many serials are revoked.
     pub fn len(&self) -> usize {
         self.serials.len()

@@ -1,0 +1,251 @@
+//! Revocation that reaches admitted devices, over the in-memory registry and ledger: admission
+//! indexes the serial; a new CRL makes the sync revoke ACTIVE and INACTIVE certificates, paced,
+//! within its deadline, and only when the list changed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jitr_core::Config;
+use jitr_core::crl_server::CrlServer;
+use jitr_core::ledger::{Ledger, MemoryLedger};
+use jitr_core::pki::{Ca, Device, DeviceSpec};
+use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
+use jitr_core::source::SourceFetcher;
+use jitr_registration::{Outcome, Registrar, SyncBudget, handle_lambda_event};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::json;
+use time::{Duration as Span, OffsetDateTime};
+
+const ACCOUNT: &str = "123456789012";
+
+struct World {
+    registry: Arc<MemoryRegistry>,
+    ledger: Arc<MemoryLedger>,
+    ca: Ca,
+    ca_id: String,
+    server: CrlServer,
+}
+
+type Sut = Registrar<Arc<MemoryRegistry>, SourceFetcher, Arc<MemoryLedger>>;
+
+impl World {
+    async fn new() -> Self {
+        let registry = Arc::new(MemoryRegistry::new(ACCOUNT, "eu-west-1"));
+        let ca = Ca::new("Sync CA", "Acme").unwrap();
+        let ca_id = registry.register_ca(&ca.pem, true).unwrap();
+        registry.create_policy("device");
+        Self {
+            registry,
+            ledger: Arc::new(MemoryLedger::new()),
+            ca,
+            ca_id,
+            server: CrlServer::start().await.unwrap(),
+        }
+    }
+
+    /// CRL at /ca.crl, the CA allowed (so the default profile's list is synced for it).
+    fn registrar(&self) -> Sut {
+        let mut config = Config::with_policy("device");
+        config.allowed_ca_certificate_ids = [self.ca_id.clone()].into();
+        config.revocation_list = Some(self.server.url("/ca.crl").parse().unwrap());
+        Registrar::new(
+            Arc::clone(&self.registry),
+            config,
+            SourceFetcher::without_s3(),
+        )
+        .with_ledger(Arc::clone(&self.ledger))
+    }
+
+    fn publish(&self, number: u64, revoked: &[&Device]) {
+        let now = OffsetDateTime::now_utc();
+        let serials: Vec<Vec<u8>> = revoked.iter().map(|d| d.serial.clone()).collect();
+        let pem = self
+            .ca
+            .crl_numbered(
+                &serials,
+                number,
+                now - Span::minutes(number as i64),
+                now + Span::days(1),
+            )
+            .unwrap();
+        self.server.publish("/ca.crl", pem);
+    }
+
+    async fn admit(&self, registrar: &Sut, cn: &str) -> Device {
+        let device = self.ca.issue(&DeviceSpec::named(cn)).unwrap();
+        let id = self
+            .registry
+            .register_pending(&device.cert_pem, &self.ca_id)
+            .unwrap();
+        let event = json!({"certificateId": id, "caCertificateId": self.ca_id, "timestamp": 1,
+            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Activated, "{cn}");
+        device
+    }
+
+    async fn status(&self, device: &Device) -> CertificateStatus {
+        self.registry
+            .describe_certificate(&device.id)
+            .await
+            .unwrap()
+            .status
+    }
+}
+
+fn budget() -> SyncBudget {
+    SyncBudget {
+        rate_per_second: 1000,
+        deadline: Instant::now() + Duration::from_secs(60),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serial_listed_after_admission_is_revoked_by_the_sync() {
+    let world = World::new().await;
+    world.publish(1, &[]);
+    let registrar = world.registrar();
+    let stays = world.admit(&registrar, "stays").await;
+    let goes = world.admit(&registrar, "goes").await;
+    let deactivated = world.admit(&registrar, "deactivated").await;
+    assert_eq!(world.ledger.len(), 3, "every admission is indexed");
+    world
+        .registry
+        .update_certificate_status(&deactivated.id, &CertificateStatus::Inactive)
+        .await
+        .unwrap();
+
+    // The CA publishes a new list naming two admitted devices.
+    world.publish(2, &[&goes, &deactivated]);
+    let now = jitr_core::unix_now() + 400; // past the cache's refresh interval
+    let reports = registrar.sync_revocations(now, budget()).await.unwrap();
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(
+        (
+            report.listed,
+            report.indexed,
+            report.revoked,
+            report.already_revoked
+        ),
+        (2, 2, 2, 0),
+        "{report:?}"
+    );
+    assert!(report.list.as_deref().unwrap().contains("CRL number 2"));
+    assert_eq!(world.status(&goes).await, CertificateStatus::Revoked);
+    assert_eq!(world.status(&deactivated).await, CertificateStatus::Revoked);
+    assert_eq!(world.status(&stays).await, CertificateStatus::Active);
+    let entries = world
+        .ledger
+        .certificates_with_serial(&world.ca_id, &hex(&goes.serial))
+        .await
+        .unwrap();
+    assert!(
+        entries[0]
+            .revoked
+            .as_ref()
+            .unwrap()
+            .by
+            .contains("CRL number 2")
+    );
+
+    // The same list again: nothing to do, no IoT call.
+    let again = registrar
+        .sync_revocations(now + 400, budget())
+        .await
+        .unwrap();
+    assert!(again[0].unchanged, "{again:?}");
+    // A cold container syncs the whole list once; marked entries cost no IoT call.
+    let cold = world.registrar();
+    let report = &cold.sync_revocations(now, budget()).await.unwrap()[0];
+    assert_eq!(
+        (report.revoked, report.already_revoked),
+        (0, 2),
+        "{report:?}"
+    );
+}
+
+/// The sync never exceeds its rate, and stops at its deadline with the rest left for the next
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_is_paced_and_stops_at_its_deadline() {
+    let world = World::new().await;
+    world.publish(1, &[]);
+    let registrar = world.registrar();
+    let mut devices = Vec::new();
+    for n in 0..12 {
+        devices.push(world.admit(&registrar, &format!("paced-{n}")).await);
+    }
+    let (first, rest) = devices.split_at(10);
+    world.publish(2, &first.iter().collect::<Vec<_>>());
+    let now = jitr_core::unix_now() + 400;
+    let started = Instant::now();
+    let paced = SyncBudget {
+        rate_per_second: 20,
+        deadline: Instant::now() + Duration::from_secs(60),
+    };
+    let report = &registrar.sync_revocations(now, paced).await.unwrap()[0];
+    assert_eq!(report.revoked, 10);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(9 * 50),
+        "10 calls at 20/s are spaced 50 ms apart: took {elapsed:?}"
+    );
+
+    // A deadline already passed: no revocation is started and the run says it is partial...
+    world.publish(3, &devices.iter().collect::<Vec<_>>());
+    let expired = SyncBudget {
+        rate_per_second: 20,
+        deadline: Instant::now(),
+    };
+    let cold = world.registrar();
+    let late = &cold.sync_revocations(now, expired).await.unwrap()[0];
+    assert!(late.partial && late.revoked == 0, "{late:?}");
+    for device in rest {
+        assert_eq!(world.status(device).await, CertificateStatus::Active);
+    }
+    // ...and the next run finishes the job.
+    let report = &cold.sync_revocations(now, paced).await.unwrap()[0];
+    assert_eq!(
+        (report.revoked, report.already_revoked),
+        (2, 10),
+        "{report:?}"
+    );
+    assert!(!report.partial);
+}
+
+/// The Lambda entry point runs the sync for a schedule and for an S3 notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_and_s3_notifications_run_the_sync() {
+    let world = World::new().await;
+    world.publish(1, &[]);
+    let registrar = world.registrar();
+    let device = world.admit(&registrar, "notified").await;
+    world.publish(2, &[&device]);
+    let mut context = Context::default();
+    context.invoked_function_arn =
+        format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:registration");
+    context.deadline = u64::try_from(jitr_core::unix_now() * 1000 + 60_000).unwrap();
+    let s3 = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "pki"}, "object": {"key": "crl/ca.crl"}}}]});
+    // The cache fetched /ca.crl at admission; a fresh container sees the new list at once.
+    let fresh = world.registrar();
+    let answer = handle_lambda_event(&fresh, LambdaEvent::new(s3, context.clone()))
+        .await
+        .unwrap();
+    assert_eq!(answer["revocationSync"][0]["revoked"], 1, "{answer}");
+    assert_eq!(world.status(&device).await, CertificateStatus::Revoked);
+    let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event",
+        "detail": {}});
+    let answer = handle_lambda_event(&fresh, LambdaEvent::new(schedule, context))
+        .await
+        .unwrap();
+    assert_eq!(answer["revocationSync"][0]["unchanged"], true, "{answer}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes[start..].iter().map(|b| format!("{b:02x}")).collect()
+}
