@@ -40,6 +40,10 @@ class Authority:
         )
         return builder.sign(self.key, hashes.SHA256())
 
+    @property
+    def certificate_id(self) -> str:
+        return _certificate_id(self.certificate)
+
     def verification_certificate(self, registration_code: str) -> x509.Certificate:
         """Proof of possession for RegisterCACertificate: CN = the account's registration code."""
         return self.sign(_name(registration_code), ec.generate_private_key(ec.SECP256R1()).public_key())
@@ -65,6 +69,11 @@ class Authority:
         return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
+def _certificate_id(certificate: x509.Certificate) -> str:
+    """AWS IoT's certificate id: SHA-256 of the DER encoding."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 class Device:
     def __init__(self, name: str, key, certificate: x509.Certificate, issuer: Authority):
         self.name = name
@@ -74,8 +83,7 @@ class Device:
 
     @property
     def certificate_id(self) -> str:
-        """AWS IoT's certificate id: SHA-256 of the DER encoding."""
-        return hashlib.sha256(self.certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+        return _certificate_id(self.certificate)
 
     def write(self, folder) -> tuple[str, str]:
         """The chain file (device, then CA: what JITR needs) and the key file."""

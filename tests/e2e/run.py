@@ -2,9 +2,11 @@
 
 ministack with AUTH=true (IAM and IoT policies enforced) -> the real template.yaml deployed
 through CloudFormation with the SAM transform -> a CA registered the real way -> devices as
-real MQTT clients over mTLS: JITR admits a genuine device, keeps a revoked one and a stranger
-out, a signed Mender webhook decommissions it, and each role is shown to be denied what it does
-not need. Prints every step and a timeline; exits non-zero with the reason on any failure.
+real MQTT clients over mTLS: two CAs with their own registration profiles each get a device
+admitted, a partner certificate naming the factory device's Thing is refused, a revoked device
+and a stranger are kept out, a new CRL uploaded to S3 revokes an ACTIVE device, a signed Mender
+webhook decommissions one, and each role is shown to be denied what it does not need. Prints
+every step and a timeline; exits non-zero with the reason on any failure.
 """
 
 import hashlib
@@ -28,7 +30,10 @@ import stack
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "target" / "e2e"
 STACK = "jitr-e2e"
+# One PKI bucket holds the profiles document and the CRLs (the template grants crl/* beside it).
 CRL_BUCKET, CRL_KEY = "fleet-pki", "crl/devices.crl.pem"
+PROFILES_KEY = "profiles.json"
+PARTNER_POLICY, SENSOR_TYPE = "jitr-e2e-partner", "e2e-sensor"
 # The template names each function's log group after the stack: "registration" or "lifecycle".
 LOG_GROUP = f"/aws/lambda/{STACK}-{{}}"
 
@@ -73,10 +78,16 @@ class Run:
         self.files.mkdir(parents=True, exist_ok=True)
         (self.files / "broker-ca.pem").write_bytes(emulator.broker_ca())
         self.ca = Authority("Example Fleet Device CA")
+        self.partner_ca = Authority("Example Partner Device CA")
         self.stranger_ca = Authority("Unregistered Lab CA")
         self.genuine = self.ca.device("sensor-e2e-0001")
         self.revoked = self.ca.device("sensor-e2e-0002")
         self.stranger = self.stranger_ca.device("sensor-e2e-0003")
+        self.later_revoked = self.ca.device("sensor-e2e-0004")
+        self.partner = self.partner_ca.device("partner-e2e-0001")
+        # A partner certificate whose CN names the factory device's Thing.
+        self.takeover = self.partner_ca.device("sensor-e2e-0001")
+        self.partner_ca_id = ""
         self.outputs: dict[str, str] = {}
         self.resources: dict[str, str] = {}
         self.ca_id = ""
@@ -99,13 +110,35 @@ class Run:
         print("1. deploy template.yaml (CloudFormation + SAM transform, native bootstraps)")
         self.s3.create_bucket(Bucket=CRL_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.s3.put_object(Bucket=CRL_BUCKET, Key=CRL_KEY, Body=self.ca.crl([self.revoked]))
+        profiles = {
+            "version": 1,
+            "profiles": {
+                # The factory CA: the template's policy, typed Things, the CRL of the parameters.
+                self.ca.certificate_id: {"name": "factory", "thingType": SENSOR_TYPE},
+                # The partner CA: its own policy, untyped Things, no CRL.
+                self.partner_ca.certificate_id: {
+                    "name": "partner",
+                    "policies": [PARTNER_POLICY],
+                    "revocation": {"sources": []},
+                },
+            },
+        }
+        self.s3.put_object(Bucket=CRL_BUCKET, Key=PROFILES_KEY, Body=json.dumps(profiles).encode())
+        self.iot.create_thing_type(thingTypeName=SENSOR_TYPE)
+        self.iot.create_policy(policyName=PARTNER_POLICY, policyDocument=(ROOT / "policies" / "device-policy.json").read_text())
         body = stack.package(ROOT / "template.yaml", ROOT / "target" / "debug", self.s3)
         started = time.monotonic()
         self.outputs = stack.deploy(
             self.cloudformation,
             STACK,
             body,
-            {"RevocationListBucket": CRL_BUCKET, "RevocationListKey": CRL_KEY, "DevicePolicyName": "jitr-e2e-device"},
+            {
+                "RevocationListBucket": CRL_BUCKET,
+                "RevocationListKey": CRL_KEY,
+                "RegistrationProfilesBucket": CRL_BUCKET,
+                "RegistrationProfilesKey": PROFILES_KEY,
+                "DevicePolicyName": "jitr-e2e-device",
+            },
         )
         self.resources = stack.resources(self.cloudformation, STACK)
         check(
@@ -116,20 +149,23 @@ class Run:
 
     # ------------------------------------------------------------------ 2. CA
     def register_ca(self) -> None:
-        print("2. register the device CA (registration code, verification certificate, auto-registration)")
-        code = self.iot.get_registration_code()["registrationCode"]
-        registered = self.iot.register_ca_certificate(
-            caCertificate=pem(self.ca.certificate),
-            verificationCertificate=pem(self.ca.verification_certificate(code)),
-            setAsActive=True,
-            allowAutoRegistration=True,
-        )
-        self.ca_id = registered["certificateId"]
-        described = self.iot.describe_ca_certificate(certificateId=self.ca_id)["certificateDescription"]
-        check(
-            described["status"] == "ACTIVE" and described["autoRegistrationStatus"] == "ENABLE",
-            f"CA {self.ca_id[:12]}… ACTIVE with auto-registration",
-        )
+        print("2. register both device CAs (registration code, verification certificate, auto-registration)")
+        for authority, label in ((self.ca, "factory"), (self.partner_ca, "partner")):
+            code = self.iot.get_registration_code()["registrationCode"]
+            registered = self.iot.register_ca_certificate(
+                caCertificate=pem(authority.certificate),
+                verificationCertificate=pem(authority.verification_certificate(code)),
+                setAsActive=True,
+                allowAutoRegistration=True,
+            )
+            ca_id = registered["certificateId"]
+            check(ca_id == authority.certificate_id, f"{label} CA id is the SHA-256 of its DER")
+            described = self.iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"]
+            check(
+                described["status"] == "ACTIVE" and described["autoRegistrationStatus"] == "ENABLE",
+                f"{label} CA {ca_id[:12]}… ACTIVE with auto-registration",
+            )
+        self.ca_id, self.partner_ca_id = self.ca.certificate_id, self.partner_ca.certificate_id
 
     # ------------------------------------------------------------------ 3. genuine device
     def watch_status(self, certificate_id: str, label: str) -> threading.Thread:
@@ -182,6 +218,11 @@ class Run:
         )
         policies = self.iot.list_attached_policies(target=certificate["certificateArn"])["policies"]
         check([p["policyName"] for p in policies] == ["jitr-e2e-device"], "the device policy is attached")
+        thing = self.iot.describe_thing(thingName=device.name)
+        check(
+            thing.get("thingTypeName") == SENSOR_TYPE and thing["attributes"].get("caCertificateId") == self.ca_id,
+            f"profile factory: Thing of type {SENSOR_TYPE}, bound to the factory CA",
+        )
         self.registration_outcome(device.certificate_id)
 
         own = f"devices/{device.name}/telemetry"
@@ -214,6 +255,73 @@ class Run:
                 return fields
             time.sleep(0.2)
         raise Failure(f"{label} left no log for certificate {certificate_id[:12]}… in {log_group}")
+
+    # ------------------------------------------------------------------ 3b. the partner CA
+    def partner_devices(self) -> None:
+        device = self.partner
+        print(f"3b. partner device {device.name} admitted with the partner profile; a partner takeover of {self.takeover.name} refused")
+        watcher = self.watch_status(device.certificate_id, device.name)
+        session = self.connect_with_backoff(device, device.name)
+        watcher.join(timeout=5)
+        check(session is not None, f"{device.name} connected after JITR")
+        session.close()
+        certificate = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]
+        policies = [p["policyName"] for p in self.iot.list_attached_policies(target=certificate["certificateArn"])["policies"]]
+        thing = self.iot.describe_thing(thingName=device.name)
+        check(
+            policies == [PARTNER_POLICY] and "thingTypeName" not in thing,
+            f"profile partner: policy {PARTNER_POLICY}, untyped Thing",
+        )
+        fields = self.registration_outcome(device.certificate_id)
+        check(fields.get("profile") == "partner", "the function logged the partner profile")
+
+        forged = self.takeover
+        genuine_arn = self.iot.describe_certificate(certificateId=self.genuine.certificate_id)["certificateDescription"]["certificateArn"]
+        watcher = self.watch_status(forged.certificate_id, f"{forged.name} (partner CA)")
+        check(self.connect_with_backoff(forged, f"{forged.name} (partner CA)", attempts=4) is None,
+              f"a partner certificate with CN {forged.name} never connects")
+        watcher.join(timeout=5)
+        fields = self.registration_outcome(forged.certificate_id)
+        check(fields.get("reason") == "ThingBoundToOtherCa", "the function refused it: ThingBoundToOtherCa")
+        status = self.iot.describe_certificate(certificateId=forged.certificate_id)["certificateDescription"]["status"]
+        check(status == "INACTIVE", f"its certificate is {status}")
+        check(
+            self.iot.list_thing_principals(thingName=forged.name)["principals"] == [genuine_arn],
+            f"Thing {forged.name} still has only the factory device's certificate",
+        )
+
+    # ------------------------------------------------------------------ 4b. revoke an ACTIVE device
+    def revoke_active(self) -> None:
+        device = self.later_revoked
+        print(f"4b. {device.name} admitted, then a new CRL uploaded to S3 revokes it while ACTIVE")
+        session = self.connect_with_backoff(device, device.name)
+        check(session is not None, f"{device.name} connected after JITR")
+        session.close()
+        function_arn = self.outputs["RegistrationFunctionArn"]
+        self.s3.put_bucket_notification_configuration(
+            Bucket=CRL_BUCKET,
+            NotificationConfiguration={
+                "LambdaFunctionConfigurations": [
+                    {
+                        "LambdaFunctionArn": function_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "crl/"}]}},
+                    }
+                ]
+            },
+        )
+        uploaded = time.time()
+        self.timeline.mark(f"{device.name}: new CRL uploaded (lists its serial)", uploaded)
+        self.s3.put_object(Bucket=CRL_BUCKET, Key=CRL_KEY, Body=self.ca.crl([self.revoked, device]))
+        status, deadline = "", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
+            if status == "REVOKED":
+                break
+            time.sleep(0.1)
+        self.timeline.mark(f"{device.name}: certificate {status}")
+        check(status == "REVOKED", f"its ACTIVE certificate is REVOKED {time.time() - uploaded:.1f} s after the upload")
+        check(self.connect_with_backoff(device, device.name, attempts=2) is None, f"{device.name} can no longer connect")
 
     # ------------------------------------------------------------------ 4. kept out
     def kept_out(self) -> None:
@@ -298,6 +406,7 @@ class Run:
         arn = f"arn:aws:iot:{REGION}:{self.account}"
         certificate = f"{arn}:cert/{self.genuine.certificate_id}"
         crl = f"arn:aws:s3:::{CRL_BUCKET}/{CRL_KEY}"
+        ledger = f"arn:aws:dynamodb:{REGION}:{self.account}:table/{self.resources['DeviceLedgerTable']}"
         marker = f"arn:aws:s3:::{self.resources['DecommissionedCertificatesBucket']}/decommissioned/{self.genuine.certificate_id}"
         expectations = {
             "RegistrationRole": [
@@ -307,6 +416,12 @@ class Run:
                 ("s3:GetObject", crl, True),
                 ("s3:GetObject", marker, True),
                 ("iot:UpdateThing", f"{arn}:thing/sensor-x", True),
+                ("s3:GetObject", f"arn:aws:s3:::{CRL_BUCKET}/{PROFILES_KEY}", True),
+                ("s3:GetObject", f"arn:aws:s3:::{CRL_BUCKET}/crl/partner.crl", True),
+                ("dynamodb:Query", ledger, True),
+                ("dynamodb:UpdateItem", ledger, True),
+                ("dynamodb:Scan", ledger, False),
+                ("dynamodb:DeleteItem", ledger, False),
                 ("iot:DeleteThing", f"{arn}:thing/sensor-x", False),
                 ("iot:UpdateThingGroup", f"{arn}:thinggroup/fleet", False),
                 ("s3:PutObject", marker, False),
@@ -339,6 +454,12 @@ class Run:
     # ------------------------------------------------------------------ cleanup
     def delete_stack(self) -> None:
         print("7. delete the stack")
+        # Revoked certificates keep their policies (IoT refuses them at connect anyway); the
+        # template's policy can only be deleted once nothing is attached to it.
+        targets = self.iot.list_targets_for_policy(policyName="jitr-e2e-device")["targets"]
+        for target in targets:
+            self.iot.detach_policy(policyName="jitr-e2e-device", target=target)
+        check(True, f"device policy detached from the {len(targets)} certificate(s) still holding it")
         stack.delete(self.cloudformation, STACK)
         functions = [f["FunctionName"] for f in self.emulator.client("lambda").list_functions()["Functions"]]
         check(not any(f.startswith(STACK) for f in functions), f"stack {STACK} deleted with its functions")
@@ -367,7 +488,9 @@ def main() -> int:
         run.deploy()
         run.register_ca()
         run.genuine_device()
+        run.partner_devices()
         run.kept_out()
+        run.revoke_active()
         run.decommission()
         run.least_privilege()
         run.timeline.show()

@@ -507,7 +507,9 @@ async fn a_crl_published_later_revokes_an_active_device() {
             .unwrap()
             .into_bytes()
     };
-    s3.publish(&bucket, "crl/ca.crl", list(1, &[])).await.unwrap();
+    s3.publish(&bucket, "crl/ca.crl", list(1, &[]))
+        .await
+        .unwrap();
     let mut config = fleet.config();
     config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();
     config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
@@ -515,7 +517,9 @@ async fn a_crl_published_later_revokes_an_active_device() {
         key: "crl/ca.crl".into(),
     }));
     let registrar = fleet.registrar(config).with_ledger(fleet.ledger().await);
-    let device = fleet.pending_device(DeviceSpec::named("sensor-later")).await;
+    let device = fleet
+        .pending_device(DeviceSpec::named("sensor-later"))
+        .await;
     let report = registrar
         .handle(&fleet.event(&device), &fleet.account.id)
         .await
@@ -523,9 +527,13 @@ async fn a_crl_published_later_revokes_an_active_device() {
     assert_eq!(report.outcome, Outcome::Activated);
     assert_eq!(fleet.connect(&device).await, Connect::Accepted);
 
-    s3.publish(&bucket, "crl/ca.crl", list(2, std::slice::from_ref(&device.serial)))
-        .await
-        .unwrap();
+    s3.publish(
+        &bucket,
+        "crl/ca.crl",
+        list(2, std::slice::from_ref(&device.serial)),
+    )
+    .await
+    .unwrap();
     let budget = jitr_registration::SyncBudget {
         rate_per_second: 10,
         deadline: std::time::Instant::now() + Duration::from_secs(30),

@@ -173,7 +173,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         let list = self
             .cache(source.clone(), ca_id)
-            .get(self.fetcher(), &ca_certificate, now)
+            .refresh(self.fetcher(), &ca_certificate, now)
             .await?;
         let version = list.version();
         report.list = Some(version.clone());

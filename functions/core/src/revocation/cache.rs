@@ -62,13 +62,35 @@ impl RevocationCache {
         ca: &CaCertificate,
         now: i64,
     ) -> Result<Arc<RevocationList>, RevocationError> {
+        self.get_or_refresh(fetcher, ca, now, false).await
+    }
+
+    /// The same, asking the source first whatever the refresh interval (one conditional
+    /// request): for the revocation sync, told that the list changed.
+    pub async fn refresh<F: Fetcher>(
+        &self,
+        fetcher: &F,
+        ca: &CaCertificate,
+        now: i64,
+    ) -> Result<Arc<RevocationList>, RevocationError> {
+        self.get_or_refresh(fetcher, ca, now, true).await
+    }
+
+    async fn get_or_refresh<F: Fetcher>(
+        &self,
+        fetcher: &F,
+        ca: &CaCertificate,
+        now: i64,
+        force: bool,
+    ) -> Result<Arc<RevocationList>, RevocationError> {
         let mut state = self.state.lock().await;
         reverify_for(&mut state, ca);
         let held_fresh = usable(&state, ca, now).is_some();
-        let due = match state.fetched_at {
-            None => true,
-            Some(at) => now - at >= REFRESH_INTERVAL_SECS || !held_fresh,
-        };
+        let due = force
+            || match state.fetched_at {
+                None => true,
+                Some(at) => now - at >= REFRESH_INTERVAL_SECS || !held_fresh,
+            };
         if due {
             state.fetched_at = Some(now);
             let validator = state.validator.clone();
