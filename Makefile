@@ -8,7 +8,7 @@ PYTHON ?= python3
 CARGO ?= cargo
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 
-.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench fixtures clean-state
+.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ $(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
 
 bench: ## The decision-path benchmark (prints the median per event)
 	$(CARGO) bench -p jitr-core --bench decision_path
+
+bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model (~20 s after the build)
+	$(CARGO) bench -p jitr-registration --bench revocation_sync
 
 fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events)
 	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events

@@ -1,6 +1,8 @@
 //! `jitr`: replay sample events through the real handlers, locally or against an endpoint,
-//! seed an emulator with the sample CA, policy and CRL, and check registration profiles.
+//! seed an emulator with the sample CA, policy and CRL, check registration profiles, and explain
+//! why a device can or cannot connect.
 
+mod explain;
 mod output;
 mod profiles;
 mod replay;
@@ -38,6 +40,22 @@ enum Command {
         /// Event files, replayed in the order given.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Why a device can or cannot connect: its Thing, CA binding, certificates, profile, and
+    /// what registration would decide for each certificate now (reads only).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["thing", "certificate"])))]
+    Explain {
+        /// The IoT API at this URL (an emulator); without it, AWS through the SDK's usual
+        /// credential and region chain.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        #[arg(long)]
+        thing: Option<String>,
+        #[arg(long)]
+        certificate: Option<String>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Registration profiles documents.
     Profiles {
@@ -84,6 +102,22 @@ async fn main() -> ExitCode {
             policy,
             bucket,
         } => seed::run(&endpoint_url, &samples, &policy, &bucket).await,
+        Command::Explain {
+            endpoint_url,
+            thing,
+            certificate,
+            json,
+        } => match (thing, certificate) {
+            (Some(thing), _) => {
+                let target = jitr_registration::Target::Thing(thing);
+                explain::run(endpoint_url.as_deref(), target, json).await
+            }
+            (None, Some(id)) => {
+                let target = jitr_registration::Target::Certificate(id);
+                explain::run(endpoint_url.as_deref(), target, json).await
+            }
+            (None, None) => Err("give --thing NAME or --certificate ID".into()),
+        },
         Command::Profiles {
             command: ProfilesCommand::Check { file },
         } => profiles::check(&file),

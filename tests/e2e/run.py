@@ -12,7 +12,9 @@ every step and a timeline; exits non-zero with the reason on any failure.
 import hashlib
 import hmac
 import json
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -323,6 +325,39 @@ class Run:
         check(status == "REVOKED", f"its ACTIVE certificate is REVOKED {time.time() - uploaded:.1f} s after the upload")
         check(self.connect_with_backoff(device, device.name, attempts=2) is None, f"{device.name} can no longer connect")
 
+    # ------------------------------------------------------------------ 4c. jitr explain
+    def explain(self) -> None:
+        print("4c. jitr explain: why each device can or cannot connect (the real decision code, reads only)")
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", ""),
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": REGION,
+            # The function's configuration, as the stack set it.
+            "DEVICE_POLICY_NAME": "jitr-e2e-device",
+            "REVOCATION_LIST": f"s3://{CRL_BUCKET}/{CRL_KEY}",
+            "REGISTRATION_PROFILES": f"s3://{CRL_BUCKET}/{PROFILES_KEY}",
+            "DEVICE_LEDGER_TABLE": self.resources["DeviceLedgerTable"],
+        }
+        for key in ("CARGO_TARGET_DIR", "CARGO_HOME", "RUSTUP_HOME"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        cases = [
+            (["--thing", self.genuine.name], ["registration now reconcile", "profile          factory"]),
+            (["--thing", self.partner.name], ["registration now reconcile", "profile          partner"]),
+            (["--certificate", self.takeover.certificate_id], ["status           INACTIVE", "would reject (ThingBoundToOtherCa)"]),
+            (["--certificate", self.later_revoked.certificate_id], ["status           REVOKED", "would revoke (SerialRevoked"]),
+        ]
+        for args, expected in cases:
+            command = ["cargo", "run", "--quiet", "-p", "jitr-cli", "--", "explain", "--endpoint-url", self.emulator.endpoint, *args]
+            result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            print(f"   $ jitr explain {' '.join(args)}")
+            for text in result.stdout.splitlines():
+                print(f"     {text}")
+            check(result.returncode == 0 and all(e in result.stdout for e in expected),
+                  f"explain {' '.join(args)}: {', '.join(expected)}" + (f" ({result.stderr.strip()})" if result.returncode else ""))
+
     # ------------------------------------------------------------------ 4. kept out
     def kept_out(self) -> None:
         device = self.revoked
@@ -491,6 +526,7 @@ def main() -> int:
         run.partner_devices()
         run.kept_out()
         run.revoke_active()
+        run.explain()
         run.decommission()
         run.least_privilege()
         run.timeline.show()

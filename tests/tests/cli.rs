@@ -145,6 +145,48 @@ async fn seed_then_replay_against_the_emulator() {
     );
     assert_eq!(connect_sample("sensor-0001").await, Connect::Accepted);
     assert_ne!(connect_sample("sensor-0002").await, Connect::Accepted);
+
+    // jitr explain: the real registry and decision code, reading only.
+    let (ok, out) = jitr(&[
+        "explain",
+        "--endpoint-url",
+        &endpoint,
+        "--thing",
+        "sensor-0001",
+        "--json",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ca_id =
+        jitr_core::pki::certificate_id(&std::fs::read_to_string(samples().join("ca.pem")).unwrap());
+    assert_eq!(answer["thing"]["boundToCa"], ca_id.as_str(), "{out}");
+    let certificate = &answer["certificates"][0];
+    assert_eq!(certificate["certificateId"], id("sensor-0001").as_str());
+    assert_eq!(certificate["status"], "ACTIVE");
+    assert_eq!(certificate["verdict"], "reconcile", "{out}");
+    assert_eq!(certificate["policies"][0], "jitr-device");
+    let (ok, out) = jitr(&[
+        "explain",
+        "--endpoint-url",
+        &endpoint,
+        "--certificate",
+        &id("sensor-0002"),
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("status           REVOKED"), "{out}");
+    assert!(out.contains("registration now left-alone"), "{out}");
+    assert_eq!(
+        account
+            .iot
+            .describe_certificate(&id("sensor-0002"))
+            .await
+            .unwrap()
+            .status,
+        CertificateStatus::Revoked,
+        "explain changed nothing"
+    );
 }
 
 /// The lifecycle samples seeded into the emulator and replayed by endpoint: the same story as

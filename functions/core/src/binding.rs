@@ -58,7 +58,7 @@ pub enum AttachedPrincipal {
 }
 
 /// The verdict on an existing Thing for a certificate of CA `ca_certificate_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding {
     /// Bound to this CA already.
     Bound,

@@ -149,6 +149,29 @@ pub fn inspect(
     })
 }
 
+/// What a person asks about a certificate, read without checking it (for `jitr explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Serial, hex without leading zero bytes.
+    pub serial_hex: String,
+    pub subject: Subject,
+    /// Seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// The summary of a PEM certificate; `None` when it is not one.
+pub fn summary(pem: &str) -> Option<Summary> {
+    let der = pem_to_der(pem)?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    Some(Summary {
+        serial_hex: hex::encode(normalized_serial(cert.raw_serial())),
+        subject: subject_of(cert.subject()),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
 /// The subject's first commonName, for display; `None` if absent or not a certificate.
 pub fn common_name(pem: &str) -> Option<String> {
     let der = pem_to_der(pem)?;

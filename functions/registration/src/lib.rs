@@ -7,6 +7,7 @@
 //! leaves it PENDING_ACTIVATION, so Lambda's retry (or the device's next connect) completes
 //! the work; duplicates are normal and every step is idempotent.
 
+mod explain;
 mod provision;
 mod registrar;
 mod report;
@@ -22,7 +23,8 @@ use jitr_core::telemetry;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
-pub use provision::{Provisioned, provision};
+pub use explain::{CertificateFacts, Explanation, Target, ThingFacts};
+pub use provision::{Provisioned, judge_binding, provision};
 pub use registrar::{Assessment, CA_CACHE_TTL_SECS, Registrar, unix_now};
 pub use report::{Outcome, Report};
 pub use revocation_sync::{SyncBudget, SyncReport};

@@ -101,23 +101,11 @@ async fn ensure_thing<R: Registry>(
             }
             Err(e) => return Err(e.into()),
         }
-        let thing = match registry.describe_thing(&plan.thing.name).await {
-            Ok(thing) => thing,
-            // Deleted between the two calls (a decommission): create it again.
-            Err(e) if e.kind() == RegistryErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
+        // Deleted between the two calls (a decommission): create it again.
+        let Some((thing, binding)) = judge(registry, plan).await? else {
+            continue;
         };
-        let principals = if thing.attributes.contains_key(BINDING_ATTRIBUTE) {
-            Vec::new()
-        } else {
-            attached_principals(registry, &thing.name).await?
-        };
-        match bind(
-            &plan.ca_certificate_id,
-            &thing,
-            &principals,
-            plan.binding_rule,
-        ) {
+        match binding {
             // An existing Thing keeps its other attributes: they are not ours to reset.
             Binding::Bound => return Ok(Ok(())),
             Binding::BoundToOtherCa => return Ok(Err(RejectReason::ThingBoundToOtherCa)),
@@ -133,6 +121,40 @@ async fn ensure_thing<R: Registry>(
     Err(JitrError::ThingContended {
         thing: plan.thing.name.clone(),
     })
+}
+
+/// What `ensure_thing` would find, read only: `None` when the Thing does not exist (it would be
+/// created bound to the plan's CA). For `jitr explain`.
+pub async fn judge_binding<R: Registry>(
+    registry: &R,
+    plan: &ProvisionPlan,
+) -> Result<Option<Binding>, JitrError> {
+    Ok(judge(registry, plan).await?.map(|(_, binding)| binding))
+}
+
+/// The existing Thing of the plan and the binding rule's verdict on it; `None` if absent.
+async fn judge<R: Registry>(
+    registry: &R,
+    plan: &ProvisionPlan,
+) -> Result<Option<(ThingDescription, Binding)>, JitrError> {
+    let thing = match registry.describe_thing(&plan.thing.name).await {
+        Ok(thing) => thing,
+        Err(e) if e.kind() == RegistryErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // The attribute alone decides when present; the attached certificates only otherwise.
+    let principals = if thing.attributes.contains_key(BINDING_ATTRIBUTE) {
+        Vec::new()
+    } else {
+        attached_principals(registry, &thing.name).await?
+    };
+    let binding = bind(
+        &plan.ca_certificate_id,
+        &thing,
+        &principals,
+        plan.binding_rule,
+    );
+    Ok(Some((thing, binding)))
 }
 
 /// Writes the binding on an unbound Thing, guarded by its version so two CAs adopting it at

@@ -244,10 +244,24 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         event: &RegistrationEvent,
         now: i64,
     ) -> Result<Assessment, JitrError> {
-        let certificate = self
+        self.assess_as(event, now, None).await
+    }
+
+    /// `assess`, as if the certificate had `status` (for `explain`: what the checks say about
+    /// an INACTIVE or REVOKED certificate were it pending).
+    pub(crate) async fn assess_as(
+        &self,
+        event: &RegistrationEvent,
+        now: i64,
+        status: Option<CertificateStatus>,
+    ) -> Result<Assessment, JitrError> {
+        let mut certificate = self
             .registry
             .describe_certificate(&event.certificate_id)
             .await?;
+        if let Some(status) = status {
+            certificate.status = status;
+        }
 
         // Only a pending or active certificate needs its profile, CA and revocation lists; an
         // allow-list miss needs none of them (decide rejects it before looking).

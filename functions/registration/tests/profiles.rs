@@ -418,3 +418,85 @@ async fn an_unverified_certificate_cannot_make_the_function_fetch_its_url() {
     assert_eq!(report.reason.as_deref(), Some("SignatureInvalid"));
     assert_eq!(server.requests(), 0);
 }
+
+/// `explain` on the fleet samples: the real decision on the real facts, and nothing written.
+#[tokio::test]
+async fn explain_tells_why_and_writes_nothing() {
+    use jitr_registration::Target;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/fleet");
+    let sample = jitr_core::samples::load(&dir).await.unwrap();
+    let config = Config::from_lookup(|name| sample.variable(name)).unwrap();
+    let registry = Arc::new(sample.registry);
+    let registrar = Registrar::new(Arc::clone(&registry), config, SourceFetcher::without_s3());
+    let event = |file: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap()).unwrap()
+    };
+    // Admit the factory device only; the takeover certificate is still PENDING.
+    registrar
+        .handle(&event("01-factory-device.json"), &sample.account)
+        .await
+        .unwrap();
+    let before = registry.snapshot();
+    let now = jitr_core::unix_now();
+
+    let answer = registrar
+        .explain(&Target::Thing("acme-SN0001".into()), now)
+        .await
+        .unwrap();
+    let thing = answer.thing.as_ref().unwrap();
+    assert_eq!(thing.type_name.as_deref(), Some("sensor"));
+    let factory_id = event("01-factory-device.json")["caCertificateId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(thing.bound_to_ca.as_deref(), Some(factory_id.as_str()));
+    assert_eq!(answer.certificates.len(), 1);
+    let cert = &answer.certificates[0];
+    assert_eq!(
+        (
+            cert.status.as_str(),
+            cert.verdict.as_str(),
+            cert.profile.as_deref()
+        ),
+        ("ACTIVE", "reconcile", Some("factory"))
+    );
+    assert_eq!(cert.policies, ["factory-device"]);
+    assert_eq!(cert.common_name.as_deref(), Some("factory-0001"));
+
+    let takeover = event("03-partner-takeover.json")["certificateId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = registrar
+        .explain(&Target::Certificate(takeover), now)
+        .await
+        .unwrap();
+    let cert = &answer.certificates[0];
+    assert_eq!(cert.status, "PENDING_ACTIVATION");
+    assert_eq!(
+        (
+            cert.verdict.as_str(),
+            cert.reason.as_deref(),
+            cert.profile.as_deref()
+        ),
+        ("reject", Some("ThingBoundToOtherCa"), Some("partner"))
+    );
+    let partner = event("02-partner-device.json")["certificateId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = registrar
+        .explain(&Target::Certificate(partner), now)
+        .await
+        .unwrap();
+    assert!(answer.thing.is_none(), "not admitted yet: no Thing");
+    assert_eq!(answer.certificates[0].verdict, "admit");
+    assert!(
+        answer.certificates[0]
+            .detail
+            .contains("create Thing partner-0001"),
+        "{}",
+        answer.certificates[0].detail
+    );
+    assert_eq!(registry.snapshot(), before, "explain wrote nothing");
+}

@@ -55,11 +55,12 @@ impl Ledger for MemoryLedger {
         ca_certificate_id: &str,
         serial_hex: &str,
     ) -> Result<Vec<SerialEntry>, LedgerError> {
+        // A range over the sorted keys, as DynamoDB's Query reads one partition.
         let pk = serial_key(ca_certificate_id, serial_hex);
         Ok(self
             .lock()
-            .iter()
-            .filter(|((p, _), _)| *p == pk)
+            .range((pk.clone(), String::new())..)
+            .take_while(|((p, _), _)| *p == pk)
             .map(|(_, e)| e.clone())
             .collect())
     }

@@ -1,0 +1,147 @@
+//! `jitr explain`: why a device can or cannot connect, from the real registry (an endpoint, or
+//! AWS through the SDK's usual credential and region chain) and the real decision code; reads
+//! only. The registration function's configuration is read from this shell's variables, as the
+//! function reads its own (without `DEVICE_POLICY_NAME`, the template's `jitr-device`).
+
+use jitr_core::Config;
+use jitr_core::decommissioned::DecommissionedList;
+use jitr_core::ledger::DynamoLedger;
+use jitr_core::registry::IotRegistry;
+use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_core::source::SourceFetcher;
+use jitr_registration::{Explanation, Registrar, Target};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::output::{Failure, line};
+
+pub async fn run(endpoint_url: Option<&str>, target: Target, json: bool) -> Result<(), Failure> {
+    let config = match std::env::var("DEVICE_POLICY_NAME") {
+        Ok(_) => Config::from_env().map_err(|e| e.to_string())?,
+        Err(_) => {
+            let mut config = Config::from_lookup(|name| match name {
+                "DEVICE_POLICY_NAME" => Some("jitr-device".to_owned()),
+                other => std::env::var(other).ok(),
+            })
+            .map_err(|e| e.to_string())?;
+            config.thing_binding = jitr_core::binding::BindingRule::default();
+            config
+        }
+    };
+    let sdk = match endpoint_url {
+        Some(url) => load_sdk_config_for_endpoint(url).await,
+        None => load_sdk_config().await,
+    };
+    let ledger = config
+        .device_ledger_table
+        .clone()
+        .map(|table| DynamoLedger::from_sdk_config(&sdk, table));
+    let decommissioned =
+        DecommissionedList::from_folder(&sdk, config.decommissioned_certificates.clone());
+    let registrar = Registrar::new(
+        IotRegistry::from_sdk_config(&sdk),
+        config,
+        SourceFetcher::from_sdk_config(&sdk),
+    )
+    .with_decommissioned(decommissioned)
+    .with_ledger(ledger);
+    let explanation = registrar
+        .explain(&target, jitr_core::unix_now())
+        .await
+        .map_err(|e| format!("{}: {e}", e.error_type()))?;
+    if json {
+        return line(serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?);
+    }
+    print(&target, &explanation)
+}
+
+fn date(seconds: Option<i64>) -> String {
+    seconds
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn print(target: &Target, explanation: &Explanation) -> Result<(), Failure> {
+    match &explanation.thing {
+        Some(thing) => {
+            line(format!("Thing {}", thing.name))?;
+            line(format!(
+                "  type             {}",
+                thing.type_name.as_deref().unwrap_or("-")
+            ))?;
+            line(format!(
+                "  bound to CA      {}",
+                thing
+                    .bound_to_ca
+                    .as_deref()
+                    .unwrap_or("- (no caCertificateId attribute: judged by its certificates)")
+            ))?;
+            let attributes: Vec<String> = thing
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            line(format!("  attributes       {}", attributes.join(", ")))?;
+        }
+        None => match target {
+            Target::Thing(name) => line(format!("Thing {name}: does not exist"))?,
+            Target::Certificate(_) => {
+                line("Thing: none (the certificate is attached to no Thing)")?
+            }
+        },
+    }
+    if explanation.certificates.is_empty() {
+        line("  no certificates attached")?;
+    }
+    for c in &explanation.certificates {
+        line("")?;
+        line(format!("Certificate {}", c.certificate_id))?;
+        line(format!("  status           {}", c.status))?;
+        line(format!(
+            "  CA               {}",
+            c.ca_certificate_id.as_deref().unwrap_or("- (none)")
+        ))?;
+        line(format!(
+            "  subject CN       {}",
+            c.common_name.as_deref().unwrap_or("-")
+        ))?;
+        line(format!(
+            "  serial           {}",
+            c.serial_hex.as_deref().unwrap_or("?")
+        ))?;
+        line(format!(
+            "  valid            {} .. {}",
+            date(c.not_before),
+            date(c.not_after)
+        ))?;
+        line(format!(
+            "  policies         {}",
+            if c.policies.is_empty() {
+                "-".to_owned()
+            } else {
+                c.policies.join(", ")
+            }
+        ))?;
+        if let Some(indexed) = c.indexed {
+            line(format!(
+                "  serial index     {}",
+                if indexed { "indexed" } else { "not indexed" }
+            ))?;
+        }
+        line(format!(
+            "  profile          {}",
+            c.profile.as_deref().unwrap_or("-")
+        ))?;
+        let reason = c
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        line(format!(
+            "  registration now {}{reason}: {}",
+            c.verdict, c.detail
+        ))?;
+    }
+    Ok(())
+}
