@@ -196,7 +196,7 @@ async fn main() {
         let certificate_id = format!("{n:064x}");
         let entry = SerialEntry {
             ca_certificate_id: ca_id.clone(),
-            serial_hex: hex::encode(&serial(n)),
+            serial_hex: hex::encode(serial(n)),
             certificate_id: certificate_id.clone(),
             thing_name: format!("device-{n}"),
             admitted_at: 0,
