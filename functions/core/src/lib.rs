@@ -1,11 +1,13 @@
 //! jitr-core: the parts of just-in-time registration that do not depend on Lambda.
 //!
 //! The key decision is the split between *pure* code and *ports*: parsing events, inspecting
-//! certificates, checking revocation, naming Things and deciding what to do are plain
-//! functions with table tests (`event`, `certificate`, `revocation`, `naming`, `decision`);
-//! everything that talks to IoT Core goes through the [`registry::Registry`] port, whose AWS
-//! adapter is the only place SDK types appear and whose in-memory adapter is proven by the
-//! same contract suite to answer like the emulator.
+//! certificates, checking revocation, binding Things to CAs, choosing a CA's profile, naming
+//! Things and deciding what to do are plain functions with table tests (`event`, `certificate`,
+//! `revocation`, `binding`, `profiles`, `naming`, `decision`); everything that talks to AWS goes
+//! through a port: [`registry::Registry`] (IoT Core), [`ledger::Ledger`] (DynamoDB) and
+//! [`source::Fetcher`] (S3, files, HTTP). Each AWS adapter is the only place its SDK types
+//! appear, and each in-memory adapter is proven by the same contract suite to answer like the
+//! emulator.
 
 pub mod binding;
 pub mod certificate;

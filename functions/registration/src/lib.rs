@@ -5,7 +5,10 @@
 //! certificate, its CA and the revocation list have all been checked, and the certificate is
 //! activated strictly last, after its Thing and policy are attached. A failure at any step
 //! leaves it PENDING_ACTIVATION, so Lambda's retry (or the device's next connect) completes
-//! the work; duplicates are normal and every step is idempotent.
+//! the work; duplicates are normal and every step is idempotent. The same function runs the
+//! revocation sync (a schedule or an S3 notification: CRL serials listed after admission are
+//! revoked), and `explain` answers "why can't this device connect?" with the same code, reading
+//! only.
 
 mod explain;
 mod provision;

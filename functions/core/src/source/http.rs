@@ -77,13 +77,15 @@ impl HttpFetcher {
         validator: Option<&Validator>,
     ) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + self.limits.timeout;
+        let shown = redacted(url);
         let client = self
             .client
             .as_ref()
-            .ok_or_else(|| FetchError(format!("{url}: no TLS root certificates available")))?;
+            .ok_or_else(|| FetchError(format!("{shown}: no TLS root certificates available")))?;
         let mut current = url.to_owned();
         for _ in 0..=self.limits.max_redirects {
             let uri = check_url(&current).map_err(FetchError)?;
+            let here = redacted(&current);
             let mut request = Request::get(uri.clone()).header(USER_AGENT, "iot-jitr");
             match validator {
                 Some(Validator::ETag(etag)) => request = request.header(IF_NONE_MATCH, etag),
@@ -94,17 +96,17 @@ impl HttpFetcher {
             }
             let request = request
                 .body(Empty::new())
-                .map_err(|e| FetchError(format!("{current}: {e}")))?;
-            let response = within(deadline, &current, client.request(request))
+                .map_err(|e| FetchError(format!("{here}: {e}")))?;
+            let response = within(deadline, &here, client.request(request))
                 .await?
-                .map_err(|e| FetchError(format!("{current}: {}", chain(&e))))?;
+                .map_err(|e| FetchError(format!("{here}: {}", chain(&e))))?;
             let status = response.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let location = response
                     .headers()
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| FetchError(format!("{current}: {status} without Location")))?;
+                    .ok_or_else(|| FetchError(format!("{here}: {status} without Location")))?;
                 current = resolve(&uri, location);
                 continue;
             }
@@ -112,7 +114,7 @@ impl HttpFetcher {
                 return Ok(Fetched::NotModified);
             }
             if !status.is_success() {
-                return Err(FetchError(format!("{current}: HTTP {status}")));
+                return Err(FetchError(format!("{here}: HTTP {status}")));
             }
             let header = |name| {
                 response
@@ -125,11 +127,11 @@ impl HttpFetcher {
                 .map(Validator::ETag)
                 .or_else(|| header(LAST_MODIFIED).map(Validator::LastModified));
             let body = Limited::new(response.into_body(), self.limits.max_bytes);
-            let bytes = within(deadline, &current, body.collect())
+            let bytes = within(deadline, &here, body.collect())
                 .await?
                 .map_err(|e| {
                     FetchError(format!(
-                        "{current}: body refused ({e}; the limit is {} bytes)",
+                        "{here}: body refused ({e}; the limit is {} bytes)",
                         self.limits.max_bytes
                     ))
                 })?
@@ -138,7 +140,7 @@ impl HttpFetcher {
             return Ok(Fetched::Body { bytes, validator });
         }
         Err(FetchError(format!(
-            "{url}: more than {} redirects",
+            "{shown}: more than {} redirects",
             self.limits.max_redirects
         )))
     }
@@ -158,20 +160,23 @@ async fn within<T>(
 
 /// A URL this fetcher will request: http or https, a host, no credentials, not link-local.
 pub(super) fn check_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    let shown = redacted(url);
+    let uri: Uri = url.parse().map_err(|e| format!("{shown:?}: {e}"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(format!("{url:?}: only http and https URLs are fetched"));
+        return Err(format!("{shown:?}: only http and https URLs are fetched"));
     }
-    let authority = uri.authority().ok_or_else(|| format!("{url:?}: no host"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{shown:?}: no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("{url:?}: credentials in URLs are refused"));
+        return Err(format!("{shown:?}: credentials in URLs are refused"));
     }
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!("{url:?}: no host"));
+        return Err(format!("{shown:?}: no host"));
     }
     let link_local = match host.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
@@ -181,9 +186,18 @@ pub(super) fn check_url(url: &str) -> Result<Uri, String> {
         Err(_) => false,
     };
     if link_local {
-        return Err(format!("{url:?}: link-local hosts are refused"));
+        return Err(format!("{shown:?}: link-local hosts are refused"));
     }
     Ok(uri)
+}
+
+/// The URL for logs and errors: a query string (a presigned URL's signature, a token) is
+/// replaced by `?…`, so no credential reaches a log line.
+pub(crate) fn redacted(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_owned(),
+    }
 }
 
 /// A redirect target: absolute, or a path on the same origin.
@@ -335,5 +349,9 @@ mod tests {
         assert_eq!(resolve(&base, "/x.crl"), "http://h:1/x.crl");
         assert_eq!(resolve(&base, "d.crl"), "http://h:1/a/b/d.crl");
         assert_eq!(resolve(&base, "https://o/e.crl"), "https://o/e.crl");
+        assert_eq!(
+            redacted("https://b.s3.amazonaws.com/ca.crl?X-Amz-Signature=abc"),
+            "https://b.s3.amazonaws.com/ca.crl?…"
+        );
     }
 }

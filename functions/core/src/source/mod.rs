@@ -63,7 +63,8 @@ impl fmt::Display for ObjectSource {
         match self {
             Self::File(path) => write!(f, "file://{}", path.display()),
             Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
-            Self::Http(url) => f.write_str(url),
+            // Logged: a query string (a presigned signature, a token) is never shown.
+            Self::Http(url) => f.write_str(&http::redacted(url)),
         }
     }
 }
@@ -210,5 +211,7 @@ mod tests {
         ] {
             assert_eq!(text.parse::<ObjectSource>().unwrap().to_string(), text);
         }
+        let presigned: ObjectSource = "https://h/ca.crl?X-Amz-Signature=secret".parse().unwrap();
+        assert!(!presigned.to_string().contains("secret"));
     }
 }
