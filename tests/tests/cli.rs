@@ -261,3 +261,45 @@ async fn lifecycle_samples_replay_against_the_emulator() {
         "{out}"
     );
 }
+
+/// `jitr profiles check`: a valid document prints each CA's effective profile; an invalid one
+/// fails naming the field. Offline: no emulator needed.
+#[tokio::test]
+async fn profiles_check_validates_offline() {
+    let run = |file: PathBuf| async move {
+        let output = Command::new(workspace_binary("jitr"))
+            .args(["profiles", "check"])
+            .arg(file)
+            .env_clear()
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, out) = run(workspace_root().join("events/fleet/profiles.json")).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("valid, 3 CA profile(s)"), "{out}");
+    assert!(
+        out.contains("profile factory") && out.contains("acme-{serialNumber}"),
+        "{out}"
+    );
+    assert!(out.contains("refused (NoProfile)"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("jitr-profiles-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("profiles.json");
+    let ca = "a".repeat(64);
+    std::fs::write(
+        &bad,
+        format!(r#"{{"version": 1, "profiles": {{"{ca}": {{"thingName": "dev/{{CN}}"}}}}}}"#),
+    )
+    .unwrap();
+    let (ok, out) = run(bad).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("profiles.{ca}.thingName")), "{out}");
+}
