@@ -18,15 +18,11 @@ use crate::output::{Failure, line};
 pub async fn run(endpoint_url: Option<&str>, target: Target, json: bool) -> Result<(), Failure> {
     let config = match std::env::var("DEVICE_POLICY_NAME") {
         Ok(_) => Config::from_env().map_err(|e| e.to_string())?,
-        Err(_) => {
-            let mut config = Config::from_lookup(|name| match name {
-                "DEVICE_POLICY_NAME" => Some("jitr-device".to_owned()),
-                other => std::env::var(other).ok(),
-            })
-            .map_err(|e| e.to_string())?;
-            config.thing_binding = jitr_core::binding::BindingRule::default();
-            config
-        }
+        Err(_) => Config::from_lookup(|name| match name {
+            "DEVICE_POLICY_NAME" => Some("jitr-device".to_owned()),
+            other => std::env::var(other).ok(),
+        })
+        .map_err(|e| e.to_string())?,
     };
     let sdk = match endpoint_url {
         Some(url) => load_sdk_config_for_endpoint(url).await,

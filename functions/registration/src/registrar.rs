@@ -304,7 +304,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             certificate: &certificate,
             ca: ca.as_ref().map(|c| &c.description),
             ca_certificate: ca_certificate.as_ref(),
-            profile: if checks { profile.as_ref() } else { None },
+            profile: profile.as_ref(),
             revocation: RevocationFacts {
                 lists: &revocation_lists,
                 unchecked: revocation_unchecked,
