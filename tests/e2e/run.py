@@ -448,6 +448,7 @@ class Run:
                 ("iot:CreateThing", f"{arn}:thing/sensor-x", True),
                 ("iot:AttachPolicy", certificate, True),
                 ("iot:DescribeCACertificate", f"{arn}:cacert/{self.ca_id}", True),
+                ("iot:ListCACertificates", "*", True),
                 ("s3:GetObject", crl, True),
                 ("s3:GetObject", marker, True),
                 ("iot:UpdateThing", f"{arn}:thing/sensor-x", True),

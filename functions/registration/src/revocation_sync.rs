@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use jitr_core::JitrError;
 use jitr_core::ledger::{Ledger, Revoked, SerialEntry};
-use jitr_core::profiles::Profile;
+use jitr_core::profiles::{Profile, Unlisted};
 use jitr_core::registry::{CertificateStatus, Registry, RegistryErrorKind};
-use jitr_core::revocation::{RevocationList, RevocationSource};
+use jitr_core::revocation::{RevocationError, RevocationList, RevocationSource};
 use jitr_core::source::{Fetcher, ObjectSource};
 use serde::Serialize;
 
@@ -86,48 +86,69 @@ impl Pacer {
 
 impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     /// Syncs every (object source, CA) the profiles name: each CA profile's sources, and the
-    /// default profile's for the CAs of `ALLOWED_CA_CERTIFICATE_IDS` (with an empty allow-list
-    /// the default profile's CA is unknown: give that CA a profile to have its list synced).
-    /// Distribution points are per certificate and checked at registration only.
+    /// default profile's for the CAs of `ALLOWED_CA_CERTIFICATE_IDS` or, with an empty
+    /// allow-list, for every registered CA without a profile (a list another CA issued is
+    /// skipped quietly there: the default list belongs to one of them). Distribution points are
+    /// per certificate and checked at registration only.
     pub async fn sync_revocations(
         &self,
         now: i64,
         budget: SyncBudget,
     ) -> Result<Vec<SyncReport>, JitrError> {
         let profiles = self.profiles(now).await?;
-        let mut pairs: Vec<(ObjectSource, String, Profile)> = Vec::new();
-        let mut add = |ca: &str, profile: &Profile| {
+        // (source, CA, whether the CA was named for this source rather than guessed)
+        let mut pairs: Vec<(ObjectSource, String, bool)> = Vec::new();
+        let mut add = |ca: &str, profile: &Profile, named: bool| {
             for source in &profile.revocation {
                 if let RevocationSource::Object(object) = source
                     && profile.enabled
                 {
-                    pairs.push((object.clone(), ca.to_owned(), profile.clone()));
+                    pairs.push((object.clone(), ca.to_owned(), named));
                 }
             }
         };
         for (ca, profile) in &profiles.by_ca {
-            add(ca, profile);
+            add(ca, profile, true);
         }
-        for ca in &self.config().allowed_ca_certificate_ids {
-            if !profiles.by_ca.contains_key(ca) {
-                add(ca, &profiles.default);
+        let allowed = &self.config().allowed_ca_certificate_ids;
+        let default_has_objects = profiles
+            .default
+            .revocation
+            .iter()
+            .any(|s| matches!(s, RevocationSource::Object(_)));
+        if !allowed.is_empty() {
+            for ca in allowed
+                .iter()
+                .filter(|ca| !profiles.by_ca.contains_key(*ca))
+            {
+                add(ca, &profiles.default, true);
+            }
+        } else if default_has_objects && profiles.unlisted == Unlisted::UseDefault {
+            for ca in self.registry().list_ca_certificates().await? {
+                if !profiles.by_ca.contains_key(&ca) {
+                    add(&ca, &profiles.default, false);
+                }
             }
         }
         let mut pacer = Pacer::new(budget.rate_per_second);
         let mut reports = Vec::new();
-        for (source, ca, _) in pairs {
+        for (source, ca, named) in pairs {
             let started = Instant::now();
             let mut report = SyncReport {
                 source: source.to_string(),
                 ca_certificate_id: ca.clone(),
                 ..SyncReport::default()
             };
-            if let Err(err) = self
+            match self
                 .sync_one(&source, &ca, now, budget, &mut pacer, &mut report)
                 .await
             {
-                tracing::error!(source = %source, ca_certificate_id = %ca, error = %err, error_type = %err.error_type(), "revocation sync failed for this source");
-                report.error = Some(err.to_string());
+                Ok(()) => {}
+                Err(JitrError::Revocation(RevocationError::WrongIssuer)) if !named => continue,
+                Err(err) => {
+                    tracing::error!(source = %source, ca_certificate_id = %ca, error = %err, error_type = %err.error_type(), "revocation sync failed for this source");
+                    report.error = Some(err.to_string());
+                }
             }
             tracing::info!(
                 source = %report.source,

@@ -249,3 +249,36 @@ fn hex(bytes: &[u8]) -> String {
     let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     bytes[start..].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The template's default: one REVOCATION_LIST, an empty allow-list, no profiles. The sync finds
+/// the list's CA among the registered ones; another registered CA is skipped quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_list_is_synced_for_its_ca_without_an_allow_list() {
+    let world = World::new().await;
+    let other = Ca::new("Other CA", "Else").unwrap();
+    world.registry.register_ca(&other.pem, true).unwrap();
+    world.publish(1, &[]);
+    let mut config = Config::with_policy("device");
+    config.revocation_list = Some(world.server.url("/ca.crl").parse().unwrap());
+    let registrar = Registrar::new(
+        Arc::clone(&world.registry),
+        config,
+        SourceFetcher::without_s3(),
+    )
+    .with_ledger(Arc::clone(&world.ledger));
+    let device = world.admit(&registrar, "default-profile").await;
+    world.publish(2, &[&device]);
+    let reports = registrar
+        .sync_revocations(jitr_core::unix_now(), budget())
+        .await
+        .unwrap();
+    assert_eq!(
+        reports.len(),
+        1,
+        "only the list's own CA is reported: {reports:?}"
+    );
+    assert_eq!(reports[0].ca_certificate_id, world.ca_id);
+    assert_eq!(reports[0].revoked, 1, "{reports:?}");
+    assert!(reports[0].error.is_none());
+    assert_eq!(world.status(&device).await, CertificateStatus::Revoked);
+}

@@ -89,6 +89,10 @@ async fn lookups<H: ContractHarness>(h: &H) -> Check {
         r.describe_ca_certificate(&ca_id).await,
     )?;
     ensure(ca.active, || "registered CA is not ACTIVE".into())?;
+    let listed = ok("ListCACertificates", r.list_ca_certificates().await)?;
+    ensure(listed.contains(&ca_id), || {
+        format!("ListCACertificates omits {ca_id}: {listed:?}")
+    })?;
     ensure(
         crate::certificate::CaCertificate::from_pem(&ca.pem).is_some(),
         || "CA PEM does not decode".into(),

@@ -83,6 +83,10 @@ impl<R: Registry> Registry for Faulty<R> {
         self.trip("DescribeCACertificate")?;
         self.inner.describe_ca_certificate(id).await
     }
+    async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
+        self.trip("ListCACertificates")?;
+        self.inner.list_ca_certificates().await
+    }
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
         self.trip("CreateThing")?;
         self.inner.create_thing(spec).await

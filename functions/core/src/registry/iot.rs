@@ -331,6 +331,22 @@ impl Registry for IotRegistry {
         })
     }
 
+    async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_ca_certificates()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map(|cas| {
+                cas.iter()
+                    .filter_map(|ca| ca.certificate_id().map(str::to_owned))
+                    .collect()
+            })
+            .map_err(|e| classify("ListCACertificates", e))
+    }
+
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
         let attributes: HashMap<String, String> = spec
             .attributes

@@ -340,6 +340,10 @@ impl Registry for MemoryRegistry {
         })
     }
 
+    async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self.lock().cas.keys().cloned().collect())
+    }
+
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
         const OP: &str = "CreateThing";
         let mut store = self.lock();

@@ -201,6 +201,11 @@ pub trait Registry: Send + Sync {
         ca_certificate_id: &str,
     ) -> impl Future<Output = Result<CaDescription, RegistryError>> + Send;
 
+    /// The ids of every CA certificate registered in the account and region.
+    fn list_ca_certificates(
+        &self,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+
     /// Succeeds if the Thing exists with the same type and attributes; `AlreadyExists` if it
     /// exists otherwise.
     fn create_thing(
@@ -309,6 +314,11 @@ impl<R: Registry> Registry for std::sync::Arc<R> {
         id: &str,
     ) -> impl Future<Output = Result<CaDescription, RegistryError>> + Send {
         (**self).describe_ca_certificate(id)
+    }
+    fn list_ca_certificates(
+        &self,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
+        (**self).list_ca_certificates()
     }
     fn create_thing(
         &self,
