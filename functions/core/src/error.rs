@@ -59,6 +59,13 @@ pub enum JitrError {
     /// (detachment is asynchronous on AWS): retry later.
     #[error("{principal} is still attached to thing {thing} after waiting")]
     DetachPending { thing: String, principal: String },
+    /// IoT Core refused a call because it has not caught up with a change just made (a Thing
+    /// just created, a principal just detached): retry.
+    #[error("{operation} refused while IoT Core catches up with a change just made: {detail}")]
+    NotYetConsistent {
+        operation: &'static str,
+        detail: String,
+    },
     /// Other writers kept changing the Thing while its CA binding was being settled: retry.
     #[error("thing {thing} kept changing while its CA binding was checked")]
     ThingContended { thing: String },
@@ -89,6 +96,7 @@ impl JitrError {
             | JitrError::Profiles(_)
             | JitrError::DetachPending { .. }
             | JitrError::ThingContended { .. }
+            | JitrError::NotYetConsistent { .. }
             | JitrError::DecommissionedListUnavailable(_) => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
@@ -104,6 +112,7 @@ impl JitrError {
             JitrError::MissingResource { .. } => "MissingResource",
             JitrError::DetachPending { .. } => "DetachPending",
             JitrError::ThingContended { .. } => "ThingContended",
+            JitrError::NotYetConsistent { .. } => "NotYetConsistent",
             JitrError::DecommissionedListUnavailable(_) => "DecommissionedListUnavailable",
             JitrError::Registry(e) => e.kind().as_str(),
             JitrError::Ledger(e) => match e.kind.class() {
@@ -118,6 +127,14 @@ impl JitrError {
     /// `Permanent.MalformedEvent`, `Retryable.Throttled`, ...: the Lambda `error_type`.
     pub fn error_type(&self) -> String {
         format!("{}.{}", self.class().as_str(), self.kind())
+    }
+
+    /// A registry error that IoT Core's eventual consistency explains, as `NotYetConsistent`.
+    pub fn not_yet_consistent(err: RegistryError) -> Self {
+        JitrError::NotYetConsistent {
+            operation: err.operation(),
+            detail: err.to_string(),
+        }
     }
 
     /// True when a registry call reported the given kind.

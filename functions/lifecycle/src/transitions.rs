@@ -123,7 +123,7 @@ impl<R: Registry> Lifecycle<R> {
             }
         }
         if command.action == Action::Decommission {
-            self.registry.delete_thing(thing).await?;
+            self.delete_thing(thing).await?;
             summary.thing_deleted = true;
         }
         let changed =
@@ -239,7 +239,14 @@ impl<R: Registry> Lifecycle<R> {
                 Some("KeptByConfiguration"),
             )));
         }
-        if let Err(err) = gone_is_none(self.registry.delete_certificate(id).await) {
+        let deleted = match self.registry.delete_certificate(id).await {
+            // INACTIVE, policies detached, detach seen: a conflict is IoT Core catching up.
+            Err(e) if e.kind() == RegistryErrorKind::Conflict => {
+                Err(JitrError::not_yet_consistent(e))
+            }
+            other => gone_is_none(other).map(drop),
+        };
+        if let Err(err) = deleted {
             // Detached, the certificate is invisible to a retry (it is found through the
             // Thing). Re-attach it (it is INACTIVE with no policy, so harmless) so the retry
             // finds it; if even that fails, name it for an operator.
@@ -250,6 +257,27 @@ impl<R: Registry> Lifecycle<R> {
             return Err(err);
         }
         Ok(Some(change(id, &before, "DELETED", None)))
+    }
+
+    /// DeleteThing right after the detaches: "still attached" is IoT Core catching up (retryable)
+    /// unless a principal this function does not manage (not a certificate) is still there.
+    async fn delete_thing(&self, thing: &str) -> Result<(), JitrError> {
+        match self.registry.delete_thing(thing).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == RegistryErrorKind::InvalidRequest => {
+                let principals = gone_is_none(self.registry.list_thing_principals(thing).await)?
+                    .unwrap_or_default();
+                if principals
+                    .iter()
+                    .any(|p| certificate_id_from_arn(p).is_none())
+                {
+                    Err(e.into())
+                } else {
+                    Err(JitrError::not_yet_consistent(e))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Bounded polling with backoff until `arn` is no longer listed on `thing`.

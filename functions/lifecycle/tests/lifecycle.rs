@@ -416,6 +416,48 @@ async fn a_retry_after_a_failure_at_any_decommission_step_completes() {
     }
 }
 
+/// Issue 9, item 5: DeleteCertificate's conflict and DeleteThing's "still attached" right after
+/// the detaches are IoT Core catching up: retryable, and the retry completes. A Thing that keeps
+/// a principal this function does not manage stays a permanent error.
+#[tokio::test]
+async fn deletes_refused_while_detaches_propagate_are_retryable() {
+    let cases = [
+        ("DeleteCertificate", RegistryErrorKind::Conflict),
+        ("DeleteThing", RegistryErrorKind::InvalidRequest),
+    ];
+    for (step, kind) in cases {
+        let (world, own, shared, _) = decommission_world().await;
+        world.registry.fail_next(step, kind);
+        let err = world
+            .lifecycle(true)
+            .apply(&command("device-1", Action::Decommission))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Retryable.NotYetConsistent", "{step}");
+        world
+            .lifecycle(true)
+            .apply(&command("device-1", Action::Decommission))
+            .await
+            .unwrap();
+        assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+    }
+
+    let world = World::new();
+    world
+        .certificate("own", CertificateStatus::Active, &["device-2"], true)
+        .await;
+    // A principal that is not a certificate (a Cognito identity) stays attached.
+    world
+        .memory
+        .attach_foreign_principal("device-2", "us-east-1:0000-cognito-identity");
+    let err = world
+        .lifecycle(true)
+        .apply(&command("device-2", Action::Decommission))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Permanent.InvalidRequest");
+}
+
 #[tokio::test]
 async fn webhooks_with_bad_signatures_change_nothing() {
     let world = World::new();

@@ -104,6 +104,9 @@ impl Registry for QuotaModel {
             .insert(id.to_owned(), status.clone());
         Ok(())
     }
+    async fn policy_exists(&self, _: &str) -> Result<bool, RegistryError> {
+        unsupported("GetPolicy")
+    }
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
         tokio::time::sleep(IOT_LATENCY).await;
         Ok(vec![self.ca.id.clone()])

@@ -44,19 +44,33 @@ pub async fn provision<R: Registry>(
     };
     let policies = async {
         for policy in &plan.policies {
-            registry
-                .attach_policy(policy, &plan.certificate_arn)
-                .await
-                .map_err(|e| missing_if_not_found("device policy", policy, e.into()))?;
+            match registry.attach_policy(policy, &plan.certificate_arn).await {
+                Ok(()) => {}
+                // The policy, or the certificate IoT has not caught up with: ask which.
+                Err(e) if e.kind() == RegistryErrorKind::NotFound => {
+                    if registry.policy_exists(policy).await? {
+                        return Err(JitrError::not_yet_consistent(e));
+                    }
+                    return Err(missing("device policy", policy));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok::<(), JitrError>(())
     };
     let (groups, policies) = tokio::join!(groups, policies);
     groups?;
     policies?;
+    // The Thing exists (just created or checked) and so does the certificate (just described):
+    // a NotFound here is IoT Core not seeing them yet. A certificate really deleted meanwhile
+    // shows on the retry, whose DescribeCertificate answers NotFound for good.
     registry
         .attach_thing_principal(&plan.thing.name, &plan.certificate_arn)
-        .await?;
+        .await
+        .map_err(|e| match e.kind() {
+            RegistryErrorKind::NotFound => JitrError::not_yet_consistent(e),
+            _ => e.into(),
+        })?;
 
     if !plan.activate {
         return Ok(Provisioned::Done(Outcome::AlreadyActive));

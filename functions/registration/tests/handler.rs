@@ -638,3 +638,25 @@ async fn an_sqs_batch_of_events_reports_only_its_failures() {
         CertificateStatus::PendingActivation
     );
 }
+
+/// Issue 9, item 5: right after CreateThing, IoT Core may not see the new Thing (or a new
+/// certificate) yet. A NotFound there is retryable; AttachPolicy's NotFound blames the policy
+/// only when the policy really is missing.
+#[tokio::test]
+async fn eventual_consistency_right_after_a_write_is_retryable() {
+    for step in ["AttachThingPrincipal", "AttachPolicy"] {
+        let world = World::new();
+        let (id, event) = world.pending(&format!("settling-{step}"));
+        let registrar = world.registrar(Arc::clone(&world.registry));
+        world.registry.fail_next(step, RegistryErrorKind::NotFound);
+        let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+        assert_eq!(err.error_type(), "Retryable.NotYetConsistent", "{step}");
+        assert_eq!(
+            world.status(&id).await,
+            CertificateStatus::PendingActivation,
+            "{step}"
+        );
+        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Activated, "{step}");
+    }
+}

@@ -197,6 +197,16 @@ async fn attachments<H: ContractHarness>(h: &H) -> Check {
     )?
     .arn;
     let policy = h.policy().await;
+    ensure(ok("GetPolicy", r.policy_exists(&policy).await)?, || {
+        format!("GetPolicy does not see policy {policy}")
+    })?;
+    ensure(
+        !ok(
+            "GetPolicy of an unknown policy",
+            r.policy_exists(&h.unique("no-such-policy")).await,
+        )?,
+        || "GetPolicy sees a policy that does not exist".into(),
+    )?;
     expect_kind(
         "AttachPolicy of an unknown policy",
         r.attach_policy(&h.unique("no-such-policy"), &arn).await,

@@ -83,6 +83,10 @@ impl<R: Registry> Registry for Faulty<R> {
         self.trip("DescribeCACertificate")?;
         self.inner.describe_ca_certificate(id).await
     }
+    async fn policy_exists(&self, policy: &str) -> Result<bool, RegistryError> {
+        self.trip("GetPolicy")?;
+        self.inner.policy_exists(policy).await
+    }
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
         self.trip("ListCACertificates")?;
         self.inner.list_ca_certificates().await

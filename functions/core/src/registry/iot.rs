@@ -331,6 +331,22 @@ impl Registry for IotRegistry {
         })
     }
 
+    async fn policy_exists(&self, policy_name: &str) -> Result<bool, RegistryError> {
+        match self
+            .client
+            .get_policy()
+            .policy_name(policy_name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match classify("GetPolicy", e) {
+                e if e.kind() == RegistryErrorKind::NotFound => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
         self.client
             .list_ca_certificates()

@@ -167,6 +167,13 @@ impl MemoryRegistry {
         }
     }
 
+    /// Attaches a principal that is not a certificate (a Cognito identity, say), for tests.
+    pub fn attach_foreign_principal(&self, thing_name: &str, principal: &str) {
+        if let Some(thing) = self.lock().things.get_mut(thing_name) {
+            thing.principals.push(principal.to_owned());
+        }
+    }
+
     /// Sets a Thing attribute directly, bumping its version (another writer's UpdateThing).
     pub fn set_attribute(&self, thing_name: &str, name: &str, value: &str) {
         if let Some(thing) = self.lock().things.get_mut(thing_name) {
@@ -338,6 +345,10 @@ impl Registry for MemoryRegistry {
             active: ca.active,
             pem: ca.pem.clone(),
         })
+    }
+
+    async fn policy_exists(&self, policy_name: &str) -> Result<bool, RegistryError> {
+        Ok(self.lock().policies.contains_key(policy_name))
     }
 
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
@@ -584,11 +595,11 @@ impl Registry for MemoryRegistry {
     async fn delete_thing(&self, thing_name: &str) -> Result<(), RegistryError> {
         const OP: &str = "DeleteThing";
         let mut store = self.lock();
+        // A certificate that still exists, or any principal that is not a certificate.
         let attached = store.things.get(thing_name).is_some_and(|thing| {
-            thing
-                .principals
-                .iter()
-                .any(|p| self.knows_certificate(&store, p))
+            thing.principals.iter().any(|p| {
+                self.knows_certificate(&store, p) || self.certificate_id_from_arn(p).is_none()
+            })
         });
         if attached {
             return Err(RegistryError::new(

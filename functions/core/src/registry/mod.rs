@@ -201,6 +201,12 @@ pub trait Registry: Send + Sync {
         ca_certificate_id: &str,
     ) -> impl Future<Output = Result<CaDescription, RegistryError>> + Send;
 
+    /// Whether an IoT policy of that name exists (GetPolicy).
+    fn policy_exists(
+        &self,
+        policy_name: &str,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+
     /// The ids of every CA certificate registered in the account and region.
     fn list_ca_certificates(
         &self,
@@ -319,6 +325,12 @@ impl<R: Registry> Registry for std::sync::Arc<R> {
         &self,
     ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
         (**self).list_ca_certificates()
+    }
+    fn policy_exists(
+        &self,
+        policy: &str,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send {
+        (**self).policy_exists(policy)
     }
     fn create_thing(
         &self,
