@@ -399,21 +399,28 @@ async fn a_retry_after_a_failure_at_any_decommission_step_completes() {
         "DeleteThing",
     ];
     for step in steps {
-        let (world, own, shared, _) = decommission_world().await;
-        world.registry.fail_next(step, RegistryErrorKind::Throttled);
-        let err = world
-            .lifecycle(true)
-            .apply(&command("device-1", Action::Decommission))
-            .await
-            .unwrap_err();
-        assert_eq!(err.error_type(), "Retryable.Throttled", "{step}");
-        world
-            .lifecycle(true)
-            .apply(&command("device-1", Action::Decommission))
-            .await
-            .unwrap();
-        assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+        let error_type = decommission_failing_once(step, RegistryErrorKind::Throttled).await;
+        assert_eq!(error_type, "Retryable.Throttled", "{step}");
     }
+}
+
+/// Decommissions with `step` failing once as `kind`; returns the error type after checking
+/// that the retry completes the decommission.
+async fn decommission_failing_once(step: &'static str, kind: RegistryErrorKind) -> String {
+    let (world, own, shared, _) = decommission_world().await;
+    world.registry.fail_next(step, kind);
+    let err = world
+        .lifecycle(true)
+        .apply(&command("device-1", Action::Decommission))
+        .await
+        .unwrap_err();
+    world
+        .lifecycle(true)
+        .apply(&command("device-1", Action::Decommission))
+        .await
+        .unwrap();
+    assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+    err.error_type()
 }
 
 /// Issue 9, item 5: DeleteCertificate's conflict and DeleteThing's "still attached" right after
@@ -426,20 +433,8 @@ async fn deletes_refused_while_detaches_propagate_are_retryable() {
         ("DeleteThing", RegistryErrorKind::InvalidRequest),
     ];
     for (step, kind) in cases {
-        let (world, own, shared, _) = decommission_world().await;
-        world.registry.fail_next(step, kind);
-        let err = world
-            .lifecycle(true)
-            .apply(&command("device-1", Action::Decommission))
-            .await
-            .unwrap_err();
-        assert_eq!(err.error_type(), "Retryable.NotYetConsistent", "{step}");
-        world
-            .lifecycle(true)
-            .apply(&command("device-1", Action::Decommission))
-            .await
-            .unwrap();
-        assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+        let error_type = decommission_failing_once(step, kind).await;
+        assert_eq!(error_type, "Retryable.NotYetConsistent", "{step}");
     }
 
     let world = World::new();

@@ -233,22 +233,8 @@ async fn a_failure_at_any_step_leaves_it_pending_and_a_retry_completes() {
         ] {
             let world = World::new();
             let (id, event) = world.pending(&format!("dev-{n}"));
-            let registrar = world.registrar(Arc::clone(&world.registry));
-            world.registry.fail_next(step, kind);
-            let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
-            assert_eq!(
-                err.error_type(),
-                format!("Retryable.{}", kind.as_str()),
-                "{step}"
-            );
-            assert_eq!(
-                world.status(&id).await,
-                CertificateStatus::PendingActivation,
-                "{step}"
-            );
-            let report = registrar.handle(&event, ACCOUNT).await.unwrap();
-            assert_eq!(report.outcome, Outcome::Activated, "{step}");
-            assert!(world.memory.invariant_violations().is_empty(), "{step}");
+            let error_type = failing_once_then_retried(&world, &id, &event, step, kind).await;
+            assert_eq!(error_type, format!("Retryable.{}", kind.as_str()), "{step}");
         }
     }
 }
@@ -647,16 +633,31 @@ async fn eventual_consistency_right_after_a_write_is_retryable() {
     for step in ["AttachThingPrincipal", "AttachPolicy"] {
         let world = World::new();
         let (id, event) = world.pending(&format!("settling-{step}"));
-        let registrar = world.registrar(Arc::clone(&world.registry));
-        world.registry.fail_next(step, RegistryErrorKind::NotFound);
-        let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
-        assert_eq!(err.error_type(), "Retryable.NotYetConsistent", "{step}");
-        assert_eq!(
-            world.status(&id).await,
-            CertificateStatus::PendingActivation,
-            "{step}"
-        );
-        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
-        assert_eq!(report.outcome, Outcome::Activated, "{step}");
+        let kind = RegistryErrorKind::NotFound;
+        let error_type = failing_once_then_retried(&world, &id, &event, step, kind).await;
+        assert_eq!(error_type, "Retryable.NotYetConsistent", "{step}");
     }
+}
+
+/// Handles `event` with `step` failing once as `kind`; checks the certificate stayed pending and
+/// the retry activates it with the invariants intact; returns the first error's type.
+async fn failing_once_then_retried(
+    world: &World,
+    id: &str,
+    event: &Value,
+    step: &'static str,
+    kind: RegistryErrorKind,
+) -> String {
+    let registrar = world.registrar(Arc::clone(&world.registry));
+    world.registry.fail_next(step, kind);
+    let err = registrar.handle(event, ACCOUNT).await.unwrap_err();
+    assert_eq!(
+        world.status(id).await,
+        CertificateStatus::PendingActivation,
+        "{step}"
+    );
+    let report = registrar.handle(event, ACCOUNT).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated, "{step}");
+    assert!(world.memory.invariant_violations().is_empty(), "{step}");
+    err.error_type()
 }
