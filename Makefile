@@ -7,11 +7,13 @@ SAM_VENV := .venv-sam
 PYTHON ?= python3
 CARGO ?= cargo
 MINISTACK := $(abspath $(VENV)/bin/ministack)
+# Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
+TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 .PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync fixtures clean-state
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 JITR := $(CARGO) run --quiet -p jitr-cli --
 
@@ -32,7 +34,7 @@ test: lint venv ## Format check, clippy, every test (unit, contract, emulator-ba
 	$(VENV)/bin/python tests/e2e/run.py
 
 e2e: venv ## Deploy template.yaml on ministack (AUTH=true) and drive real MQTT devices through the stack
-	$(CARGO) build -p jitr-registration -p jitr-lifecycle --bins
+	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
 	$(VENV)/bin/python tests/e2e/run.py
 
 lint: toolchain fmt-check clippy template-lint ## rustfmt --check, clippy -D warnings, cfn-lint and the policy check
@@ -71,7 +73,7 @@ build: $(VENV)/.build-installed ## arm64 release bootstraps for both functions (
 	@rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$$' || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release --arm64 --bin registration --bin lifecycle
 	@for f in registration lifecycle; do \
-	  printf '%-13s %s  %s bytes\n' "$$f" "target/lambda/$$f/bootstrap" "$$(stat -c %s target/lambda/$$f/bootstrap)"; \
+	  printf '%-13s %s  %s bytes\n' "$$f" "$(TARGET_DIR)/lambda/$$f/bootstrap" "$$(stat -c %s $(TARGET_DIR)/lambda/$$f/bootstrap)"; \
 	done
 
 sam-build: $(VENV)/.build-installed $(SAM_VENV)/.installed ## sam build (BuildMethod rust-cargolambda) into .aws-sam/
@@ -99,4 +101,4 @@ fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events
 	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events
 
 clean-state: ## Remove emulator state left by test runs
-	rm -rf target/ministack
+	rm -rf $(TARGET_DIR)/ministack $(TARGET_DIR)/e2e

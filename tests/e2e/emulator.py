@@ -1,5 +1,5 @@
 """ministack for the end-to-end run: AUTH=true, loopback ports, a clean environment, state
-under target/e2e, and AWS_ENDPOINT_URL pointing at itself so deployed functions reach it."""
+under the cargo target directory's e2e/, and AWS_ENDPOINT_URL pointing at itself so deployed functions reach it."""
 
 import os
 import shutil

@@ -12,7 +12,6 @@ every step and a timeline; exits non-zero with the reason on any failure.
 import hashlib
 import hmac
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,19 @@ from pki import Authority, pem
 import stack
 
 ROOT = Path(__file__).resolve().parents[2]
-WORK = ROOT / "target" / "e2e"
+
+
+def target_directory() -> Path:
+    """Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it."""
+    metadata = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    return Path(json.loads(metadata)["target_directory"])
+
+
+TARGET = target_directory()
+WORK = TARGET / "e2e"
 STACK = "jitr-e2e"
 # One PKI bucket holds the profiles document and the CRLs (the template grants crl/* beside it).
 CRL_BUCKET, CRL_KEY = "fleet-pki", "crl/devices.crl.pem"
@@ -128,7 +139,7 @@ class Run:
         self.s3.put_object(Bucket=CRL_BUCKET, Key=PROFILES_KEY, Body=json.dumps(profiles).encode())
         self.iot.create_thing_type(thingTypeName=SENSOR_TYPE)
         self.iot.create_policy(policyName=PARTNER_POLICY, policyDocument=(ROOT / "policies" / "device-policy.json").read_text())
-        body = stack.package(ROOT / "template.yaml", ROOT / "target" / "debug", self.s3)
+        body = stack.package(ROOT / "template.yaml", TARGET / "debug", self.s3)
         started = time.monotonic()
         self.outputs = stack.deploy(
             self.cloudformation,
@@ -329,8 +340,6 @@ class Run:
     def explain(self) -> None:
         print("4c. jitr explain: why each device can or cannot connect (the real decision code, reads only)")
         env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", ""),
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": REGION,
@@ -340,9 +349,6 @@ class Run:
             "REGISTRATION_PROFILES": f"s3://{CRL_BUCKET}/{PROFILES_KEY}",
             "DEVICE_LEDGER_TABLE": self.resources["DeviceLedgerTable"],
         }
-        for key in ("CARGO_TARGET_DIR", "CARGO_HOME", "RUSTUP_HOME"):
-            if key in os.environ:
-                env[key] = os.environ[key]
         cases = [
             (["--thing", self.genuine.name], ["registration now reconcile", "profile          factory"]),
             (["--thing", self.partner.name], ["registration now reconcile", "profile          partner"]),
@@ -350,7 +356,8 @@ class Run:
             (["--certificate", self.later_revoked.certificate_id], ["status           REVOKED", "would revoke (SerialRevoked"]),
         ]
         for args, expected in cases:
-            command = ["cargo", "run", "--quiet", "-p", "jitr-cli", "--", "explain", "--endpoint-url", self.emulator.endpoint, *args]
+            # Built by `make e2e` / `make test` beside the bootstraps (cargo build --bins).
+            command = [str(TARGET / "debug" / "jitr"), "explain", "--endpoint-url", self.emulator.endpoint, *args]
             result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
             print(f"   $ jitr explain {' '.join(args)}")
             for text in result.stdout.splitlines():

@@ -1,6 +1,7 @@
 //! Starts ministack once per test binary on free loopback ports, in a clean environment with
-//! its state inside `target/`, and hands each test its own AWS account (ministack scopes every
-//! resource by the 12-digit access key), so tests run in parallel without seeing each other.
+//! its state inside cargo's target directory, and hands each test its own AWS account
+//! (ministack scopes every resource by the 12-digit access key), so tests run in parallel
+//! without seeing each other.
 //!
 //! If ministack cannot start, every test that needs it fails with the reason: nothing is skipped.
 
@@ -71,8 +72,8 @@ fn start() -> Result<Ministack, String> {
     }
     let gateway_port = free_port()?;
     let mtls_port = free_port()?;
-    let state_dir = workspace_root()
-        .join("target/ministack")
+    let state_dir = target_dir()
+        .join("ministack")
         .join(format!("{}-{gateway_port}", std::process::id()));
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     let log_path = state_dir.join("ministack.log");
@@ -209,15 +210,25 @@ impl Ministack {
     }
 }
 
-/// A binary of this workspace, built by `cargo test --workspace` or `cargo build --workspace`.
-pub fn workspace_binary(name: &str) -> PathBuf {
+/// The profile folder this test binary was built into (`<target>/debug`), wherever
+/// `CARGO_TARGET_DIR` puts it: test binaries live in its `deps/`.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
         .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let binary = dir.join(name);
+        .unwrap_or_default()
+}
+
+/// Cargo's target directory (emulator state goes under it, never into the sources).
+fn target_dir() -> PathBuf {
+    let profile = profile_dir();
+    profile.parent().map(Path::to_path_buf).unwrap_or(profile)
+}
+
+/// A binary of this workspace, built by `cargo test --workspace` or `cargo build --workspace`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let binary = profile_dir().join(name);
     assert!(
         binary.exists(),
         "{} is missing: run `cargo build --workspace --bins` first",
