@@ -31,13 +31,20 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let dir = match samples_dir {
         Some(dir) => dir,
+        // The folder of the first event; a bare file name means the current folder.
         None => files
             .first()
-            .and_then(|f| f.parent())
-            .map(Path::to_path_buf)
+            .map(|f| match f.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            })
             .ok_or("no event files")?,
     };
-    let sample = samples::load(&dir).await?;
+    let sample = samples::load(&dir).await.map_err(|e| {
+        format!(
+            "{e} (the sample folder with registry.json is the first event's folder; name another with --samples DIR)"
+        )
+    })?;
     let sdk = match endpoint_url {
         Some(url) => Some(load_sdk_config_for_endpoint(url).await),
         None => None,

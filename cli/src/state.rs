@@ -94,13 +94,14 @@ impl RegistryState {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<14} {:<24} {:<12} {:<26} POLICIES",
+            // STATUS fits PENDING_ACTIVATION (18), the longest status.
+            "{:<14} {:<24} {:<18} {:<26} POLICIES",
             "CERTIFICATE", "SUBJECT CN", "STATUS", "THINGS"
         );
         for c in &self.certificates {
             let _ = writeln!(
                 out,
-                "{:<14} {:<24} {:<12} {:<26} {}",
+                "{:<14} {:<24} {:<18} {:<26} {}",
                 short(&c.id),
                 display_width(&c.subject, 24),
                 c.status,

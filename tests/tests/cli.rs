@@ -303,3 +303,41 @@ async fn profiles_check_validates_offline() {
     assert!(!ok, "{out}");
     assert!(out.contains(&format!("profiles.{ca}.thingName")), "{out}");
 }
+
+/// `jitr replay` run inside the samples folder finds registry.json there; elsewhere, a missing
+/// registry.json names --samples; PENDING_ACTIVATION fits its column. Offline.
+#[tokio::test]
+async fn replay_finds_its_samples_or_says_how() {
+    let run = |dir: PathBuf, args: &'static [&'static str]| async move {
+        let output = Command::new(workspace_binary("jitr"))
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, out) = run(samples(), &["replay", "01-happy-path.json"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("Activated"), "{out}");
+    let header = out.lines().find(|l| l.starts_with("CERTIFICATE")).unwrap();
+    let pending = out
+        .lines()
+        .find(|l| l.contains("PENDING_ACTIVATION"))
+        .unwrap();
+    // In characters: the short ids end in '…', three bytes.
+    let column = |line: &str, text: &str| line.find(text).map(|at| line[..at].chars().count());
+    assert_eq!(
+        column(pending, " - ").map(|at| at + 1),
+        column(header, "THINGS"),
+        "the STATUS column fits PENDING_ACTIVATION:\n{header}\n{pending}"
+    );
+    let (ok, out) = run(workspace_root(), &["replay", "README.md"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("--samples"), "{out}");
+}
