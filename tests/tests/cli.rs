@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jitr_core::registry::{CertificateStatus, Registry};
 use jitr_tests::device::{Connect, connect};
@@ -17,15 +17,24 @@ fn samples() -> PathBuf {
     workspace_root().join("events/registration")
 }
 
+/// `jitr` against the shared emulator, as the samples' account, from the workspace root.
 async fn jitr(args: &[&str]) -> (bool, String) {
-    let ministack = shared();
+    let _ministack = shared();
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", SAMPLE_ACCOUNT),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", SAMPLE_REGION),
+    ];
+    jitr_in(&workspace_root(), args, &credentials).await
+}
+
+/// `jitr` run in `dir` with only `env` set: (succeeded, stdout then stderr).
+async fn jitr_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let output = Command::new(workspace_binary("jitr"))
         .args(args)
-        .current_dir(workspace_root())
+        .current_dir(dir)
         .env_clear()
-        .env("AWS_ACCESS_KEY_ID", SAMPLE_ACCOUNT)
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", SAMPLE_REGION)
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
@@ -34,7 +43,6 @@ async fn jitr(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let _ = ministack;
     (output.status.success(), text)
 }
 
@@ -267,18 +275,8 @@ async fn lifecycle_samples_replay_against_the_emulator() {
 #[tokio::test]
 async fn profiles_check_validates_offline() {
     let run = |file: PathBuf| async move {
-        let output = Command::new(workspace_binary("jitr"))
-            .args(["profiles", "check"])
-            .arg(file)
-            .env_clear()
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        let file = file.to_string_lossy().into_owned();
+        jitr_in(&workspace_root(), &["profiles", "check", &file], &[]).await
     };
     let (ok, out) = run(workspace_root().join("events/fleet/profiles.json")).await;
     assert!(ok, "{out}");
@@ -308,21 +306,7 @@ async fn profiles_check_validates_offline() {
 /// registry.json names --samples; PENDING_ACTIVATION fits its column. Offline.
 #[tokio::test]
 async fn replay_finds_its_samples_or_says_how() {
-    let run = |dir: PathBuf, args: &'static [&'static str]| async move {
-        let output = Command::new(workspace_binary("jitr"))
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
-    };
-    let (ok, out) = run(samples(), &["replay", "01-happy-path.json"]).await;
+    let (ok, out) = jitr_in(&samples(), &["replay", "01-happy-path.json"], &[]).await;
     assert!(ok, "{out}");
     assert!(out.contains("Activated"), "{out}");
     let header = out.lines().find(|l| l.starts_with("CERTIFICATE")).unwrap();
@@ -337,7 +321,7 @@ async fn replay_finds_its_samples_or_says_how() {
         column(header, "THINGS"),
         "the STATUS column fits PENDING_ACTIVATION:\n{header}\n{pending}"
     );
-    let (ok, out) = run(workspace_root(), &["replay", "README.md"]).await;
+    let (ok, out) = jitr_in(&workspace_root(), &["replay", "README.md"], &[]).await;
     assert!(!ok, "{out}");
     assert!(out.contains("--samples"), "{out}");
 }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use jitr_tests::pki::{Ca, DeviceSpec};
+use jitr_tests::pki::{Ca, Device, DeviceSpec};
 use serde_json::json;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -41,6 +41,17 @@ fn main() {
     }
 }
 
+/// Issues a device certificate and writes it to `dir` as `file`, with its key beside it. Keys
+/// are kept (public test material) so the samples can connect to an emulator.
+fn write_device(dir: &Path, ca: &Ca, file: &str, spec: &DeviceSpec) -> Device {
+    let device = ca.issue(spec).unwrap();
+    std::fs::write(dir.join(file), &device.cert_pem).unwrap();
+    if let Some(key) = &device.key_pem {
+        std::fs::write(dir.join(file.replace(".pem", ".key.pem")), key).unwrap();
+    }
+    device
+}
+
 /// Two CAs with their own profiles, a retired third, and a cross-CA takeover attempt.
 fn fleet(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -56,14 +67,7 @@ fn fleet(dir: &Path) {
         write(&format!("{file}.pem"), &ca.pem);
         write(&format!("{file}.key.pem"), &ca.key_pem());
     }
-    let device = |ca: &Ca, file: &str, spec: DeviceSpec| {
-        let device = ca.issue(&spec).unwrap();
-        write(file, &device.cert_pem);
-        if let Some(key) = &device.key_pem {
-            write(&file.replace(".pem", ".key.pem"), key);
-        }
-        device
-    };
+    let device = |ca: &Ca, file: &str, spec: DeviceSpec| write_device(dir, ca, file, &spec);
     let with_serial = |cn: &str, serial: &str| DeviceSpec {
         subject_serial_number: Some(serial.into()),
         ..DeviceSpec::named(cn)
@@ -159,7 +163,7 @@ fn fleet(dir: &Path) {
         "registry.json",
         &(serde_json::to_string_pretty(&manifest).unwrap() + "\n"),
     );
-    let event = |device: &jitr_tests::pki::Device, ca: &Ca| {
+    let event = |device: &Device, ca: &Ca| {
         serde_json::to_string_pretty(&json!({
             "certificateId": device.id,
             "caCertificateId": ca.id(),
@@ -194,15 +198,7 @@ fn registration(dir: &Path) {
     write("partner-ca.key.pem", &partner.key_pem());
     write("unregistered-ca.pem", &unregistered.pem);
 
-    // Keys are kept (public test material) so the samples can connect to an emulator.
-    let device = |ca: &Ca, file: &str, spec: DeviceSpec| {
-        let device = ca.issue(&spec).unwrap();
-        write(file, &device.cert_pem);
-        if let Some(key) = &device.key_pem {
-            write(&file.replace(".pem", ".key.pem"), key);
-        }
-        device
-    };
+    let device = |ca: &Ca, file: &str, spec: DeviceSpec| write_device(dir, ca, file, &spec);
     let named = DeviceSpec::named;
     let happy = device(
         &ca,
