@@ -8,6 +8,7 @@
 
 use std::str::FromStr;
 
+use crate::decision::RejectReason;
 use crate::registry::{CertificateStatus, ThingDescription};
 
 /// The Thing attribute naming the CA certificate id the Thing is bound to.
@@ -68,6 +69,17 @@ pub enum Binding {
     BoundToOtherCa,
     /// Unbound, and the rule is `strict`.
     Unbound,
+}
+
+impl Binding {
+    /// Why a certificate is refused under this verdict, if it is.
+    pub fn refusal(self) -> Option<RejectReason> {
+        match self {
+            Self::BoundToOtherCa => Some(RejectReason::ThingBoundToOtherCa),
+            Self::Unbound => Some(RejectReason::ThingUnbound),
+            Self::Bound | Self::Adopt => None,
+        }
+    }
 }
 
 /// Judges `thing` for a certificate of `ca_certificate_id`. `principals` is consulted only when

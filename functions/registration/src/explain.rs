@@ -6,7 +6,7 @@
 use jitr_core::JitrError;
 use jitr_core::binding::{BINDING_ATTRIBUTE, Binding};
 use jitr_core::certificate::summary;
-use jitr_core::decision::Decision;
+use jitr_core::decision::{Decision, RejectReason};
 use jitr_core::event::RegistrationEvent;
 use jitr_core::ledger::Ledger;
 use jitr_core::registry::{
@@ -165,48 +165,30 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         match assessment.decision {
             Decision::Provision(plan) => {
                 let binding = judge_binding(registry, &plan).await?;
-                let (verdict, detail) = match binding {
-                    Some(Binding::BoundToOtherCa) => (
-                        "reject",
-                        format!("Thing {} belongs to another CA", plan.thing.name),
-                    ),
-                    Some(Binding::Unbound) => (
-                        "reject",
-                        format!(
-                            "Thing {} exists without a CA binding and the profile is strict",
-                            plan.thing.name
+                let name = &plan.thing.name;
+                if let Some(reason) = binding.and_then(Binding::refusal) {
+                    out.verdict = "reject".into();
+                    out.detail = match reason {
+                        RejectReason::ThingUnbound => format!(
+                            "Thing {name} exists without a CA binding and the profile is strict"
                         ),
-                    ),
-                    other => {
-                        let thing = match other {
-                            None => format!("create Thing {}", plan.thing.name),
-                            Some(Binding::Adopt) => {
-                                format!("adopt unbound Thing {}", plan.thing.name)
-                            }
-                            _ => format!("use Thing {}", plan.thing.name),
-                        };
-                        let action = if plan.activate {
-                            "activate"
-                        } else {
-                            "keep ACTIVE"
-                        };
-                        (
-                            if plan.activate { "admit" } else { "reconcile" },
-                            format!("{thing}, attach {}, {action}", plan.policies.join(", ")),
-                        )
-                    }
-                };
-                if verdict == "reject" {
-                    out.reason = Some(
-                        match binding {
-                            Some(Binding::Unbound) => "ThingUnbound",
-                            _ => "ThingBoundToOtherCa",
-                        }
-                        .into(),
-                    );
+                        _ => format!("Thing {name} belongs to another CA"),
+                    };
+                    out.reason = Some(reason.as_str().into());
+                } else {
+                    let thing = match binding {
+                        None => format!("create Thing {name}"),
+                        Some(Binding::Adopt) => format!("adopt unbound Thing {name}"),
+                        _ => format!("use Thing {name}"),
+                    };
+                    let (verdict, action) = if plan.activate {
+                        ("admit", "activate")
+                    } else {
+                        ("reconcile", "keep ACTIVE")
+                    };
+                    out.verdict = verdict.into();
+                    out.detail = format!("{thing}, attach {}, {action}", plan.policies.join(", "));
                 }
-                out.verdict = verdict.into();
-                out.detail = detail;
             }
             Decision::Reject { reason } => {
                 out.verdict = "reject".into();
@@ -230,11 +212,15 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                     let verdict = match assessment.decision {
                         Decision::Reject { reason } => format!("reject ({})", reason.as_str()),
                         Decision::Revoke { reason } => format!("revoke ({})", reason.code()),
-                        Decision::Provision(plan) => match judge_binding(registry, &plan).await? {
-                            Some(Binding::BoundToOtherCa) => "reject (ThingBoundToOtherCa)".into(),
-                            Some(Binding::Unbound) => "reject (ThingUnbound)".into(),
-                            _ => "admit".into(),
-                        },
+                        Decision::Provision(plan) => {
+                            match judge_binding(registry, &plan)
+                                .await?
+                                .and_then(Binding::refusal)
+                            {
+                                Some(reason) => format!("reject ({})", reason.as_str()),
+                                None => "admit".into(),
+                            }
+                        }
                         Decision::AlreadyDone(_) => "left alone".into(),
                     };
                     out.detail

@@ -119,18 +119,18 @@ async fn ensure_thing<R: Registry>(
         let Some((thing, binding)) = judge(registry, plan).await? else {
             continue;
         };
-        match binding {
-            // An existing Thing keeps its other attributes: they are not ours to reset.
-            Binding::Bound => return Ok(Ok(())),
-            Binding::BoundToOtherCa => return Ok(Err(RejectReason::ThingBoundToOtherCa)),
-            Binding::Unbound => return Ok(Err(RejectReason::ThingUnbound)),
-            Binding::Adopt => match adopt(registry, &thing, &plan.ca_certificate_id).await {
-                Ok(()) => return Ok(Ok(())),
+        if let Some(reason) = binding.refusal() {
+            return Ok(Err(reason));
+        }
+        if binding == Binding::Adopt {
+            match adopt(registry, &thing, &plan.ca_certificate_id).await {
                 // Someone changed the Thing since we read it: judge it again.
                 Err(e) if e.kind() == RegistryErrorKind::Conflict => continue,
-                Err(e) => return Err(e.into()),
-            },
+                other => other?,
+            }
         }
+        // Bound (or just adopted): an existing Thing keeps its other attributes.
+        return Ok(Ok(()));
     }
     Err(JitrError::ThingContended {
         thing: plan.thing.name.clone(),
