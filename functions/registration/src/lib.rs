@@ -47,10 +47,10 @@ pub async fn handle_lambda_event<R: Registry, F: Fetcher, L: Ledger>(
 ) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
     if is_sync_trigger(&payload) {
-        let left = Duration::from_millis(context.deadline)
-            .checked_sub(Duration::from_millis(
-                u64::try_from(unix_now_ms()).unwrap_or(0),
-            ))
+        // The invocation's deadline is milliseconds since the epoch.
+        let deadline = std::time::UNIX_EPOCH + Duration::from_millis(context.deadline);
+        let left = deadline
+            .duration_since(std::time::SystemTime::now())
             .unwrap_or_default()
             .saturating_sub(SYNC_DEADLINE_MARGIN);
         let budget = SyncBudget {
@@ -106,12 +106,6 @@ fn is_sync_trigger(payload: &Value) -> bool {
         .and_then(Value::as_str)
         == Some("aws:s3");
     scheduled || s3
-}
-
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// One event, timed, logged and counted.

@@ -229,7 +229,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         report: &mut SyncReport,
     ) -> Result<bool, JitrError> {
         let ledger = self.ledger();
-        let serials: Vec<String> = list.serials().map(hex_encode).collect();
+        let serials: Vec<String> = list.serials().map(hex::encode).collect();
         let mut lookups = futures_util::stream::iter(serials)
             .map(|serial| async move { ledger.certificates_with_serial(ca_id, &serial).await })
             .buffer_unordered(LOOKUP_CONCURRENCY);
@@ -301,8 +301,4 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             .await?;
         Ok(())
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

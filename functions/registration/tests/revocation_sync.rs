@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jitr_core::Config;
+use jitr_core::certificate::normalized_serial;
 use jitr_core::crl_server::CrlServer;
 use jitr_core::ledger::{Ledger, MemoryLedger};
 use jitr_core::pki::{Ca, Device, DeviceSpec};
@@ -139,7 +140,7 @@ async fn a_serial_listed_after_admission_is_revoked_by_the_sync() {
     assert_eq!(world.status(&stays).await, CertificateStatus::Active);
     let entries = world
         .ledger
-        .certificates_with_serial(&world.ca_id, &hex(&goes.serial))
+        .certificates_with_serial(&world.ca_id, &hex::encode(normalized_serial(&goes.serial)))
         .await
         .unwrap();
     assert!(
@@ -243,11 +244,6 @@ async fn schedules_and_s3_notifications_run_the_sync() {
         .await
         .unwrap();
     assert_eq!(answer["revocationSync"][0]["unchanged"], true, "{answer}");
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    bytes[start..].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The template's default: one REVOCATION_LIST, an empty allow-list, no profiles. The sync finds
