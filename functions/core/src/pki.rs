@@ -245,6 +245,22 @@ pub struct Device {
     pub serial: Vec<u8>,
 }
 
+/// The certificate-registered event IoT Core publishes for a pending certificate (the fields the
+/// handler needs; the samples under `events/` show the whole message).
+pub fn registered_event(
+    certificate_id: &str,
+    ca_certificate_id: &str,
+    account: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "certificateId": certificate_id,
+        "caCertificateId": ca_certificate_id,
+        "timestamp": 1,
+        "certificateStatus": "PENDING_ACTIVATION",
+        "awsAccountId": account,
+    })
+}
+
 /// IoT Core's certificate id: hex SHA-256 of the DER.
 pub fn certificate_id(pem: &str) -> String {
     let der = crate::certificate::pem_to_der(pem).unwrap_or_default();

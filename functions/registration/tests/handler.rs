@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jitr_core::Config;
 use jitr_core::binding::{BINDING_ATTRIBUTE, BindingRule};
-use jitr_core::pki::{Ca, DeviceSpec};
+use jitr_core::pki::{Ca, DeviceSpec, registered_event};
 use jitr_core::registry::{
     CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
 };
@@ -193,8 +193,7 @@ impl World {
             .memory
             .register_pending(&device.cert_pem, &self.ca_id)
             .unwrap();
-        let event = json!({"certificateId": id, "caCertificateId": self.ca_id, "timestamp": 1,
-            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+        let event = registered_event(&id, &self.ca_id, ACCOUNT);
         (id, event)
     }
 
@@ -332,8 +331,7 @@ fn pending_from(world: &World, ca: &Ca, ca_id: &str, cn: &str) -> (String, Value
         .memory
         .register_pending(&device.cert_pem, ca_id)
         .unwrap();
-    let event = json!({"certificateId": id, "caCertificateId": ca_id, "timestamp": 1,
-        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+    let event = registered_event(&id, ca_id, ACCOUNT);
     (id, event)
 }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use jitr_core::Config;
 use jitr_core::crl_server::CrlServer;
-use jitr_core::pki::{Ca, DeviceSpec};
+use jitr_core::pki::{Ca, DeviceSpec, registered_event};
 use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
 use jitr_core::source::SourceFetcher;
 use jitr_registration::{Outcome, Registrar};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 const ACCOUNT: &str = "123456789012";
@@ -90,8 +90,7 @@ impl Fleet {
             .registry
             .register_pending(&device.cert_pem, &ca_id)
             .unwrap();
-        let event = json!({"certificateId": id, "caCertificateId": ca_id, "timestamp": 1,
-            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+        let event = registered_event(&id, &ca_id, ACCOUNT);
         (id, event)
     }
 
@@ -412,8 +411,7 @@ async fn an_unverified_certificate_cannot_make_the_function_fetch_its_url() {
         .registry
         .register_pending(&device.cert_pem, &fleet.partner_id)
         .unwrap();
-    let event = json!({"certificateId": id, "caCertificateId": fleet.partner_id, "timestamp": 1,
-        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+    let event = registered_event(&id, &fleet.partner_id, ACCOUNT);
     let report = registrar.handle(&event, ACCOUNT).await.unwrap();
     assert_eq!(report.reason.as_deref(), Some("SignatureInvalid"));
     assert_eq!(server.requests(), 0);

@@ -11,7 +11,7 @@ use jitr_core::Config;
 use jitr_core::certificate::normalized_serial;
 use jitr_core::crl_server::CrlServer;
 use jitr_core::ledger::{Ledger, MemoryLedger};
-use jitr_core::pki::{Ca, Device, DeviceSpec};
+use jitr_core::pki::{Ca, Device, DeviceSpec, registered_event};
 use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
 use jitr_core::source::SourceFetcher;
 use jitr_registration::{Outcome, Registrar, SyncBudget, handle_lambda_event};
@@ -80,8 +80,7 @@ impl World {
             .registry
             .register_pending(&device.cert_pem, &self.ca_id)
             .unwrap();
-        let event = json!({"certificateId": id, "caCertificateId": self.ca_id, "timestamp": 1,
-            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": ACCOUNT});
+        let event = registered_event(&id, &self.ca_id, ACCOUNT);
         let report = registrar.handle(&event, ACCOUNT).await.unwrap();
         assert_eq!(report.outcome, Outcome::Activated, "{cn}");
         device
