@@ -248,6 +248,14 @@ class Run:
         check(not acknowledged and session.closed_by_broker, f"PUBLISH {foreign} refused: connection closed")
         session.close()
 
+    def never_connects(self, device, label: str, attempts: int, message: str) -> dict:
+        """Connects with backoff while JITR decides, checks that no attempt got in, and returns
+        RegistrationFunction's log fields for the certificate."""
+        watcher = self.watch_status(device.certificate_id, label)
+        check(self.connect_with_backoff(device, label, attempts=attempts) is None, message)
+        watcher.join(timeout=5)
+        return self.registration_outcome(device.certificate_id)
+
     def registration_outcome(self, certificate_id: str) -> dict:
         """RegistrationFunction's newest log fields for this certificate; its invocation and
         outcome go on the timeline."""
@@ -290,11 +298,8 @@ class Run:
 
         forged = self.takeover
         genuine_arn = self.iot.describe_certificate(certificateId=self.genuine.certificate_id)["certificateDescription"]["certificateArn"]
-        watcher = self.watch_status(forged.certificate_id, f"{forged.name} (partner CA)")
-        check(self.connect_with_backoff(forged, f"{forged.name} (partner CA)", attempts=4) is None,
-              f"a partner certificate with CN {forged.name} never connects")
-        watcher.join(timeout=5)
-        fields = self.registration_outcome(forged.certificate_id)
+        fields = self.never_connects(forged, f"{forged.name} (partner CA)", 4,
+                                     f"a partner certificate with CN {forged.name} never connects")
         check(fields.get("reason") == "ThingBoundToOtherCa", "the function refused it: ThingBoundToOtherCa")
         status = self.iot.describe_certificate(certificateId=forged.certificate_id)["certificateDescription"]["status"]
         check(status == "INACTIVE", f"its certificate is {status}")
@@ -369,12 +374,9 @@ class Run:
     def kept_out(self) -> None:
         device = self.revoked
         print(f"4. revoked device {device.name} and stranger {self.stranger.name} never connect")
-        watcher = self.watch_status(device.certificate_id, device.name)
-        check(self.connect_with_backoff(device, device.name, attempts=4) is None, f"{device.name} never connected")
-        watcher.join(timeout=5)
+        self.never_connects(device, device.name, 4, f"{device.name} never connected")
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate (serial in the CRL) is {status}")
-        self.registration_outcome(device.certificate_id)
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name}")
 
         before = {c["certificateId"] for c in self.iot.list_certificates()["certificates"]}
@@ -432,11 +434,7 @@ class Run:
         )
         # Auto-registration has forgotten the deleted certificate, so the device's next connect
         # registers it again: the function must recognise it from the decommissioned list.
-        watcher = self.watch_status(device.certificate_id, f"{device.name} (again)")
-        check(self.connect_with_backoff(device, f"{device.name} (again)", attempts=4) is None,
-              f"{device.name} can no longer connect")
-        watcher.join(timeout=5)
-        fields = self.registration_outcome(device.certificate_id)
+        fields = self.never_connects(device, f"{device.name} (again)", 4, f"{device.name} can no longer connect")
         check(fields.get("reason") == "Decommissioned", "JITR brought its certificate back; the function revoked it as decommissioned")
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate is {status}")
