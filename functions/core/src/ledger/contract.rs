@@ -1,11 +1,203 @@
 //! The ledger port's contract, run against the in-memory adapter and, in `tests/`, against
 //! DynamoDB on the emulator.
 
-use super::{Ledger, Revoked, SerialEntry};
+use super::{
+    DeviceDecision, DeviceState, EventStamp, HistoryEntry, Holdings, LatestCertificate, Ledger,
+    Recorded, Revoked, SerialEntry,
+};
 use crate::registry::RegistryErrorKind;
 
 /// Runs every check on `ledger`; `unique` keeps keys apart from other runs on a shared table.
 pub async fn run_all<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> {
+    serial_index(ledger, unique).await?;
+    decisions_are_ordered(ledger, unique).await?;
+    certificates_accumulate(ledger, unique).await?;
+    history_is_kept_in_time_order(ledger, unique).await
+}
+
+fn kind(recorded: &Recorded) -> &'static str {
+    match recorded {
+        Recorded::New(_) => "New",
+        Recorded::Unfinished(_) => "Unfinished",
+        Recorded::Stale(_) => "Stale",
+        Recorded::NotKept => "NotKept",
+    }
+}
+
+async fn decisions_are_ordered<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> {
+    let thing = format!("device-{unique}");
+    let decision = |state, action: &str, at_ms, id: &str| DeviceDecision {
+        state,
+        action: action.into(),
+        event: EventStamp {
+            at_ms,
+            id: id.into(),
+        },
+    };
+    let device = || {
+        let thing = thing.clone();
+        async move {
+            ledger
+                .device(&thing)
+                .await
+                .map_err(|e| format!("device: {e}"))
+        }
+    };
+    if device().await?.is_some() {
+        return Err("an unknown device has a record".into());
+    }
+    let rejected = decision(DeviceState::Denied, "deactivate", 2_000, "e2");
+    let accepted_late = decision(DeviceState::Allowed, "activate", 1_000, "e1");
+    let steps = [
+        (&rejected, "New"),
+        (&rejected, "Unfinished"),
+        (&accepted_late, "Stale"),
+    ];
+    for (step, (incoming, expected)) in steps.iter().enumerate() {
+        let got = ledger
+            .record_decision(&thing, incoming)
+            .await
+            .map_err(|e| format!("record_decision: {e}"))?;
+        if kind(&got) != *expected {
+            return Err(format!("step {step}: expected {expected}, got {got:?}"));
+        }
+    }
+    ledger
+        .mark_applied(&thing, "e2")
+        .await
+        .map_err(|e| format!("mark_applied: {e}"))?;
+    // Marking an event that is not the recorded one changes nothing.
+    ledger
+        .mark_applied(&thing, "e1")
+        .await
+        .map_err(|e| format!("mark_applied of an older event: {e}"))?;
+    let record = device().await?.ok_or("the decision was not recorded")?;
+    if record.state() != Some(DeviceState::Denied)
+        || record.applied_event_id.as_deref() != Some("e2")
+        || record.decision.as_ref().map(|d| d.action.as_str()) != Some("deactivate")
+    {
+        return Err(format!("recorded: {record:?}"));
+    }
+    let repeat = ledger
+        .record_decision(&thing, &rejected)
+        .await
+        .map_err(|e| format!("record_decision: {e}"))?;
+    if kind(&repeat) != "Stale" {
+        return Err(format!("an applied event repeated: {repeat:?}"));
+    }
+    // Same millisecond: the larger id wins, whatever the arrival order.
+    let tie = decision(DeviceState::Decommissioned, "decommission", 2_000, "e3");
+    match ledger.record_decision(&thing, &tie).await {
+        Ok(Recorded::New(record)) if record.state() == Some(DeviceState::Decommissioned) => Ok(()),
+        other => Err(format!("a same-time event with a larger id: {other:?}")),
+    }
+}
+
+async fn certificates_accumulate<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> {
+    let thing = format!("rotating-{unique}");
+    let latest = |id: &str, not_before| LatestCertificate {
+        certificate_id: id.into(),
+        not_before,
+    };
+    let add = |holdings: Holdings| {
+        let thing = thing.clone();
+        async move {
+            ledger
+                .add_certificates(&thing, &holdings)
+                .await
+                .map_err(|e| format!("add_certificates: {e}"))
+        }
+    };
+    add(Holdings {
+        held: vec!["c1".into()],
+        retired: vec![],
+        latest: Some(latest("c1", 100)),
+    })
+    .await?;
+    add(Holdings {
+        held: vec!["c2".into()],
+        retired: vec!["c1".into()],
+        latest: Some(latest("c2", 200)),
+    })
+    .await?;
+    // An older certificate is held but does not become the latest.
+    add(Holdings {
+        held: vec!["c0".into()],
+        retired: vec![],
+        latest: Some(latest("c0", 50)),
+    })
+    .await?;
+    let record = ledger
+        .device(&thing)
+        .await
+        .map_err(|e| format!("device: {e}"))?
+        .ok_or("no record")?;
+    let ids = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
+    if ids(&record.certificates) != ["c0", "c1", "c2"]
+        || ids(&record.retired) != ["c1"]
+        || record.latest != Some(latest("c2", 200))
+        || record.decision.is_some()
+    {
+        return Err(format!("holdings: {record:?}"));
+    }
+    Ok(())
+}
+
+async fn history_is_kept_in_time_order<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> {
+    let thing = format!("audited-{unique}");
+    let entry = |at_ms, what: &str| HistoryEntry {
+        at_ms,
+        source: "registration".into(),
+        what: what.into(),
+        certificate_id: Some("c1".into()),
+        reason: None,
+        event_id: None,
+    };
+    for e in [
+        entry(3_000, "Rejected"),
+        entry(1_000, "Activated"),
+        entry(3_000, "Rejected"),
+    ] {
+        ledger
+            .append_history(&thing, &e)
+            .await
+            .map_err(|e| format!("append_history: {e}"))?;
+    }
+    let lifecycle = HistoryEntry {
+        source: "lifecycle:webhook".into(),
+        reason: Some("stolen".into()),
+        event_id: Some("w-1".into()),
+        certificate_id: None,
+        ..entry(2_000, "deactivate")
+    };
+    ledger
+        .append_history(&thing, &lifecycle)
+        .await
+        .map_err(|e| format!("append_history: {e}"))?;
+    let history = ledger
+        .history(&thing)
+        .await
+        .map_err(|e| format!("history: {e}"))?;
+    let expected = [
+        entry(1_000, "Activated"),
+        lifecycle,
+        entry(3_000, "Rejected"),
+    ];
+    if history != expected {
+        return Err(format!("history: {history:?}"));
+    }
+    if !ledger
+        .history(&format!("other-{unique}"))
+        .await
+        .map_err(|e| format!("history: {e}"))?
+        .is_empty()
+    {
+        return Err("another device shares the history".into());
+    }
+    Ok(())
+}
+
+async fn serial_index<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> {
     let ca = format!("ca-{unique}");
     let entry = |certificate: &str, thing: &str, at: i64| SerialEntry {
         ca_certificate_id: ca.clone(),

@@ -1,21 +1,35 @@
 //! The ledger on DynamoDB (`DEVICE_LEDGER_TABLE`): one table, partition key `pk`, sort key `sk`,
 //! both strings. A serial's entries share `pk = SERIAL#<caId>#<serialHex>`, one item per
 //! certificate (`sk = CERT#<certificateId>`), so the sync finds them with one strongly
-//! consistent Query, never a scan. DynamoDB types stay in this file.
+//! consistent Query, never a scan. A device's items share `pk = DEVICE#<thingName>`: its record
+//! (`sk = STATE`, read with one strongly consistent GetItem) and its history
+//! (`sk = HISTORY#<ms>#...`, expiring through the table's TTL attribute `expiresAt`).
+//! DynamoDB types stay in this file.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
+use super::device::{
+    DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings,
+    LatestCertificate, Recorded, STATE_KEY, device_key, judge,
+};
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
 use crate::registry::iot::classify;
+
+/// How long history entries are kept by default (`DEVICE_LEDGER_HISTORY_DAYS`).
+pub const DEFAULT_HISTORY_DAYS: u32 = 400;
+
+/// How often a decision is judged again when the record changed between write and read.
+const RECORD_ATTEMPTS: usize = 3;
 
 /// The ledger table through the AWS SDK.
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    history_days: u32,
 }
 
 impl DynamoLedger {
@@ -23,7 +37,15 @@ impl DynamoLedger {
         Self {
             client,
             table: table.into(),
+            history_days: DEFAULT_HISTORY_DAYS,
         }
+    }
+
+    /// History entries expire `days` after they were written.
+    #[must_use]
+    pub fn with_history_days(mut self, days: u32) -> Self {
+        self.history_days = days;
+        self
     }
 
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
@@ -97,6 +119,55 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
+}
+
+fn string_set(item: &HashMap<String, AttributeValue>, name: &str) -> Vec<String> {
+    item.get(name)
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn device_record(item: &HashMap<String, AttributeValue>) -> DeviceRecord {
+    let decision = (|| {
+        Some(DeviceDecision {
+            state: DeviceState::parse(&text(item, "deviceState")?)?,
+            action: text(item, "lastAction")?,
+            event: EventStamp {
+                at_ms: number(item, "eventAt")?,
+                id: text(item, "eventId")?,
+            },
+        })
+    })();
+    DeviceRecord {
+        thing_name: text(item, "thingName").unwrap_or_default(),
+        decision,
+        applied_event_id: text(item, "appliedEventId"),
+        certificates: string_set(item, "certificates").into_iter().collect(),
+        retired: string_set(item, "retired").into_iter().collect(),
+        latest: text(item, "latestCertificate").and_then(|certificate_id| {
+            Some(LatestCertificate {
+                certificate_id,
+                not_before: number(item, "latestNotBefore")?,
+            })
+        }),
+    }
+}
+
+fn history_entry(item: &HashMap<String, AttributeValue>) -> Option<HistoryEntry> {
+    Some(HistoryEntry {
+        at_ms: number(item, "atMs")?,
+        source: text(item, "source")?,
+        what: text(item, "what")?,
+        certificate_id: text(item, "certificateId"),
+        reason: text(item, "reason"),
+        event_id: text(item, "eventId"),
+    })
+}
+
+/// A failed condition is `Conflict`; anything else is the error.
+fn condition_failed(result: &Result<(), LedgerError>) -> bool {
+    matches!(result, Err(e) if e.kind == RegistryErrorKind::Conflict)
 }
 
 impl Ledger for DynamoLedger {
@@ -202,5 +273,222 @@ impl Ledger for DynamoLedger {
                 Err(err)
             }
         }
+    }
+
+    async fn device(&self, thing_name: &str) -> Result<Option<DeviceRecord>, LedgerError> {
+        const OP: &str = "GetItem";
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", AttributeValue::S(device_key(thing_name)))
+            .key("sk", AttributeValue::S(STATE_KEY.into()))
+            .send()
+            .await
+            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+        Ok(output.item().map(device_record))
+    }
+
+    async fn record_decision(
+        &self,
+        thing_name: &str,
+        decision: &DeviceDecision,
+    ) -> Result<Recorded, LedgerError> {
+        const OP: &str = "UpdateItem";
+        for _ in 0..RECORD_ATTEMPTS {
+            let written = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(device_key(thing_name)))
+                .key("sk", AttributeValue::S(STATE_KEY.into()))
+                .update_expression(
+                    "SET thingName = :thing, deviceState = :state, lastAction = :action, \
+                     eventAt = :at, eventId = :id",
+                )
+                // The ordering rule, atomically: newer by time, then by id.
+                .condition_expression(
+                    "attribute_not_exists(eventAt) OR eventAt < :at \
+                     OR (eventAt = :at AND eventId < :id)",
+                )
+                .expression_attribute_values(":thing", AttributeValue::S(thing_name.into()))
+                .expression_attribute_values(
+                    ":state",
+                    AttributeValue::S(decision.state.as_str().into()),
+                )
+                .expression_attribute_values(":action", AttributeValue::S(decision.action.clone()))
+                .expression_attribute_values(
+                    ":at",
+                    AttributeValue::N(decision.event.at_ms.to_string()),
+                )
+                .expression_attribute_values(":id", AttributeValue::S(decision.event.id.clone()))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match written {
+                Ok(output) => {
+                    let record = output.attributes().map(device_record).unwrap_or_default();
+                    return Ok(Recorded::New(record));
+                }
+                Err(e) => {
+                    let err = ledger_error(OP, classify(OP, e));
+                    if err.kind != RegistryErrorKind::Conflict {
+                        return Err(err);
+                    }
+                }
+            }
+            // Refused: the recorded decision is as new or newer. Same event, or older?
+            match judge(self.device(thing_name).await?.as_ref(), decision) {
+                // Changed again between the write and the read: try the write again.
+                Recorded::New(_) => continue,
+                other => return Ok(other),
+            }
+        }
+        Err(LedgerError {
+            kind: RegistryErrorKind::Conflict,
+            operation: OP,
+            message: format!("device {thing_name} kept changing while recording a decision"),
+        })
+    }
+
+    async fn mark_applied(&self, thing_name: &str, event_id: &str) -> Result<(), LedgerError> {
+        const OP: &str = "UpdateItem";
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(device_key(thing_name)))
+            .key("sk", AttributeValue::S(STATE_KEY.into()))
+            .update_expression("SET appliedEventId = :id")
+            .condition_expression("eventId = :id")
+            .expression_attribute_values(":id", AttributeValue::S(event_id.into()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| ledger_error(OP, classify(OP, e)));
+        // A newer decision was recorded meanwhile: its own run marks it.
+        if condition_failed(&result) {
+            return Ok(());
+        }
+        result
+    }
+
+    async fn add_certificates(
+        &self,
+        thing_name: &str,
+        holdings: &Holdings,
+    ) -> Result<(), LedgerError> {
+        const OP: &str = "UpdateItem";
+        let mut latest = holdings.latest.as_ref();
+        loop {
+            let mut sets = vec!["thingName = :thing"];
+            let mut adds = Vec::new();
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(device_key(thing_name)))
+                .key("sk", AttributeValue::S(STATE_KEY.into()))
+                .expression_attribute_values(":thing", AttributeValue::S(thing_name.into()));
+            // DynamoDB refuses empty sets: add only what there is.
+            if !holdings.held.is_empty() {
+                adds.push("certificates :held");
+                request = request.expression_attribute_values(
+                    ":held",
+                    AttributeValue::Ss(holdings.held.clone()),
+                );
+            }
+            if !holdings.retired.is_empty() {
+                adds.push("retired :retired");
+                request = request.expression_attribute_values(
+                    ":retired",
+                    AttributeValue::Ss(holdings.retired.clone()),
+                );
+            }
+            if let Some(latest) = latest {
+                sets.push("latestCertificate = :latest, latestNotBefore = :notBefore");
+                request = request
+                    .expression_attribute_values(
+                        ":latest",
+                        AttributeValue::S(latest.certificate_id.clone()),
+                    )
+                    .expression_attribute_values(
+                        ":notBefore",
+                        AttributeValue::N(latest.not_before.to_string()),
+                    )
+                    .condition_expression(
+                        "attribute_not_exists(latestNotBefore) OR latestNotBefore <= :notBefore",
+                    );
+            }
+            let mut expression = format!("SET {}", sets.join(", "));
+            if !adds.is_empty() {
+                expression.push_str(&format!(" ADD {}", adds.join(", ")));
+            }
+            let result = request
+                .update_expression(expression)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| ledger_error(OP, classify(OP, e)));
+            // A newer certificate is already the latest: add the sets alone.
+            if latest.is_some() && condition_failed(&result) {
+                latest = None;
+                continue;
+            }
+            return result;
+        }
+    }
+
+    async fn append_history(
+        &self,
+        thing_name: &str,
+        entry: &HistoryEntry,
+    ) -> Result<(), LedgerError> {
+        const OP: &str = "PutItem";
+        let expires_at = entry.at_ms / 1000 + i64::from(self.history_days) * 86_400;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(device_key(thing_name)))
+            .item("sk", AttributeValue::S(entry.sort_key()))
+            .item("atMs", AttributeValue::N(entry.at_ms.to_string()))
+            .item("source", AttributeValue::S(entry.source.clone()))
+            .item("what", AttributeValue::S(entry.what.clone()))
+            .item("expiresAt", AttributeValue::N(expires_at.to_string()));
+        for (name, value) in [
+            ("certificateId", &entry.certificate_id),
+            ("reason", &entry.reason),
+            ("eventId", &entry.event_id),
+        ] {
+            if let Some(value) = value {
+                request = request.item(name, AttributeValue::S(value.clone()));
+            }
+        }
+        request
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| ledger_error(OP, classify(OP, e)))
+    }
+
+    async fn history(&self, thing_name: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        const OP: &str = "Query";
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :history)")
+            .expression_attribute_values(":pk", AttributeValue::S(device_key(thing_name)))
+            .expression_attribute_values(":history", AttributeValue::S("HISTORY#".into()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+        Ok(items.iter().filter_map(history_entry).collect())
     }
 }

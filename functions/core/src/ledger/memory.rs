@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::device::{DeviceDecision, DeviceRecord, HistoryEntry, Holdings, Recorded, judge};
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
 
-/// (partition key, sort key) → entry.
+/// (partition key, sort key) → entry; devices by Thing name; history by (Thing, sort key).
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     entries: Mutex<BTreeMap<(String, String), SerialEntry>>,
+    devices: Mutex<BTreeMap<String, DeviceRecord>>,
+    history: Mutex<BTreeMap<(String, String), HistoryEntry>>,
 }
 
 impl MemoryLedger {
@@ -29,10 +32,14 @@ impl MemoryLedger {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), SerialEntry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.entries)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Ledger for MemoryLedger {
@@ -87,6 +94,84 @@ impl Ledger for MemoryLedger {
                 message: format!("certificate {certificate_id} is not indexed"),
             }),
         }
+    }
+
+    async fn device(&self, thing_name: &str) -> Result<Option<DeviceRecord>, LedgerError> {
+        Ok(lock(&self.devices).get(thing_name).cloned())
+    }
+
+    async fn record_decision(
+        &self,
+        thing_name: &str,
+        decision: &DeviceDecision,
+    ) -> Result<Recorded, LedgerError> {
+        let mut devices = lock(&self.devices);
+        let verdict = judge(devices.get(thing_name), decision);
+        if let Recorded::New(_) = verdict {
+            let record = devices
+                .entry(thing_name.to_owned())
+                .or_insert_with(|| DeviceRecord {
+                    thing_name: thing_name.to_owned(),
+                    ..DeviceRecord::default()
+                });
+            record.decision = Some(decision.clone());
+            return Ok(Recorded::New(record.clone()));
+        }
+        Ok(verdict)
+    }
+
+    async fn mark_applied(&self, thing_name: &str, event_id: &str) -> Result<(), LedgerError> {
+        if let Some(record) = lock(&self.devices).get_mut(thing_name)
+            && record
+                .decision
+                .as_ref()
+                .is_some_and(|d| d.event.id == event_id)
+        {
+            record.applied_event_id = Some(event_id.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn add_certificates(
+        &self,
+        thing_name: &str,
+        holdings: &Holdings,
+    ) -> Result<(), LedgerError> {
+        let mut devices = lock(&self.devices);
+        let record = devices
+            .entry(thing_name.to_owned())
+            .or_insert_with(|| DeviceRecord {
+                thing_name: thing_name.to_owned(),
+                ..DeviceRecord::default()
+            });
+        record.certificates.extend(holdings.held.iter().cloned());
+        record.retired.extend(holdings.retired.iter().cloned());
+        if let Some(latest) = &holdings.latest
+            && record
+                .latest
+                .as_ref()
+                .is_none_or(|current| current.not_before <= latest.not_before)
+        {
+            record.latest = Some(latest.clone());
+        }
+        Ok(())
+    }
+
+    async fn append_history(
+        &self,
+        thing_name: &str,
+        entry: &HistoryEntry,
+    ) -> Result<(), LedgerError> {
+        lock(&self.history).insert((thing_name.to_owned(), entry.sort_key()), entry.clone());
+        Ok(())
+    }
+
+    async fn history(&self, thing_name: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        Ok(lock(&self.history)
+            .range((thing_name.to_owned(), String::new())..)
+            .take_while(|((thing, _), _)| thing == thing_name)
+            .map(|(_, entry)| entry.clone())
+            .collect())
     }
 }
 

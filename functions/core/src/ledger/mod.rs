@@ -1,17 +1,29 @@
 //! The device ledger: what registration and lifecycle need to remember beyond IoT Core itself.
 //!
-//! Today it holds the serial index: for every certificate registration admits, an entry keyed by
-//! (CA, serial) naming the certificate and its Thing, so a serial that appears in a CA's CRL
-//! later can be found and REVOKED although IoT Core publishes no event for an ACTIVE certificate.
+//! Two kinds of record, in one table:
+//! - by device (`device`): the device-management decision (allowed, denied, decommissioned)
+//!   with the stamp of the lifecycle event that made it, the certificates the device has held,
+//!   and an append-only history. Registration reads it before it writes anything and again
+//!   right after activating; lifecycle records a decision before it applies it.
+//! - by certificate (the serial index): for every certificate registration admits, an entry
+//!   keyed by (CA, serial) naming the certificate and its Thing, so a serial that appears in a
+//!   CA's CRL later can be found and REVOKED although IoT Core publishes no event for an ACTIVE
+//!   certificate.
+//!
 //! The AWS adapter (`dynamodb`) is one DynamoDB table (`DEVICE_LEDGER_TABLE`); the in-memory one
 //! (`memory`) answers the same, proven by one contract suite (`contract`).
 
 use std::future::Future;
 
 pub mod contract;
+pub mod device;
 pub mod dynamodb;
 pub mod memory;
 
+pub use device::{
+    DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings,
+    LatestCertificate, Recorded,
+};
 pub use dynamodb::DynamoLedger;
 pub use memory::MemoryLedger;
 
@@ -72,6 +84,48 @@ pub trait Ledger: Send + Sync {
         certificate_id: &str,
         revoked: &Revoked,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// The device's record, read strongly consistent; `None` if the ledger knows nothing of it.
+    fn device(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = Result<Option<DeviceRecord>, LedgerError>> + Send;
+
+    /// Records a lifecycle decision if the ordering rule lets it replace the recorded one
+    /// (atomically: a conditional write), creating the record for a device never seen.
+    fn record_decision(
+        &self,
+        thing_name: &str,
+        decision: &DeviceDecision,
+    ) -> impl Future<Output = Result<Recorded, LedgerError>> + Send;
+
+    /// Marks `event_id` applied, unless a newer decision was recorded meanwhile.
+    fn mark_applied(
+        &self,
+        thing_name: &str,
+        event_id: &str,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Adds certificates to the device's held and retired sets, and moves its latest
+    /// certificate forward (never back).
+    fn add_certificates(
+        &self,
+        thing_name: &str,
+        holdings: &Holdings,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Appends to the device's history; the same entry twice is kept once.
+    fn append_history(
+        &self,
+        thing_name: &str,
+        entry: &HistoryEntry,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// The device's history in time order.
+    fn history(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = Result<Vec<HistoryEntry>, LedgerError>> + Send;
 }
 
 /// No ledger configured: nothing is indexed, and nothing can be found.
@@ -97,6 +151,24 @@ impl Ledger for NoLedger {
         _: &Revoked,
     ) -> Result<(), LedgerError> {
         Ok(())
+    }
+    async fn device(&self, _: &str) -> Result<Option<DeviceRecord>, LedgerError> {
+        Ok(None)
+    }
+    async fn record_decision(&self, _: &str, _: &DeviceDecision) -> Result<Recorded, LedgerError> {
+        Ok(Recorded::NotKept)
+    }
+    async fn mark_applied(&self, _: &str, _: &str) -> Result<(), LedgerError> {
+        Ok(())
+    }
+    async fn add_certificates(&self, _: &str, _: &Holdings) -> Result<(), LedgerError> {
+        Ok(())
+    }
+    async fn append_history(&self, _: &str, _: &HistoryEntry) -> Result<(), LedgerError> {
+        Ok(())
+    }
+    async fn history(&self, _: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        Ok(Vec::new())
     }
 }
 
@@ -130,6 +202,46 @@ impl<L: Ledger> Ledger for Option<L> {
             None => Ok(()),
         }
     }
+    async fn device(&self, thing: &str) -> Result<Option<DeviceRecord>, LedgerError> {
+        match self {
+            Some(ledger) => ledger.device(thing).await,
+            None => NoLedger.device(thing).await,
+        }
+    }
+    async fn record_decision(
+        &self,
+        thing: &str,
+        decision: &DeviceDecision,
+    ) -> Result<Recorded, LedgerError> {
+        match self {
+            Some(ledger) => ledger.record_decision(thing, decision).await,
+            None => NoLedger.record_decision(thing, decision).await,
+        }
+    }
+    async fn mark_applied(&self, thing: &str, event_id: &str) -> Result<(), LedgerError> {
+        match self {
+            Some(ledger) => ledger.mark_applied(thing, event_id).await,
+            None => Ok(()),
+        }
+    }
+    async fn add_certificates(&self, thing: &str, holdings: &Holdings) -> Result<(), LedgerError> {
+        match self {
+            Some(ledger) => ledger.add_certificates(thing, holdings).await,
+            None => Ok(()),
+        }
+    }
+    async fn append_history(&self, thing: &str, entry: &HistoryEntry) -> Result<(), LedgerError> {
+        match self {
+            Some(ledger) => ledger.append_history(thing, entry).await,
+            None => Ok(()),
+        }
+    }
+    async fn history(&self, thing: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        match self {
+            Some(ledger) => ledger.history(thing).await,
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 impl<L: Ledger> Ledger for std::sync::Arc<L> {
@@ -154,6 +266,46 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         revoked: &Revoked,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send {
         (**self).mark_revoked(ca, serial, certificate, revoked)
+    }
+    fn device(
+        &self,
+        thing: &str,
+    ) -> impl Future<Output = Result<Option<DeviceRecord>, LedgerError>> + Send {
+        (**self).device(thing)
+    }
+    fn record_decision(
+        &self,
+        thing: &str,
+        decision: &DeviceDecision,
+    ) -> impl Future<Output = Result<Recorded, LedgerError>> + Send {
+        (**self).record_decision(thing, decision)
+    }
+    fn mark_applied(
+        &self,
+        thing: &str,
+        event_id: &str,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).mark_applied(thing, event_id)
+    }
+    fn add_certificates(
+        &self,
+        thing: &str,
+        holdings: &Holdings,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).add_certificates(thing, holdings)
+    }
+    fn append_history(
+        &self,
+        thing: &str,
+        entry: &HistoryEntry,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).append_history(thing, entry)
+    }
+    fn history(
+        &self,
+        thing: &str,
+    ) -> impl Future<Output = Result<Vec<HistoryEntry>, LedgerError>> + Send {
+        (**self).history(thing)
     }
 }
 

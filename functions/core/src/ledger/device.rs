@@ -1,0 +1,246 @@
+//! The device side of the ledger: what the device-management system decided about a device, in
+//! which order, which certificates the device has held, and the history of decisions.
+//!
+//! The ordering rule: a lifecycle event is applied only if its stamp (time, then id to break
+//! ties) is newer than the last one recorded for the device. The same event again is "unfinished"
+//! until the lifecycle function marks it applied, so a retry after a partial failure completes
+//! it; once applied, a repeat (a replayed webhook, a redelivery) is stale and changes nothing.
+
+use std::collections::BTreeSet;
+
+/// The device-management system's standing decision about a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// Accepted: its genuine certificates are admitted.
+    Allowed,
+    /// Rejected (deactivate or revoke): no certificate of it is admitted or left ACTIVE.
+    Denied,
+    /// Decommissioned: torn down, and no certificate of it is admitted again.
+    Decommissioned,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Decommissioned => "decommissioned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Allowed, Self::Denied, Self::Decommissioned]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// When a lifecycle event happened and its id; ordered by time, then id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventStamp {
+    /// Milliseconds since the epoch, as the sender stamped the event.
+    pub at_ms: i64,
+    pub id: String,
+}
+
+/// A lifecycle decision as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDecision {
+    pub state: DeviceState,
+    /// The lifecycle action (`activate`, `deactivate`, `revoke`, `decommission`).
+    pub action: String,
+    pub event: EventStamp,
+}
+
+/// The newest certificate admitted for a device (by notBefore).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestCertificate {
+    pub certificate_id: String,
+    /// Seconds since the epoch.
+    pub not_before: i64,
+}
+
+/// Everything the ledger knows about one device (one Thing name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub thing_name: String,
+    /// The last recorded lifecycle decision; `None` when the device-management side never spoke.
+    pub decision: Option<DeviceDecision>,
+    /// The id of the last decision the lifecycle function finished applying.
+    pub applied_event_id: Option<String>,
+    /// Every certificate the device has held (admitted by registration or found by lifecycle).
+    pub certificates: BTreeSet<String>,
+    /// Certificates a rotation set aside: never re-activated by an `activate`.
+    pub retired: BTreeSet<String>,
+    pub latest: Option<LatestCertificate>,
+}
+
+impl DeviceRecord {
+    /// The standing state; a device nobody decided about is neither allowed nor denied.
+    pub fn state(&self) -> Option<DeviceState> {
+        self.decision.as_ref().map(|d| d.state)
+    }
+
+    /// Whether `event` is the recorded decision and it was applied to the end.
+    pub fn applied(&self, event: &EventStamp) -> bool {
+        self.decision.as_ref().is_some_and(|d| d.event == *event)
+            && self.applied_event_id.as_deref() == Some(event.id.as_str())
+    }
+}
+
+/// What recording a decision found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Newer than anything recorded: it is now the device's decision.
+    New(DeviceRecord),
+    /// The same event was recorded before but not finished: apply it again.
+    Unfinished(DeviceRecord),
+    /// Older than, or the same as, a decision already applied: change nothing.
+    Stale(DeviceRecord),
+    /// No ledger is configured: nothing is ordered or remembered.
+    NotKept,
+}
+
+/// Certificates to add to a device's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    pub held: Vec<String>,
+    pub retired: Vec<String>,
+    /// Becomes the device's latest unless a newer one is already recorded.
+    pub latest: Option<LatestCertificate>,
+}
+
+/// One line of a device's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+    /// `registration`, or `lifecycle:<input>` (`webhook`, `sqs`, `direct`).
+    pub source: String,
+    /// The outcome or action (`Activated`, `Rejected`, `deactivate`, ...).
+    pub what: String,
+    pub certificate_id: Option<String>,
+    /// A reason code or the sender's reason.
+    pub reason: Option<String>,
+    /// The lifecycle event id, for lifecycle entries.
+    pub event_id: Option<String>,
+}
+
+impl HistoryEntry {
+    /// The entry's sort key within the device: time order, and the same entry written twice (a
+    /// retry) lands on the same key.
+    pub(crate) fn sort_key(&self) -> String {
+        let subject = self
+            .event_id
+            .as_deref()
+            .or(self.certificate_id.as_deref())
+            .unwrap_or("-");
+        format!(
+            "HISTORY#{:013}#{}#{}#{}",
+            self.at_ms, self.source, self.what, subject
+        )
+    }
+}
+
+/// The partition key of a device's items.
+pub(crate) fn device_key(thing_name: &str) -> String {
+    format!("DEVICE#{thing_name}")
+}
+
+/// The sort key of a device's record.
+pub(crate) const STATE_KEY: &str = "STATE";
+
+/// Whether `decision` may replace what `record` holds, per the ordering rule.
+pub(crate) fn judge(record: Option<&DeviceRecord>, decision: &DeviceDecision) -> Recorded {
+    let current = record.cloned().unwrap_or_default();
+    match current.decision.as_ref().map(|d| &d.event) {
+        None => Recorded::New(current),
+        Some(recorded) if decision.event > *recorded => Recorded::New(current),
+        Some(recorded) if *recorded == decision.event && !current.applied(&decision.event) => {
+            Recorded::Unfinished(current)
+        }
+        Some(_) => Recorded::Stale(current),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(at_ms: i64, id: &str) -> EventStamp {
+        EventStamp {
+            at_ms,
+            id: id.into(),
+        }
+    }
+
+    fn decision(at_ms: i64, id: &str) -> DeviceDecision {
+        DeviceDecision {
+            state: DeviceState::Denied,
+            action: "deactivate".into(),
+            event: stamp(at_ms, id),
+        }
+    }
+
+    fn record(at_ms: i64, id: &str, applied: bool) -> DeviceRecord {
+        DeviceRecord {
+            thing_name: "d".into(),
+            decision: Some(decision(at_ms, id)),
+            applied_event_id: applied.then(|| id.to_owned()),
+            ..DeviceRecord::default()
+        }
+    }
+
+    #[test]
+    fn only_a_newer_event_or_an_unfinished_repeat_is_applied() {
+        let cases = [
+            (None, decision(100, "a"), "New"),
+            (Some(record(100, "a", true)), decision(200, "b"), "New"),
+            (Some(record(100, "a", true)), decision(100, "b"), "New"),
+            (Some(record(100, "b", true)), decision(100, "a"), "Stale"),
+            (Some(record(200, "b", true)), decision(100, "a"), "Stale"),
+            (Some(record(100, "a", true)), decision(100, "a"), "Stale"),
+            (
+                Some(record(100, "a", false)),
+                decision(100, "a"),
+                "Unfinished",
+            ),
+            (Some(record(200, "b", false)), decision(100, "a"), "Stale"),
+        ];
+        for (current, incoming, expected) in cases {
+            let got = match judge(current.as_ref(), &incoming) {
+                Recorded::New(_) => "New",
+                Recorded::Unfinished(_) => "Unfinished",
+                Recorded::Stale(_) => "Stale",
+                Recorded::NotKept => "NotKept",
+            };
+            assert_eq!(got, expected, "{current:?} then {incoming:?}");
+        }
+    }
+
+    #[test]
+    fn history_keys_sort_by_time() {
+        let entry = |at_ms| HistoryEntry {
+            at_ms,
+            source: "registration".into(),
+            what: "Activated".into(),
+            certificate_id: Some("c".into()),
+            reason: None,
+            event_id: None,
+        };
+        assert!(entry(9_000).sort_key() < entry(10_000).sort_key());
+        assert_eq!(entry(5).sort_key(), entry(5).sort_key());
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for state in [
+            DeviceState::Allowed,
+            DeviceState::Denied,
+            DeviceState::Decommissioned,
+        ] {
+            assert_eq!(DeviceState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(DeviceState::parse("maybe"), None);
+    }
+}
