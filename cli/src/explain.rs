@@ -4,7 +4,6 @@
 //! function reads its own (without `DEVICE_POLICY_NAME`, the template's `jitr-device`).
 
 use jitr_core::Config;
-use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
@@ -28,18 +27,12 @@ pub async fn run(endpoint_url: Option<&str>, target: Target, json: bool) -> Resu
         Some(url) => load_sdk_config_for_endpoint(url).await,
         None => load_sdk_config().await,
     };
-    let ledger = config
-        .device_ledger_table
-        .clone()
-        .map(|table| DynamoLedger::from_sdk_config(&sdk, table));
-    let decommissioned =
-        DecommissionedList::from_folder(&sdk, config.decommissioned_certificates.clone());
+    let ledger = (config.device_ledger.as_ref()).map(|s| DynamoLedger::from_settings(&sdk, s));
     let registrar = Registrar::new(
         IotRegistry::from_sdk_config(&sdk),
         config,
         SourceFetcher::from_sdk_config(&sdk),
     )
-    .with_decommissioned(decommissioned)
     .with_ledger(ledger);
     let explanation = registrar
         .explain(&target, jitr_core::unix_now())

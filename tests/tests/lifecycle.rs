@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use jitr_core::decommissioned::{DecommissionedList, S3Folder};
+use jitr_core::ledger::{DynamoLedger, Ledger};
 use jitr_core::pki::{Device, DeviceSpec};
-use jitr_core::registry::{CertificateStatus, Faulty, IotRegistry, Registry, RegistryErrorKind};
-use jitr_core::source::S3Fetcher;
+use jitr_core::registry::{CertificateStatus, Faulty, Registry, RegistryErrorKind};
 use jitr_lifecycle::config::WebhookSecret;
 use jitr_lifecycle::webhook::sign;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
@@ -23,16 +22,22 @@ fn config() -> LifecycleConfig {
     LifecycleConfig {
         webhook_secret: Some(WebhookSecret::new(SECRET)),
         decommission_deletes_certificates: true,
-        decommissioned_certificates: None,
+        device_ledger: None,
         webhook_max_age_secs: 900,
     }
 }
 
 /// A device connected, registered and activated, as in production.
 async fn admitted(fleet: &Fleet, name: &str) -> Device {
+    admitted_with(fleet, name, &jitr_core::ledger::NoLedger).await
+}
+
+/// The same, with registration writing to `ledger`.
+async fn admitted_with<L: Ledger + Clone>(fleet: &Fleet, name: &str, ledger: &L) -> Device {
     let device = fleet.pending_device(DeviceSpec::named(name)).await;
     let report = fleet
         .registrar(fleet.config())
+        .with_ledger(ledger.clone())
         .handle(&fleet.event(&device), &fleet.account.id)
         .await
         .unwrap();
@@ -52,27 +57,30 @@ async fn every_transition_reaches_the_emulator_and_the_device_feels_it() {
     assert_eq!(fleet.connect(&device).await, Connect::Accepted);
 
     lifecycle
-        .apply(&command("life-1", Action::Deactivate))
+        .apply_now(&command("life-1", Action::Deactivate))
         .await
         .unwrap();
     assert_eq!(fleet.status(&device).await, CertificateStatus::Inactive);
     assert_ne!(fleet.connect(&device).await, Connect::Accepted);
 
     lifecycle
-        .apply(&command("life-1", Action::Activate))
+        .apply_now(&command("life-1", Action::Activate))
         .await
         .unwrap();
     assert_eq!(fleet.status(&device).await, CertificateStatus::Active);
     assert_eq!(fleet.connect(&device).await, Connect::Accepted);
 
     lifecycle
-        .apply(&command("life-1", Action::Revoke))
+        .apply_now(&command("life-1", Action::Revoke))
         .await
         .unwrap();
     assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
     // The emulator would allow REVOKED → ACTIVE; our code must not ask for it.
     for action in [Action::Activate, Action::Deactivate, Action::Activate] {
-        let summary = lifecycle.apply(&command("life-1", action)).await.unwrap();
+        let summary = lifecycle
+            .apply_now(&command("life-1", action))
+            .await
+            .unwrap();
         assert_eq!(summary.outcome, "NothingToDo");
         assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
     }
@@ -90,10 +98,10 @@ async fn every_transition_reaches_the_emulator_and_the_device_feels_it() {
     assert_ne!(fleet.connect(&device).await, Connect::Accepted);
 }
 
-/// device "life-dev" has its own certificate and one it shares with "life-gw".
-async fn shared_world(fleet: &Fleet) -> (Device, Device) {
-    let own = admitted(fleet, "life-dev").await;
-    let shared = admitted(fleet, "life-gw").await;
+/// `device` has its own certificate and one it shares with `gateway`.
+async fn shared_world(fleet: &Fleet, device: &str, gateway: &str) -> (Device, Device) {
+    let own = admitted(fleet, device).await;
+    let shared = admitted(fleet, gateway).await;
     let arn = fleet
         .iot()
         .describe_certificate(&shared.id)
@@ -102,13 +110,19 @@ async fn shared_world(fleet: &Fleet) -> (Device, Device) {
         .arn;
     fleet
         .iot()
-        .attach_thing_principal("life-dev", &arn)
+        .attach_thing_principal(device, &arn)
         .await
         .unwrap();
     (own, shared)
 }
 
-async fn assert_decommissioned(fleet: &Fleet, own: &Device, shared: &Device) {
+async fn assert_decommissioned(
+    fleet: &Fleet,
+    device: &str,
+    gateway: &str,
+    own: &Device,
+    shared: &Device,
+) {
     let err = fleet.iot().describe_certificate(&own.id).await.unwrap_err();
     assert_eq!(
         err.kind(),
@@ -118,7 +132,7 @@ async fn assert_decommissioned(fleet: &Fleet, own: &Device, shared: &Device) {
     assert_eq!(
         fleet
             .iot()
-            .list_thing_principals("life-dev")
+            .list_thing_principals(device)
             .await
             .unwrap_err()
             .kind(),
@@ -132,7 +146,7 @@ async fn assert_decommissioned(fleet: &Fleet, own: &Device, shared: &Device) {
     );
     assert_eq!(
         fleet.attachments(shared).await,
-        (vec!["life-gw".to_owned()], vec![POLICY.to_owned()])
+        (vec![gateway.to_owned()], vec![POLICY.to_owned()])
     );
     let targets = fleet.iot().list_policy_targets(POLICY).await.unwrap();
     assert!(
@@ -150,7 +164,7 @@ async fn assert_decommissioned(fleet: &Fleet, own: &Device, shared: &Device) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_decommission_webhook_removes_the_device_and_spares_the_shared_certificate() {
     let fleet = Fleet::new().await;
-    let (own, shared) = shared_world(&fleet).await;
+    let (own, shared) = shared_world(&fleet, "life-dev", "life-gw").await;
     let lifecycle = Lifecycle::new(fleet.iot().clone(), config());
     let now = time::OffsetDateTime::now_utc();
     let body = json!({"id": "d-1", "type": "device-decommissioned", "data": {"id": "life-dev"},
@@ -187,7 +201,7 @@ async fn a_signed_decommission_webhook_removes_the_device_and_spares_the_shared_
     .await
     .unwrap();
     assert_eq!(done["statusCode"], 200, "{done}");
-    assert_decommissioned(&fleet, &own, &shared).await;
+    assert_decommissioned(&fleet, "life-dev", "life-gw", &own, &shared).await;
     let again = handle_payload(
         &lifecycle,
         &request(sign(SECRET.as_bytes(), body.as_bytes())),
@@ -198,42 +212,38 @@ async fn a_signed_decommission_webhook_removes_the_device_and_spares_the_shared_
     assert_eq!(again["statusCode"], 200, "a repeated event is harmless");
 }
 
+/// Decommission by intent, on the emulator: a fault at every step (after the detach and during
+/// the detach poll included) leaves the certificate findable through the ledger, and the retry
+/// completes the teardown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_a_failure_midway_completes_the_decommission() {
+async fn a_retry_after_a_failure_at_any_step_completes_the_decommission() {
     let fleet = Fleet::new().await;
-    let (own, shared) = shared_world(&fleet).await;
-    for step in ["DetachPolicy", "DeleteCertificate"] {
+    let ledger = fleet.ledger().await;
+    let steps: [(&str, usize); 8] = [
+        ("ListThingPrincipals", 0),
+        ("UpdateCertificate", 0),
+        ("ListAttachedPolicies", 0),
+        ("DetachPolicy", 0),
+        ("DetachThingPrincipal", 0),
+        // The first poll after a detach.
+        ("ListThingPrincipals", 1),
+        ("DeleteCertificate", 0),
+        ("DeleteThing", 0),
+    ];
+    for (n, (step, skip)) in steps.into_iter().enumerate() {
+        let (device, gateway) = (format!("life-dev-{n}"), format!("life-gw-{n}"));
+        let (own, shared) = shared_world(&fleet, &device, &gateway).await;
         let faulty = Arc::new(Faulty::new(fleet.iot().clone()));
-        faulty.fail_next(step, RegistryErrorKind::Unavailable);
-        let lifecycle: Lifecycle<Arc<Faulty<IotRegistry>>> =
-            Lifecycle::new(Arc::clone(&faulty), config());
-        let err = lifecycle
-            .apply(&command("life-dev", Action::Decommission))
-            .await
-            .unwrap_err();
+        faulty.fail_after(step, skip, RegistryErrorKind::Unavailable);
+        let lifecycle = Lifecycle::new(Arc::clone(&faulty), config()).with_ledger(ledger.clone());
+        let decommission = command(&device, Action::Decommission);
+        let err = lifecycle.apply_now(&decommission).await.unwrap_err();
         assert_eq!(err.error_type(), "Retryable.Unavailable", "{step}");
-        assert_eq!(
-            fleet.status(&own).await,
-            CertificateStatus::Inactive,
-            "after a failed {step}: INACTIVE, still findable"
-        );
-        assert!(
-            fleet
-                .iot()
-                .list_thing_principals("life-dev")
-                .await
-                .unwrap()
-                .iter()
-                .any(|p| p.ends_with(&own.id)),
-            "{step}"
-        );
+        // Lambda retries the same event.
+        let lifecycle = Lifecycle::new(fleet.iot().clone(), config()).with_ledger(ledger.clone());
+        lifecycle.apply_now(&decommission).await.unwrap();
+        assert_decommissioned(&fleet, &device, &gateway, &own, &shared).await;
     }
-    let lifecycle = Lifecycle::new(fleet.iot().clone(), config());
-    lifecycle
-        .apply(&command("life-dev", Action::Decommission))
-        .await
-        .unwrap();
-    assert_decommissioned(&fleet, &own, &shared).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,29 +267,17 @@ async fn an_sqs_batch_reports_only_its_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decommissioned_device_that_connects_again_is_revoked_not_readmitted() {
     let fleet = Fleet::new().await;
-    let device = admitted(&fleet, "life-gone").await;
-    let folder: S3Folder = "s3://fleet-state/decommissioned/".parse().unwrap();
-    // The stack owns this bucket in production; here the test creates it.
-    S3Fetcher::from_sdk_config(&fleet.account.sdk)
-        .publish(
-            &folder.bucket,
-            "README",
-            b"decommissioned certificates".to_vec(),
-        )
-        .await
-        .unwrap();
-    let list = DecommissionedList::s3(&fleet.account.sdk, folder);
-    let lifecycle = Lifecycle::new(fleet.iot().clone(), config()).with_decommissioned(list.clone());
-    let registrar = fleet
-        .registrar(fleet.config())
-        .with_decommissioned(list.clone());
-    assert!(!list.contains(&device.id).await.unwrap());
+    let ledger: DynamoLedger = fleet.ledger().await;
+    let device = admitted_with(&fleet, "life-gone", &ledger).await;
+    let lifecycle = Lifecycle::new(fleet.iot().clone(), config()).with_ledger(ledger.clone());
+    let registrar = fleet.registrar(fleet.config()).with_ledger(ledger.clone());
 
     lifecycle
-        .apply(&command("life-gone", Action::Decommission))
+        .apply_now(&command("life-gone", Action::Decommission))
         .await
         .unwrap();
-    assert!(list.contains(&device.id).await.unwrap(), "recorded in S3");
+    let record = ledger.device("life-gone").await.unwrap().unwrap();
+    assert!(record.certificates.contains(&device.id), "{record:?}");
 
     // Auto-registration knows nothing of the deleted certificate: the next connect registers
     // it PENDING_ACTIVATION again and IoT publishes the event again.
@@ -295,6 +293,15 @@ async fn a_decommissioned_device_that_connects_again_is_revoked_not_readmitted()
     assert_eq!(report.outcome, Outcome::Revoked);
     assert_eq!(report.reason.as_deref(), Some("Decommissioned"));
     assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
+
+    // A second certificate with the same identity (a new key, the same name) is refused too.
+    let second = fleet.pending_device(DeviceSpec::named("life-gone")).await;
+    let report = registrar
+        .handle(&fleet.event(&second), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Revoked);
+    assert_eq!(report.reason.as_deref(), Some("Decommissioned"));
     assert_eq!(
         fleet
             .iot()
@@ -306,4 +313,5 @@ async fn a_decommissioned_device_that_connects_again_is_revoked_not_readmitted()
         "no Thing was created again"
     );
     assert_ne!(fleet.connect(&device).await, Connect::Accepted);
+    assert_ne!(fleet.connect(&second).await, Connect::Accepted);
 }

@@ -75,7 +75,6 @@ fn main() {
             ca_certificate: Some(&ca_certificate),
             profile: Some(&profile),
             revocation: RevocationFacts::checked(&lists),
-            decommissioned: false,
             now: unix_now,
         };
         decide(&event, &facts, &config).unwrap()

@@ -109,6 +109,8 @@ pub struct InspectedCertificate {
     /// The certificate serial without leading zero bytes (the form CRL lookups use).
     pub serial: Vec<u8>,
     pub subject: Subject,
+    /// notBefore, seconds since the epoch (orders a device's certificates).
+    pub not_before: i64,
     /// notAfter, seconds since the epoch.
     pub not_after: i64,
 }
@@ -145,6 +147,7 @@ pub fn inspect(
     Ok(InspectedCertificate {
         serial: normalized_serial(cert.raw_serial()).to_vec(),
         subject: subject_of(cert.subject()),
+        not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
     })
 }

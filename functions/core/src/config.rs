@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 
 use crate::binding::BindingRule;
-use crate::decommissioned::S3Folder;
 use crate::error::JitrError;
 use crate::event::is_certificate_id;
 use crate::naming::{ThingNameSource, is_valid_thing_name};
 use crate::profiles::Profile;
 use crate::profiles::template::{Field, Template};
 use crate::revocation::RevocationSource;
+use crate::rotation::RotationPolicy;
 use crate::source::ObjectSource;
 
 /// Validated configuration of the registration function.
@@ -35,12 +35,13 @@ pub struct Config {
     pub thing_binding: BindingRule,
     /// `REGISTRATION_PROFILES`: the per-CA profiles document, if any.
     pub registration_profiles: Option<ObjectSource>,
-    /// `DEVICE_LEDGER_TABLE`: the DynamoDB device ledger (the serial index), if any.
-    pub device_ledger_table: Option<String>,
+    /// `DEVICE_LEDGER_TABLE` and `DEVICE_LEDGER_HISTORY_DAYS`: the DynamoDB device ledger.
+    pub device_ledger: Option<LedgerSettings>,
     /// `REVOCATION_SYNC_RATE`: UpdateCertificate calls per second the revocation sync may make.
     pub revocation_sync_rate: u32,
-    /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): certificates never to re-admit.
-    pub decommissioned_certificates: Option<S3Folder>,
+    /// `ROTATION_POLICY`: what happens to a device's other certificates when a new one is
+    /// activated (profiles can override).
+    pub rotation_policy: RotationPolicy,
 }
 
 impl Config {
@@ -115,15 +116,7 @@ impl Config {
             .map(|v| v.parse::<ObjectSource>())
             .transpose()
             .map_err(|e| config_error("REGISTRATION_PROFILES", &e))?;
-        let device_ledger_table = get("DEVICE_LEDGER_TABLE");
-        if let Some(table) = &device_ledger_table
-            && !is_valid_table_name(table)
-        {
-            return Err(config_error(
-                "DEVICE_LEDGER_TABLE",
-                "a DynamoDB table name matches [a-zA-Z0-9_.-]{3,255}",
-            ));
-        }
+        let device_ledger = LedgerSettings::from_lookup(&get)?;
         let revocation_sync_rate = match get("REVOCATION_SYNC_RATE") {
             None => DEFAULT_REVOCATION_SYNC_RATE,
             Some(v) => v
@@ -134,10 +127,11 @@ impl Config {
                     config_error("REVOCATION_SYNC_RATE", "calls per second, 1 to 1000")
                 })?,
         };
-        let decommissioned_certificates = s3_folder_variable(
-            "DECOMMISSIONED_CERTIFICATES",
-            get("DECOMMISSIONED_CERTIFICATES"),
-        )?;
+        let rotation_policy = get("ROTATION_POLICY")
+            .map(|v| v.parse::<RotationPolicy>())
+            .transpose()
+            .map_err(|e| config_error("ROTATION_POLICY", &e))?
+            .unwrap_or_default();
 
         Ok(Self {
             device_policy_name,
@@ -149,9 +143,9 @@ impl Config {
             revocation_fail_open,
             thing_binding: BindingRule::default(),
             registration_profiles,
-            device_ledger_table,
+            device_ledger,
             revocation_sync_rate,
-            decommissioned_certificates,
+            rotation_policy,
         })
     }
 
@@ -167,9 +161,9 @@ impl Config {
             revocation_fail_open: false,
             thing_binding: BindingRule::default(),
             registration_profiles: None,
-            device_ledger_table: None,
+            device_ledger: None,
             revocation_sync_rate: DEFAULT_REVOCATION_SYNC_RATE,
-            decommissioned_certificates: None,
+            rotation_policy: RotationPolicy::default(),
         }
     }
 
@@ -191,24 +185,50 @@ impl Config {
             revocation: self.revocation_list.iter().cloned().collect(),
             revocation_fail_open: self.revocation_fail_open,
             thing_binding: self.thing_binding,
+            rotation: self.rotation_policy,
         }
     }
-}
-
-/// An optional `s3://bucket/prefix/` variable (shared with the lifecycle configuration).
-pub fn s3_folder_variable(
-    variable: &'static str,
-    value: Option<String>,
-) -> Result<Option<S3Folder>, JitrError> {
-    value
-        .map(|v| v.parse::<S3Folder>())
-        .transpose()
-        .map_err(|e| config_error(variable, &e))
 }
 
 /// The revocation sync's default pace; set `REVOCATION_SYNC_RATE` to the account's
 /// UpdateCertificate quota (Service Quotas) less what registration itself needs.
 pub const DEFAULT_REVOCATION_SYNC_RATE: u32 = 10;
+
+/// Where the device ledger lives and how long its history is kept; both functions read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// `DEVICE_LEDGER_TABLE`.
+    pub table: String,
+    /// `DEVICE_LEDGER_HISTORY_DAYS` (default 400): history entries expire after this.
+    pub history_days: u32,
+}
+
+impl LedgerSettings {
+    /// `None` when `DEVICE_LEDGER_TABLE` is unset: no ledger, nothing remembered.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, JitrError> {
+        let Some(table) = get("DEVICE_LEDGER_TABLE") else {
+            return Ok(None);
+        };
+        if !is_valid_table_name(&table) {
+            return Err(config_error(
+                "DEVICE_LEDGER_TABLE",
+                "a DynamoDB table name matches [a-zA-Z0-9_.-]{3,255}",
+            ));
+        }
+        let history_days = match get("DEVICE_LEDGER_HISTORY_DAYS") {
+            None => crate::ledger::dynamodb::DEFAULT_HISTORY_DAYS,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=36_500).contains(d))
+                .ok_or_else(|| config_error("DEVICE_LEDGER_HISTORY_DAYS", "days, 1 to 36500"))?,
+        };
+        Ok(Some(Self {
+            table,
+            history_days,
+        }))
+    }
+}
 
 fn is_valid_table_name(name: &str) -> bool {
     (3..=255).contains(&name.len())

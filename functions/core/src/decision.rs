@@ -10,11 +10,13 @@ use crate::certificate::{CaCertificate, CertificateProblem, inspect};
 use crate::config::Config;
 use crate::error::JitrError;
 use crate::event::{RegistrationEvent, escape};
+use crate::ledger::{DeviceRecord, DeviceState};
 use crate::naming::{is_valid_attribute_value, is_valid_thing_name};
 use crate::profiles::Profile;
 use crate::profiles::template::FieldValues;
 use crate::registry::{CaDescription, CertificateDescription, CertificateStatus, ThingSpec};
 use crate::revocation::RevocationList;
+use crate::rotation::{RotationPolicy, is_superseded};
 
 /// What the revocation check could rely on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,8 +54,6 @@ pub struct Facts<'a> {
     /// The profile for the event's CA; `None` when the profiles refuse that CA.
     pub profile: Option<&'a Profile>,
     pub revocation: RevocationFacts<'a>,
-    /// The lifecycle function deleted this certificate once (see `decommissioned`).
-    pub decommissioned: bool,
     /// Seconds since the epoch.
     pub now: i64,
 }
@@ -77,6 +77,10 @@ pub enum RejectReason {
     ThingBoundToOtherCa,
     /// The Thing exists without a binding and the profile's rule is `strict`.
     ThingUnbound,
+    /// The device-management system rejected the device (deactivate or revoke).
+    DeviceDenied,
+    /// The device has moved on to a newer certificate (see `rotation`).
+    Superseded,
 }
 
 impl RejectReason {
@@ -93,6 +97,8 @@ impl RejectReason {
             Self::ThingNameInvalid(_) => "ThingNameInvalid",
             Self::ThingBoundToOtherCa => "ThingBoundToOtherCa",
             Self::ThingUnbound => "ThingUnbound",
+            Self::DeviceDenied => "DeviceDenied",
+            Self::Superseded => "Superseded",
         }
     }
 }
@@ -102,7 +108,8 @@ impl RejectReason {
 pub enum RevokeReason {
     /// The serial is in the CA's revocation list.
     SerialRevoked { serial_hex: String },
-    /// The device was decommissioned and its certificate deleted; JITR registered it again.
+    /// The device was decommissioned: none of its certificates is admitted again (a deleted one
+    /// comes back through JITR at the device's next connect).
     Decommissioned,
 }
 
@@ -132,6 +139,10 @@ pub struct ProvisionPlan {
     pub profile_name: String,
     /// The certificate serial, hex without leading zero bytes (the serial index key).
     pub serial_hex: String,
+    /// notBefore, seconds since the epoch: orders the device's certificates.
+    pub not_before: i64,
+    /// What happens to the device's other certificates once this one is ACTIVE.
+    pub rotation: RotationPolicy,
     /// True for a PENDING_ACTIVATION certificate; false reconciles an ACTIVE one.
     pub activate: bool,
     /// True when admitted without a revocation check (fail-open).
@@ -183,11 +194,6 @@ pub fn decide(
         CertificateStatus::Active => false,
         other => return Ok(Decision::AlreadyDone(other.clone())),
     };
-    if facts.decommissioned {
-        return Ok(Decision::Revoke {
-            reason: RevokeReason::Decommissioned,
-        });
-    }
     let reject = |reason| Ok(Decision::Reject { reason });
 
     if !config.allowed_ca_certificate_ids.is_empty()
@@ -252,9 +258,34 @@ pub fn decide(
         policies: profile.policies.clone(),
         profile_name: profile.name.clone(),
         serial_hex,
+        not_before: inspected.not_before,
+        rotation: profile.rotation,
         activate,
         revocation_unchecked: facts.revocation.unchecked,
     })))
+}
+
+/// What the device ledger says about a plan: `None` lets it go ahead; otherwise the decision
+/// that replaces it. The device-management side's decision stands over the certificate's merits:
+/// decommissioned → REVOKED, denied → INACTIVE; and an older certificate than the device's latest
+/// is refused. A device the ledger does not know, or that was allowed, goes ahead.
+pub fn standing(plan: &ProvisionPlan, device: Option<&DeviceRecord>) -> Option<Decision> {
+    let device = device?;
+    match device.state() {
+        Some(DeviceState::Decommissioned) => Some(Decision::Revoke {
+            reason: RevokeReason::Decommissioned,
+        }),
+        Some(DeviceState::Denied) => Some(Decision::Reject {
+            reason: RejectReason::DeviceDenied,
+        }),
+        Some(DeviceState::Allowed) | None => {
+            is_superseded(device, &plan.certificate_id, plan.not_before).then_some(
+                Decision::Reject {
+                    reason: RejectReason::Superseded,
+                },
+            )
+        }
+    }
 }
 
 /// IoT Core allows 3 attributes on a Thing without a type, 50 with one.
@@ -376,7 +407,6 @@ mod tests {
         ca: Option<Option<&'a CaDescription>>,
         no_ca_certificate: bool,
         revocation: Option<RevocationFacts<'a>>,
-        decommissioned: bool,
         seconds_earlier: i64,
     }
 
@@ -401,7 +431,6 @@ mod tests {
             },
             profile: Some(&profile),
             revocation: tweak.revocation.unwrap_or(RevocationFacts::NOT_CONFIGURED),
-            decommissioned: tweak.decommissioned,
             now: now() - tweak.seconds_earlier,
         };
         decide(&event(device, &ca_id), &facts, config)
@@ -894,38 +923,71 @@ mod tests {
     }
 
     #[test]
-    fn a_decommissioned_certificate_is_revoked_and_never_admitted_again() {
+    fn the_device_managements_decision_stands_over_the_certificate() {
+        use crate::ledger::{DeviceDecision, EventStamp, LatestCertificate};
         let w = world();
         let device = w.ca.issue(&DeviceSpec::named("sensor-9")).unwrap();
         let policy = Config::with_policy("p");
-        let cases = [
-            (CertificateStatus::PendingActivation, None),
-            (CertificateStatus::Active, None),
-            // Even when the CA has since gone: the record alone decides.
-            (CertificateStatus::PendingActivation, Some(None)),
-        ];
-        for (status, ca) in cases {
-            let tweak = Tweak {
-                decommissioned: true,
-                ca,
-                ..Tweak::default()
-            };
-            let decision = run(&w, &device, status.clone(), &policy, tweak).unwrap();
-            assert_eq!(
-                decision,
-                Decision::Revoke {
-                    reason: RevokeReason::Decommissioned
-                },
-                "{status:?}"
-            );
-        }
-        // An operator's INACTIVE stays as it is.
-        let tweak = Tweak {
-            decommissioned: true,
-            ..Tweak::default()
+        let plan = match run(
+            &w,
+            &device,
+            CertificateStatus::PendingActivation,
+            &policy,
+            Tweak::default(),
+        ) {
+            Ok(Decision::Provision(plan)) => *plan,
+            other => panic!("{other:?}"),
         };
-        let decision = run(&w, &device, CertificateStatus::Inactive, &policy, tweak).unwrap();
-        assert_eq!(decision, Decision::AlreadyDone(CertificateStatus::Inactive));
+        let record = |state: Option<DeviceState>, latest: Option<(&str, i64)>| DeviceRecord {
+            thing_name: "sensor-9".into(),
+            decision: state.map(|state| DeviceDecision {
+                state,
+                action: "any".into(),
+                event: EventStamp {
+                    at_ms: 1,
+                    id: "e".into(),
+                },
+            }),
+            latest: latest.map(|(id, not_before)| LatestCertificate {
+                certificate_id: id.into(),
+                not_before,
+            }),
+            ..DeviceRecord::default()
+        };
+        let revoked = Some(Decision::Revoke {
+            reason: RevokeReason::Decommissioned,
+        });
+        let rejected = |reason| Some(Decision::Reject { reason });
+        let newer = Some(("newer", plan.not_before + 1));
+        let older = Some(("older", plan.not_before - 1));
+        let cases = [
+            (None, None),
+            (Some(record(None, None)), None),
+            (Some(record(Some(DeviceState::Allowed), older)), None),
+            (
+                Some(record(Some(DeviceState::Decommissioned), None)),
+                revoked.clone(),
+            ),
+            (
+                Some(record(Some(DeviceState::Decommissioned), older)),
+                revoked,
+            ),
+            (
+                Some(record(Some(DeviceState::Denied), None)),
+                rejected(RejectReason::DeviceDenied),
+            ),
+            (
+                Some(record(Some(DeviceState::Allowed), newer)),
+                rejected(RejectReason::Superseded),
+            ),
+            (
+                Some(record(None, newer)),
+                rejected(RejectReason::Superseded),
+            ),
+        ];
+        for (device, expected) in cases {
+            assert_eq!(standing(&plan, device.as_ref()), expected, "{device:?}");
+        }
         assert_eq!(RevokeReason::Decommissioned.code(), "Decommissioned");
     }
 
@@ -951,7 +1013,6 @@ mod tests {
                 ca_certificate: Some(&w.ca_certificate),
                 profile: Some(&profile),
                 revocation: RevocationFacts::NOT_CONFIGURED,
-                decommissioned: false,
                 now: now(),
             };
             let err =

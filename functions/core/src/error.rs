@@ -69,9 +69,6 @@ pub enum JitrError {
     /// Other writers kept changing the Thing while its CA binding was being settled: retry.
     #[error("thing {thing} kept changing while its CA binding was checked")]
     ThingContended { thing: String },
-    /// The decommissioned-certificates list could not be read or written: fail closed, retry.
-    #[error("decommissioned-certificates list unavailable: {0}")]
-    DecommissionedListUnavailable(String),
     /// A registry call failed; its kind decides the class.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -96,8 +93,7 @@ impl JitrError {
             | JitrError::Profiles(_)
             | JitrError::DetachPending { .. }
             | JitrError::ThingContended { .. }
-            | JitrError::NotYetConsistent { .. }
-            | JitrError::DecommissionedListUnavailable(_) => ErrorClass::Retryable,
+            | JitrError::NotYetConsistent { .. } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -113,7 +109,6 @@ impl JitrError {
             JitrError::DetachPending { .. } => "DetachPending",
             JitrError::ThingContended { .. } => "ThingContended",
             JitrError::NotYetConsistent { .. } => "NotYetConsistent",
-            JitrError::DecommissionedListUnavailable(_) => "DecommissionedListUnavailable",
             JitrError::Registry(e) => e.kind().as_str(),
             JitrError::Ledger(e) => match e.kind.class() {
                 ErrorClass::Retryable => "LedgerUnavailable",

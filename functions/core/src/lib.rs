@@ -15,9 +15,9 @@ pub mod config;
 #[cfg(feature = "pki")]
 pub mod crl_server;
 pub mod decision;
-pub mod decommissioned;
 pub mod error;
 pub mod event;
+pub mod interpose;
 pub mod ledger;
 pub mod naming;
 #[cfg(feature = "pki")]
@@ -25,6 +25,7 @@ pub mod pki;
 pub mod profiles;
 pub mod registry;
 pub mod revocation;
+pub mod rotation;
 mod s3;
 pub mod samples;
 pub mod source;

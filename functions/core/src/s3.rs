@@ -1,4 +1,4 @@
-//! What the S3 adapters (revocation lists, decommissioned certificates) share: the client and
+//! What S3 access (revocation lists, profiles, `jitr` tooling) shares: the client and
 //! how an S3 failure is described and told apart by status.
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};

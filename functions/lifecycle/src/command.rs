@@ -2,13 +2,22 @@
 //! SQS message body), and the action every input is reduced to.
 //!
 //! Schema (strict; unknown fields are refused so a typo cannot silently do nothing):
-//! `{"deviceId": "<thing name>", "action": "activate"|"deactivate"|"revoke"|"decommission", "reason": "<optional, ≤ 1024 chars>"}`
+//! `{"deviceId": "<thing name>", "action": "activate"|"deactivate"|"revoke"|"decommission",
+//!   "reason": "<optional, ≤ 1024 chars>", "eventId": "<optional>", "eventTime": "<optional, RFC 3339>"}`
+//!
+//! `eventId` and `eventTime` (both or neither) are the sender's stamp: the device ledger applies
+//! a command only if it is newer than the last one applied to the device. Without them the
+//! envelope's stamp is used (SQS message id and send time, EventBridge id and time), or, for a
+//! direct invoke, the time it arrived.
 
 use jitr_core::JitrError;
 use jitr_core::event::escape;
+use jitr_core::ledger::EventStamp;
 use jitr_core::naming::is_valid_thing_name;
 use serde::Serialize;
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// What to do with a device's certificates and Thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +59,15 @@ impl Action {
 /// The longest `reason` kept.
 pub const MAX_REASON_LEN: usize = 1024;
 
+/// The longest `eventId` kept.
+pub const MAX_EVENT_ID_LEN: usize = 128;
+
+/// An RFC 3339 time as milliseconds since the epoch.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    let instant = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// A validated command for one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -58,6 +76,9 @@ pub struct DeviceCommand {
     pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The sender's stamp (`eventId`, `eventTime`), when it gave one.
+    #[serde(skip)]
+    pub stamp: Option<EventStamp>,
 }
 
 impl DeviceCommand {
@@ -66,6 +87,7 @@ impl DeviceCommand {
             device_id: device_id.to_owned(),
             action,
             reason,
+            stamp: None,
         };
         command.validate()?;
         Ok(command)
@@ -73,7 +95,7 @@ impl DeviceCommand {
 
     /// Parses and validates the neutral JSON form; errors name the field.
     pub fn from_value(value: &Value) -> Result<Self, JitrError> {
-        const FIELDS: [&str; 3] = ["deviceId", "action", "reason"];
+        const FIELDS: [&str; 5] = ["deviceId", "action", "reason", "eventId", "eventTime"];
         let object = value
             .as_object()
             .ok_or_else(|| malformed("$", "expected a JSON object".into()))?;
@@ -101,7 +123,39 @@ impl DeviceCommand {
             Some(Value::String(reason)) => Some(reason.clone()),
             Some(_) => return Err(malformed("reason", "expected a string".into())),
         };
-        Self::new(device_id, action, reason)
+        let stamp = match (object.get("eventId"), object.get("eventTime")) {
+            (None, None) => None,
+            (Some(Value::String(id)), Some(Value::String(time))) => {
+                if id.is_empty() || id.chars().count() > MAX_EVENT_ID_LEN {
+                    return Err(malformed(
+                        "eventId",
+                        format!("1 to {MAX_EVENT_ID_LEN} characters"),
+                    ));
+                }
+                let at_ms = rfc3339_ms(time).ok_or_else(|| {
+                    malformed("eventTime", format!("{} is not RFC 3339", escape(time)))
+                })?;
+                Some(EventStamp {
+                    at_ms,
+                    id: id.clone(),
+                })
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(malformed(
+                    "eventId",
+                    "eventId and eventTime come together".into(),
+                ));
+            }
+            _ => {
+                return Err(malformed(
+                    "eventId",
+                    "eventId and eventTime are strings".into(),
+                ));
+            }
+        };
+        let mut command = Self::new(device_id, action, reason)?;
+        command.stamp = stamp;
+        Ok(command)
     }
 
     fn validate(&self) -> Result<(), JitrError> {
@@ -145,8 +199,19 @@ mod tests {
             DeviceCommand {
                 device_id: "sensor-1".into(),
                 action: Action::Revoke,
-                reason: Some("stolen".into())
+                reason: Some("stolen".into()),
+                stamp: None,
             }
+        );
+        let stamped = DeviceCommand::from_value(&json!({"deviceId": "sensor-1",
+            "action": "deactivate", "eventId": "e-7", "eventTime": "2026-01-02T03:04:05.678Z"}))
+        .unwrap();
+        assert_eq!(
+            stamped.stamp,
+            Some(EventStamp {
+                at_ms: 1_767_323_045_678,
+                id: "e-7".into()
+            })
         );
         for action in ["activate", "deactivate", "revoke", "decommission"] {
             let command =
@@ -179,6 +244,18 @@ mod tests {
                 "$",
             ),
             (json!([1]), "$"),
+            (
+                json!({"deviceId": "d", "action": "revoke", "eventId": "e"}),
+                "eventId",
+            ),
+            (
+                json!({"deviceId": "d", "action": "revoke", "eventId": "e", "eventTime": "today"}),
+                "eventTime",
+            ),
+            (
+                json!({"deviceId": "d", "action": "revoke", "eventId": "", "eventTime": "2026-01-02T03:04:05Z"}),
+                "eventId",
+            ),
         ];
         for (value, field) in cases {
             match DeviceCommand::from_value(&value) {

@@ -2,8 +2,7 @@
 //! cold start with a message naming the variable.
 
 use jitr_core::JitrError;
-use jitr_core::config::{bool_variable, config_error, s3_folder_variable};
-use jitr_core::decommissioned::S3Folder;
+use jitr_core::config::{LedgerSettings, bool_variable, config_error};
 
 /// How old (or how far in the future) a webhook's `time` may be before it is refused as a replay.
 pub const DEFAULT_WEBHOOK_MAX_AGE_SECS: i64 = 15 * 60;
@@ -40,9 +39,9 @@ pub struct LifecycleConfig {
     pub decommission_deletes_certificates: bool,
     /// `WEBHOOK_MAX_AGE_SECONDS` (default 900): the replay window.
     pub webhook_max_age_secs: i64,
-    /// `DECOMMISSIONED_CERTIFICATES` (`s3://bucket/prefix/`): where a deleted certificate is
-    /// recorded so JITR cannot re-admit it.
-    pub decommissioned_certificates: Option<S3Folder>,
+    /// `DEVICE_LEDGER_TABLE` and `DEVICE_LEDGER_HISTORY_DAYS`: where decisions are recorded
+    /// (and ordered) before they are applied, so registration honours them.
+    pub device_ledger: Option<LedgerSettings>,
 }
 
 impl LifecycleConfig {
@@ -79,15 +78,12 @@ impl LifecycleConfig {
                 )
             })?,
         };
-        let decommissioned_certificates = s3_folder_variable(
-            "DECOMMISSIONED_CERTIFICATES",
-            get("DECOMMISSIONED_CERTIFICATES"),
-        )?;
+        let device_ledger = LedgerSettings::from_lookup(&get)?;
         Ok(Self {
             webhook_secret,
             decommission_deletes_certificates,
             webhook_max_age_secs,
-            decommissioned_certificates,
+            device_ledger,
         })
     }
 }
@@ -114,17 +110,15 @@ mod tests {
             ("WEBHOOK_SECRET", "0123456789abcdef"),
             ("DECOMMISSION_DELETES_CERTIFICATES", "false"),
             ("WEBHOOK_MAX_AGE_SECONDS", "60"),
-            (
-                "DECOMMISSIONED_CERTIFICATES",
-                "s3://fleet-state/decommissioned",
-            ),
+            ("DEVICE_LEDGER_TABLE", "fleet-ledger"),
+            ("DEVICE_LEDGER_HISTORY_DAYS", "30"),
         ])
         .unwrap();
         assert_eq!(
-            config.decommissioned_certificates,
-            Some(S3Folder {
-                bucket: "fleet-state".into(),
-                prefix: "decommissioned/".into()
+            config.device_ledger,
+            Some(LedgerSettings {
+                table: "fleet-ledger".into(),
+                history_days: 30,
             })
         );
         assert_eq!(
@@ -157,8 +151,15 @@ mod tests {
                 "WEBHOOK_MAX_AGE_SECONDS",
             ),
             (
-                &[("DECOMMISSIONED_CERTIFICATES", "/tmp/list")][..],
-                "DECOMMISSIONED_CERTIFICATES",
+                &[("DEVICE_LEDGER_TABLE", "no spaces")][..],
+                "DEVICE_LEDGER_TABLE",
+            ),
+            (
+                &[
+                    ("DEVICE_LEDGER_TABLE", "fleet-ledger"),
+                    ("DEVICE_LEDGER_HISTORY_DAYS", "0"),
+                ][..],
+                "DEVICE_LEDGER_HISTORY_DAYS",
             ),
         ] {
             match load(vars) {

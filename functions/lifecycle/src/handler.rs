@@ -5,17 +5,18 @@
 use std::time::Instant;
 
 use jitr_core::JitrError;
+use jitr_core::ledger::{EventStamp, Ledger};
 use jitr_core::registry::Registry;
 use jitr_core::telemetry;
 use serde_json::{Value, json};
 
-use crate::command::DeviceCommand;
+use crate::command::{DeviceCommand, rfc3339_ms};
 use crate::transitions::{Lifecycle, Summary};
 use crate::webhook::{WebhookError, WebhookRequest, is_function_url_request, parse_envelope};
 
 /// Handles any supported payload at `now` (seconds since the epoch).
-pub async fn handle_payload<R: Registry>(
-    lifecycle: &Lifecycle<R>,
+pub async fn handle_payload<R: Registry, L: Ledger>(
+    lifecycle: &Lifecycle<R, L>,
     payload: &Value,
     now: i64,
 ) -> Result<Value, JitrError> {
@@ -25,19 +26,36 @@ pub async fn handle_payload<R: Registry>(
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         return Ok(handle_sqs(lifecycle, records).await);
     }
-    let command = match payload.get("detail") {
-        Some(detail) if payload.get("detail-type").is_some() => detail,
-        _ => payload,
+    let (command, envelope) = match payload.get("detail") {
+        Some(detail) if payload.get("detail-type").is_some() => {
+            let text = |name| payload.get(name).and_then(Value::as_str);
+            let stamp = text("id")
+                .zip(text("time").and_then(rfc3339_ms))
+                .map(|(id, at_ms)| EventStamp {
+                    at_ms,
+                    id: format!("eventbridge:{id}"),
+                });
+            (detail, stamp)
+        }
+        _ => (payload, None),
     };
-    let summary = run_command(lifecycle, "direct", DeviceCommand::from_value(command)).await?;
+    let summary = run_command(
+        lifecycle,
+        "direct",
+        DeviceCommand::from_value(command),
+        envelope,
+    )
+    .await?;
     Ok(json!(summary))
 }
 
-/// Applies a parsed (or unparseable) command, with one log line and one metric line.
-async fn run_command<R: Registry>(
-    lifecycle: &Lifecycle<R>,
+/// Applies a parsed (or unparseable) command, with one log line and one metric line. The
+/// command's own stamp wins over its envelope's, which wins over its arrival time.
+async fn run_command<R: Registry, L: Ledger>(
+    lifecycle: &Lifecycle<R, L>,
     source: &str,
     command: Result<DeviceCommand, JitrError>,
+    envelope: Option<EventStamp>,
 ) -> Result<Summary, JitrError> {
     let started = Instant::now();
     let (device_id, action) = command
@@ -45,7 +63,14 @@ async fn run_command<R: Registry>(
         .map(|c| (c.device_id.clone(), c.action.as_str()))
         .unwrap_or_default();
     let result = match command {
-        Ok(command) => lifecycle.apply(&command).await,
+        Ok(command) => {
+            let stamp = command
+                .stamp
+                .clone()
+                .or(envelope)
+                .unwrap_or_else(EventStamp::arrival);
+            lifecycle.apply(&command, &stamp, source).await
+        }
         Err(e) => Err(e),
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -53,8 +78,8 @@ async fn run_command<R: Registry>(
         Ok(summary) => {
             tracing::info!(
                 source, device_id = %device_id, action, outcome = summary.outcome,
-                certificates = summary.certificates.len(), thing_deleted = summary.thing_deleted,
-                duration_ms, "lifecycle event handled"
+                recorded = summary.recorded, certificates = summary.certificates.len(),
+                thing_deleted = summary.thing_deleted, duration_ms, "lifecycle event handled"
             );
             telemetry::emit_metric("lifecycle", summary.outcome, duration_ms);
         }
@@ -69,7 +94,10 @@ async fn run_command<R: Registry>(
 
 /// SQS: each message is a neutral command; failures are reported per message so only they
 /// are retried (and, past the queue's maxReceiveCount, land in its dead-letter queue).
-async fn handle_sqs<R: Registry>(lifecycle: &Lifecycle<R>, records: &[Value]) -> Value {
+async fn handle_sqs<R: Registry, L: Ledger>(
+    lifecycle: &Lifecycle<R, L>,
+    records: &[Value],
+) -> Value {
     let mut failures = Vec::new();
     for record in records {
         let id = record
@@ -90,7 +118,19 @@ async fn handle_sqs<R: Registry>(lifecycle: &Lifecycle<R>, records: &[Value]) ->
                 })
             })
             .and_then(|value| DeviceCommand::from_value(&value));
-        if run_command(lifecycle, "sqs", command).await.is_err() {
+        // A redelivery keeps its message id and send time, so it is recognised once applied.
+        let sent = record
+            .pointer("/attributes/SentTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|ms| ms.parse::<i64>().ok());
+        let envelope = sent.filter(|_| !id.is_empty()).map(|at_ms| EventStamp {
+            at_ms,
+            id: format!("sqs:{id}"),
+        });
+        if run_command(lifecycle, "sqs", command, envelope)
+            .await
+            .is_err()
+        {
             failures.push(json!({"itemIdentifier": id}));
         }
     }
@@ -98,7 +138,11 @@ async fn handle_sqs<R: Registry>(lifecycle: &Lifecycle<R>, records: &[Value]) ->
 }
 
 /// A Function URL webhook: always an HTTP response, never a Lambda error.
-async fn handle_webhook<R: Registry>(lifecycle: &Lifecycle<R>, payload: &Value, now: i64) -> Value {
+async fn handle_webhook<R: Registry, L: Ledger>(
+    lifecycle: &Lifecycle<R, L>,
+    payload: &Value,
+    now: i64,
+) -> Value {
     let config = lifecycle.config();
     let authenticated = WebhookRequest::from_event(payload).and_then(|request| {
         request.authenticate(config.webhook_secret.as_ref())?;
@@ -116,7 +160,7 @@ async fn handle_webhook<R: Registry>(lifecycle: &Lifecycle<R>, payload: &Value, 
         Err(err) => return refuse(&err),
     };
     tracing::info!(webhook_id = %jitr_core::event::escape(&event.id), webhook_type = %event.kind, device_id = %command.device_id, "webhook authenticated");
-    match run_command(lifecycle, "webhook", Ok(command)).await {
+    match run_command(lifecycle, "webhook", Ok(command), Some(event.stamp())).await {
         Ok(summary) => http(200, &json!(summary)),
         Err(err) => {
             let status = match err.class() {

@@ -3,9 +3,11 @@
 //! command by direct invoke, EventBridge or SQS.
 //!
 //! The key decisions: a webhook is authenticated (constant-time HMAC over the raw body) before
-//! a single byte of it is parsed; every transition is idempotent so duplicates and retries are
-//! harmless; and decommissioning removes the Thing attachment last, because it is how a retry
-//! finds a certificate whose teardown was interrupted.
+//! a single byte of it is parsed; every decision is recorded in the device ledger before it is
+//! applied, and only if it is newer than the last one (a late or replayed event is `Stale`), so
+//! registration honours it even for a device that does not exist yet; every transition is
+//! idempotent so duplicates and retries are harmless; and a decommission works from the
+//! certificate ids it recorded first, so a retry completes an interrupted teardown.
 
 pub mod command;
 pub mod config;
@@ -13,6 +15,7 @@ mod handler;
 pub mod transitions;
 pub mod webhook;
 
+use jitr_core::ledger::Ledger;
 use jitr_core::registry::Registry;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -20,11 +23,11 @@ use serde_json::Value;
 pub use command::{Action, DeviceCommand};
 pub use config::LifecycleConfig;
 pub use handler::{handle_payload, http};
-pub use transitions::{CertificateChange, Lifecycle, Summary};
+pub use transitions::{CertificateChange, Lifecycle, Summary, state_after};
 
 /// The Lambda entry point.
-pub async fn handle_lambda_event<R: Registry>(
-    lifecycle: &Lifecycle<R>,
+pub async fn handle_lambda_event<R: Registry, L: Ledger>(
+    lifecycle: &Lifecycle<R, L>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -1,16 +1,30 @@
-//! Applying an [`Action`] to a device's Thing and certificates through the registry port.
+//! Applying an [`Action`] to a device: first recorded in the device ledger, then enforced on its
+//! Thing and certificates through the registry port.
+//!
+//! Recording first is what makes a decision stand. The ledger's ordering rule refuses an event
+//! older than the one recorded (`Stale`: a late webhook cannot undo a newer decision), and
+//! registration reads the ledger before it writes and again right after it activates, so a
+//! denial recorded here is seen by one side or the other whatever the interleaving. A device
+//! that does not exist yet is recorded all the same; its first registration is refused.
 //!
 //! Every step is idempotent and every error is classified and surfaced, so a retry after a
-//! partial failure finishes the job: a Thing, certificate or attachment that is already gone is
-//! "nothing to do". A REVOKED certificate is never made ACTIVE or INACTIVE again.
+//! partial failure finishes the job: the decision stays recorded but unapplied until the end,
+//! and a decommission works from the certificate ids recorded before anything was torn down
+//! (not from what is still attached), so an interruption at any step is completed by the retry.
+//! A REVOKED certificate is never made ACTIVE or INACTIVE again.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jitr_core::decommissioned::DecommissionedList;
-use jitr_core::registry::{
-    CertificateStatus, Registry, RegistryError, RegistryErrorKind, certificate_id_from_arn,
+use jitr_core::JitrError;
+use jitr_core::ledger::{
+    DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings, Ledger,
+    NoLedger, Recorded,
 };
-use jitr_core::{JitrError, unix_now};
+use jitr_core::registry::{
+    CertificateDescription, CertificateStatus, Registry, RegistryError, RegistryErrorKind,
+    certificate_id_from_arn,
+};
 use serde::Serialize;
 
 use crate::command::{Action, DeviceCommand};
@@ -19,6 +33,10 @@ use crate::config::LifecycleConfig;
 /// Waits between checks that a detached principal has left the Thing (AWS detaches
 /// asynchronously); about 3 s in all before giving up with a retryable error.
 const DETACH_POLL_DELAYS_MS: [u64; 7] = [25, 50, 100, 200, 400, 800, 1600];
+
+/// How many times a run re-enforces what the ledger holds when another decision or certificate
+/// arrived while it was enforcing its own.
+const CONVERGE_ROUNDS: usize = 3;
 
 /// What happened to one certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,112 +57,253 @@ pub struct CertificateChange {
 pub struct Summary {
     pub device_id: String,
     pub action: Action,
-    /// `Changed`, `NothingToDo` or `ThingNotFound`.
+    /// `Changed`, `NothingToDo`, `ThingNotFound` (nothing in IoT Core yet; the decision is
+    /// recorded when a ledger is configured) or `Stale` (an older or already applied event:
+    /// nothing changed).
     pub outcome: &'static str,
+    /// The decision is in the device ledger, so registration will honour it.
+    pub recorded: bool,
     pub certificates: Vec<CertificateChange>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub thing_deleted: bool,
 }
 
-/// Applies commands for one container.
-#[derive(Debug)]
-pub struct Lifecycle<R> {
-    registry: R,
-    config: LifecycleConfig,
-    decommissioned: DecommissionedList,
+/// The device-management state an action leaves the device in.
+pub fn state_after(action: Action) -> DeviceState {
+    match action {
+        Action::Activate => DeviceState::Allowed,
+        Action::Deactivate | Action::Revoke => DeviceState::Denied,
+        Action::Decommission => DeviceState::Decommissioned,
+    }
 }
 
-impl<R: Registry> Lifecycle<R> {
+/// Applies commands for one container.
+#[derive(Debug)]
+pub struct Lifecycle<R, L = NoLedger> {
+    registry: R,
+    ledger: L,
+    config: LifecycleConfig,
+}
+
+impl<R: Registry> Lifecycle<R, NoLedger> {
     pub fn new(registry: R, config: LifecycleConfig) -> Self {
         Self {
             registry,
+            ledger: NoLedger,
             config,
-            decommissioned: DecommissionedList::Off,
         }
     }
 
-    /// Records each certificate decommissioning deletes, so registration never re-admits it.
-    #[must_use]
-    pub fn with_decommissioned(mut self, list: DecommissionedList) -> Self {
-        self.decommissioned = list;
-        self
+    /// Records every decision in `ledger` before enforcing it.
+    pub fn with_ledger<L: Ledger>(self, ledger: L) -> Lifecycle<R, L> {
+        Lifecycle {
+            registry: self.registry,
+            ledger,
+            config: self.config,
+        }
     }
+}
 
+impl<R: Registry, L: Ledger> Lifecycle<R, L> {
     pub fn registry(&self) -> &R {
         &self.registry
+    }
+
+    pub fn ledger(&self) -> &L {
+        &self.ledger
     }
 
     pub fn config(&self) -> &LifecycleConfig {
         &self.config
     }
 
-    /// Applies `command` to the Thing named by its device id.
-    pub async fn apply(&self, command: &DeviceCommand) -> Result<Summary, JitrError> {
+    /// `apply` with the command's own stamp, or its arrival time: for callers without an
+    /// envelope (tests, `jitr`).
+    pub async fn apply_now(&self, command: &DeviceCommand) -> Result<Summary, JitrError> {
+        let stamp = command.stamp.clone().unwrap_or_else(EventStamp::arrival);
+        self.apply(command, &stamp, "direct").await
+    }
+
+    /// Records `command` (stamped `event`, from `source`) and enforces it on the Thing named by
+    /// its device id.
+    pub async fn apply(
+        &self,
+        command: &DeviceCommand,
+        event: &EventStamp,
+        source: &str,
+    ) -> Result<Summary, JitrError> {
         let thing = command.device_id.as_str();
+        let decision = DeviceDecision {
+            state: state_after(command.action),
+            action: command.action.as_str().to_owned(),
+            event: event.clone(),
+        };
         let mut summary = Summary {
             device_id: thing.to_owned(),
             action: command.action,
-            outcome: "NothingToDo",
+            outcome: "Stale",
+            recorded: false,
             certificates: Vec::new(),
             thing_deleted: false,
         };
-        let principals = match self.registry.list_thing_principals(thing).await {
-            Ok(principals) => principals,
-            Err(e) if e.kind() == RegistryErrorKind::NotFound => {
-                summary.outcome = "ThingNotFound";
-                return Ok(summary);
+        let record = match self.ledger.record_decision(thing, &decision).await? {
+            Recorded::Stale(_) => return Ok(summary),
+            Recorded::New(record) | Recorded::Unfinished(record) => {
+                summary.recorded = true;
+                Some(record)
             }
-            Err(e) => return Err(e.into()),
+            Recorded::NotKept => None,
         };
+        let mut enforced = self
+            .enforce(thing, command.action, record.as_ref(), &mut summary)
+            .await?;
+        // Another decision, or a certificate registration just admitted, may have arrived while
+        // this one was enforced: enforce what the ledger holds now, so the newest decision wins
+        // whichever run finishes last.
+        for _ in 0..CONVERGE_ROUNDS {
+            let Some(now) = self.ledger.device(thing).await? else {
+                break;
+            };
+            let action = now
+                .decision
+                .as_ref()
+                .and_then(|d| Action::parse(&d.action))
+                .unwrap_or(command.action);
+            let newer = now.decision.as_ref().map(|d| &d.event) != Some(event);
+            let grew = !now.certificates.is_subset(&enforced);
+            if !newer && !grew {
+                break;
+            }
+            let mut again = Summary {
+                certificates: Vec::new(),
+                ..summary.clone()
+            };
+            enforced = self.enforce(thing, action, Some(&now), &mut again).await?;
+            if !newer {
+                summary.certificates.extend(again.certificates);
+                summary.thing_deleted |= again.thing_deleted;
+            }
+        }
+        let changed =
+            summary.thing_deleted || summary.certificates.iter().any(|c| c.before != c.after);
+        if summary.outcome != "ThingNotFound" || changed {
+            summary.outcome = if changed { "Changed" } else { "NothingToDo" };
+        }
+        self.ledger.mark_applied(thing, &event.id).await?;
+        let entry = HistoryEntry {
+            at_ms: event.at_ms,
+            source: format!("lifecycle:{source}"),
+            what: command.action.as_str().to_owned(),
+            certificate_id: None,
+            reason: command.reason.clone(),
+            event_id: Some(event.id.clone()),
+        };
+        self.ledger.append_history(thing, &entry).await?;
+        Ok(summary)
+    }
+
+    /// Enforces `action` on every certificate of the device: those attached to its Thing and
+    /// those the ledger says it held. Returns the certificate ids it knew of.
+    async fn enforce(
+        &self,
+        thing: &str,
+        action: Action,
+        record: Option<&DeviceRecord>,
+        summary: &mut Summary,
+    ) -> Result<BTreeSet<String>, JitrError> {
+        let attached = gone_is_none(self.registry.list_thing_principals(thing).await)?;
+        if attached.is_none() {
+            summary.outcome = "ThingNotFound";
+        }
         // Only certificates are ours to manage (a Thing may also have Cognito principals).
-        let certificates: Vec<(&str, &str)> = principals
+        let attached: BTreeSet<String> = attached
+            .unwrap_or_default()
             .iter()
-            .filter_map(|arn| certificate_id_from_arn(arn).map(|id| (arn.as_str(), id)))
+            .filter_map(|arn| certificate_id_from_arn(arn).map(str::to_owned))
             .collect();
-        for (arn, id) in certificates {
-            let change = match command.action {
-                Action::Activate => self.activate(id, arn).await?,
+        let held = record.map(|r| r.certificates.clone()).unwrap_or_default();
+        let retired = record.map(|r| r.retired.clone()).unwrap_or_default();
+        if action == Action::Decommission {
+            // The intent first: once a certificate is detached, only this record finds it.
+            let unrecorded: Vec<String> = attached.difference(&held).cloned().collect();
+            if !unrecorded.is_empty() {
+                let holdings = Holdings {
+                    held: unrecorded,
+                    ..Holdings::default()
+                };
+                self.ledger.add_certificates(thing, &holdings).await?;
+            }
+        }
+        let targets: BTreeSet<String> = match action {
+            // Only what the device uses now: a certificate rotation set aside stays aside.
+            Action::Activate => attached.difference(&retired).cloned().collect(),
+            // Also what it held but is not attached (a registration in flight, a teardown
+            // interrupted after the detach), unless another Thing uses it now.
+            _ => attached.union(&held).cloned().collect(),
+        };
+        for id in &targets {
+            let Some(certificate) = self.describe(id).await? else {
+                continue;
+            };
+            if !attached.contains(id) && self.used_elsewhere(thing, &certificate.arn).await? {
+                continue;
+            }
+            let change = match action {
+                Action::Activate => self.activate(&certificate).await?,
                 Action::Deactivate => {
-                    self.set_status_if(id, CertificateStatus::Inactive, |s| {
-                        *s == CertificateStatus::Active
+                    self.set_status_if(&certificate, CertificateStatus::Inactive, |s| {
+                        matches!(
+                            s,
+                            CertificateStatus::Active | CertificateStatus::PendingActivation
+                        )
                     })
                     .await?
                 }
                 Action::Revoke => {
-                    self.set_status_if(id, CertificateStatus::Revoked, |s| {
+                    self.set_status_if(&certificate, CertificateStatus::Revoked, |s| {
                         *s != CertificateStatus::Revoked
                     })
                     .await?
                 }
-                Action::Decommission => self.decommission_certificate(thing, arn, id).await?,
+                Action::Decommission => {
+                    self.decommission_certificate(thing, &certificate, attached.contains(id))
+                        .await?
+                }
             };
-            if let Some(change) = change {
-                summary.certificates.push(change);
-            }
+            summary.certificates.extend(change);
         }
-        if command.action == Action::Decommission {
+        if action == Action::Decommission && summary.outcome != "ThingNotFound" {
             self.delete_thing(thing).await?;
             summary.thing_deleted = true;
         }
-        let changed =
-            summary.thing_deleted || summary.certificates.iter().any(|c| c.before != c.after);
-        summary.outcome = if changed { "Changed" } else { "NothingToDo" };
-        Ok(summary)
+        Ok(attached.union(&held).cloned().collect())
     }
 
-    /// The status now, or `None` if the certificate is gone.
-    async fn status(&self, id: &str) -> Result<Option<CertificateStatus>, JitrError> {
-        gone_is_none(self.registry.describe_certificate(id).await).map(|d| d.map(|d| d.status))
+    /// Whether a Thing other than `thing` uses the certificate.
+    async fn used_elsewhere(&self, thing: &str, arn: &str) -> Result<bool, JitrError> {
+        let users = gone_is_none(self.registry.list_principal_things(arn).await)?;
+        Ok(users.unwrap_or_default().iter().any(|user| user != thing))
+    }
+
+    /// The certificate now, or `None` if it is gone.
+    async fn describe(&self, id: &str) -> Result<Option<CertificateDescription>, JitrError> {
+        gone_is_none(self.registry.describe_certificate(id).await)
     }
 
     /// INACTIVE → ACTIVE, and only with a policy attached (never ACTIVE without one).
-    async fn activate(&self, id: &str, arn: &str) -> Result<Option<CertificateChange>, JitrError> {
-        let Some(status) = self.status(id).await? else {
-            return Ok(None);
-        };
+    async fn activate(
+        &self,
+        certificate: &CertificateDescription,
+    ) -> Result<Option<CertificateChange>, JitrError> {
+        let (id, status) = (certificate.id.as_str(), &certificate.status);
         let note = match status {
             CertificateStatus::Inactive => {
-                if self.registry.list_attached_policies(arn).await?.is_empty() {
+                if self
+                    .registry
+                    .list_attached_policies(&certificate.arn)
+                    .await?
+                    .is_empty()
+                {
                     Some("NoPolicyAttached")
                 } else {
                     self.registry
@@ -152,7 +311,7 @@ impl<R: Registry> Lifecycle<R> {
                         .await?;
                     return Ok(Some(change(
                         id,
-                        &status,
+                        status,
                         CertificateStatus::Active.as_str(),
                         None,
                     )));
@@ -162,57 +321,54 @@ impl<R: Registry> Lifecycle<R> {
             CertificateStatus::PendingActivation => Some("PendingIsForRegistration"),
             _ => None,
         };
-        Ok(Some(change(id, &status, status.as_str(), note)))
+        Ok(Some(change(id, status, status.as_str(), note)))
     }
 
     async fn set_status_if(
         &self,
-        id: &str,
+        certificate: &CertificateDescription,
         to: CertificateStatus,
         applies: impl Fn(&CertificateStatus) -> bool,
     ) -> Result<Option<CertificateChange>, JitrError> {
-        let Some(status) = self.status(id).await? else {
-            return Ok(None);
-        };
-        if !applies(&status) {
-            let note = (status == CertificateStatus::Revoked).then_some("RevokedStaysRevoked");
-            return Ok(Some(change(id, &status, status.as_str(), note)));
+        let (id, status) = (certificate.id.as_str(), &certificate.status);
+        if !applies(status) {
+            let note = (*status == CertificateStatus::Revoked).then_some("RevokedStaysRevoked");
+            return Ok(Some(change(id, status, status.as_str(), note)));
         }
-        self.registry.update_certificate_status(id, &to).await?;
-        Ok(Some(change(id, &status, to.as_str(), None)))
+        gone_is_none(self.registry.update_certificate_status(id, &to).await)?;
+        Ok(Some(change(id, status, to.as_str(), None)))
     }
 
-    /// A certificate only this Thing uses: deactivate it (REVOKED stays REVOKED), detach its
-    /// policies, then detach it from the Thing and delete it. The Thing attachment goes last
-    /// because it is how a retry finds the certificate: a failure at any earlier step leaves it
-    /// findable, and the retry finishes the job. A certificate another Thing also uses is only
-    /// detached from this one; its status and policies are the other device's.
+    /// A certificate only this device uses: deactivate it (REVOKED stays REVOKED), detach its
+    /// policies, detach it from the Thing, delete it. Each step is skipped when already done, so
+    /// the retry of an interrupted run (the certificate found through the ledger, attached or
+    /// not) carries on where it stopped. A certificate another Thing also uses is only detached
+    /// from this one; its status and policies are the other device's.
     async fn decommission_certificate(
         &self,
         thing: &str,
-        arn: &str,
-        id: &str,
+        certificate: &CertificateDescription,
+        attached: bool,
     ) -> Result<Option<CertificateChange>, JitrError> {
-        let Some(before) = self.status(id).await? else {
-            return Ok(None);
-        };
+        let (id, arn, before) = (
+            certificate.id.as_str(),
+            certificate.arn.as_str(),
+            &certificate.status,
+        );
         let Some(users) = gone_is_none(self.registry.list_principal_things(arn).await)? else {
             return Ok(None);
         };
         if users.iter().any(|other| other != thing) {
-            gone_is_none(self.registry.detach_thing_principal(thing, arn).await)?;
-            self.wait_until_detached(thing, arn).await?;
+            if attached {
+                gone_is_none(self.registry.detach_thing_principal(thing, arn).await)?;
+                self.wait_until_detached(thing, arn).await?;
+            }
             return Ok(Some(change(
                 id,
-                &before,
+                before,
                 "DETACHED",
                 Some("SharedWithAnotherThing"),
             )));
-        }
-        if self.config.decommission_deletes_certificates {
-            // Before anything changes: once deleted, the certificate is unknown to IoT and the
-            // device's next connect would register it again through JITR.
-            self.decommissioned.record(id, thing, unix_now()).await?;
         }
         let mut after = before.clone();
         if !matches!(
@@ -226,37 +382,31 @@ impl<R: Registry> Lifecycle<R> {
             )?;
             after = CertificateStatus::Inactive;
         }
-        for policy in self.registry.list_attached_policies(arn).await? {
-            self.registry.detach_policy(&policy, arn).await?;
+        for policy in
+            gone_is_none(self.registry.list_attached_policies(arn).await)?.unwrap_or_default()
+        {
+            gone_is_none(self.registry.detach_policy(&policy, arn).await)?;
         }
-        gone_is_none(self.registry.detach_thing_principal(thing, arn).await)?;
-        self.wait_until_detached(thing, arn).await?;
+        if users.iter().any(|user| user == thing) {
+            gone_is_none(self.registry.detach_thing_principal(thing, arn).await)?;
+            self.wait_until_detached(thing, arn).await?;
+        }
         if !self.config.decommission_deletes_certificates {
             return Ok(Some(change(
                 id,
-                &before,
+                before,
                 after.as_str(),
                 Some("KeptByConfiguration"),
             )));
         }
-        let deleted = match self.registry.delete_certificate(id).await {
+        match self.registry.delete_certificate(id).await {
             // INACTIVE, policies detached, detach seen: a conflict is IoT Core catching up.
             Err(e) if e.kind() == RegistryErrorKind::Conflict => {
                 Err(JitrError::not_yet_consistent(e))
             }
             other => gone_is_none(other).map(drop),
-        };
-        if let Err(err) = deleted {
-            // Detached, the certificate is invisible to a retry (it is found through the
-            // Thing). Re-attach it (it is INACTIVE with no policy, so harmless) so the retry
-            // finds it; if even that fails, name it for an operator.
-            if let Err(reattach) = self.registry.attach_thing_principal(thing, arn).await {
-                tracing::error!(certificate_id = %id, thing_name = %thing, error = %reattach,
-                    "certificate left INACTIVE and detached after a failed delete; delete it by hand");
-            }
-            return Err(err);
-        }
-        Ok(Some(change(id, &before, "DELETED", None)))
+        }?;
+        Ok(Some(change(id, before, "DELETED", None)))
     }
 
     /// DeleteThing right after the detaches: "still attached" is IoT Core catching up (retryable)
@@ -264,6 +414,7 @@ impl<R: Registry> Lifecycle<R> {
     async fn delete_thing(&self, thing: &str) -> Result<(), JitrError> {
         match self.registry.delete_thing(thing).await {
             Ok(()) => Ok(()),
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => Ok(()),
             Err(e) if e.kind() == RegistryErrorKind::InvalidRequest => {
                 let principals = gone_is_none(self.registry.list_thing_principals(thing).await)?
                     .unwrap_or_default();

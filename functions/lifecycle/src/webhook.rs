@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use jitr_core::ledger::EventStamp;
 use serde_json::Value;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -197,6 +198,8 @@ pub struct MenderEvent {
     pub status: Option<String>,
     /// Seconds since the epoch.
     pub time: i64,
+    /// The same instant in milliseconds: orders events for the ledger.
+    pub time_ms: i64,
 }
 
 /// Parses the envelope `{"id", "type", "data": {"id", "status"}, "time"}`.
@@ -214,24 +217,33 @@ pub fn parse_envelope(body: &[u8]) -> Result<MenderEvent, WebhookError> {
             .ok_or_else(|| WebhookError::Malformed(format!("{pointer} missing or not a string")))
     };
     let time_text = required("/time")?;
-    let time = OffsetDateTime::parse(&time_text, &Rfc3339)
-        .map_err(|_| {
-            WebhookError::Malformed(format!(
-                "/time {} is not RFC 3339",
-                jitr_core::event::escape(&time_text)
-            ))
-        })?
-        .unix_timestamp();
+    let instant = OffsetDateTime::parse(&time_text, &Rfc3339).map_err(|_| {
+        WebhookError::Malformed(format!(
+            "/time {} is not RFC 3339",
+            jitr_core::event::escape(&time_text)
+        ))
+    })?;
+    let time_ms = i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| WebhookError::Malformed("/time out of range".into()))?;
     Ok(MenderEvent {
         id: required("/id")?,
         kind: required("/type")?,
         device_id: required("/data/id")?,
         status: text("/data/status"),
-        time,
+        time: instant.unix_timestamp(),
+        time_ms,
     })
 }
 
 impl MenderEvent {
+    /// The ledger's stamp: Mender's own time and id, so a redelivery or a replay is recognised.
+    pub fn stamp(&self) -> EventStamp {
+        EventStamp {
+            at_ms: self.time_ms,
+            id: format!("mender:{}", self.id),
+        }
+    }
+
     /// Refuses an event whose `time` is further than `window` seconds from `now`, either way.
     pub fn check_fresh(&self, now: i64, window: i64) -> Result<(), WebhookError> {
         if (now - self.time).abs() <= window {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use jitr_core::ledger::MemoryLedger;
 use jitr_core::pki::{Ca, DeviceSpec};
 use jitr_core::registry::memory::Snapshot;
 use jitr_core::registry::{
@@ -144,10 +145,12 @@ async fn every_lifecycle_sample_parses() {
     assert!(seen >= 15);
 }
 
-/// A device Thing with certificates in given statuses, all with the policy.
+/// A device Thing with certificates in given statuses, all with the policy; and the device
+/// ledger the lifecycle function records its decisions in.
 struct World {
     memory: Arc<MemoryRegistry>,
     registry: Arc<Faulty<Arc<MemoryRegistry>>>,
+    ledger: Arc<MemoryLedger>,
     ca: Ca,
     ca_id: String,
 }
@@ -162,6 +165,7 @@ impl World {
         Self {
             memory,
             registry,
+            ledger: Arc::default(),
             ca,
             ca_id,
         }
@@ -200,14 +204,17 @@ impl World {
         id
     }
 
-    fn lifecycle(&self, deletes: bool) -> Lifecycle<Arc<Faulty<Arc<MemoryRegistry>>>> {
+    fn lifecycle(
+        &self,
+        deletes: bool,
+    ) -> Lifecycle<Arc<Faulty<Arc<MemoryRegistry>>>, Arc<MemoryLedger>> {
         let config = LifecycleConfig {
             webhook_secret: None,
             decommission_deletes_certificates: deletes,
-            decommissioned_certificates: None,
+            device_ledger: None,
             webhook_max_age_secs: 900,
         };
-        Lifecycle::new(Arc::clone(&self.registry), config)
+        Lifecycle::new(Arc::clone(&self.registry), config).with_ledger(Arc::clone(&self.ledger))
     }
 
     fn status(&self, id: &str) -> Option<CertificateStatus> {
@@ -235,7 +242,8 @@ async fn transition_table() {
         (Action::Deactivate, Active, Inactive),
         (Action::Deactivate, Inactive, Inactive),
         (Action::Deactivate, Revoked, Revoked),
-        (Action::Deactivate, PendingActivation, PendingActivation),
+        // A registration in flight: its activation will find INACTIVE and leave it.
+        (Action::Deactivate, PendingActivation, Inactive),
         (Action::Revoke, Active, Revoked),
         (Action::Revoke, Inactive, Revoked),
         (Action::Revoke, PendingActivation, Revoked),
@@ -246,7 +254,7 @@ async fn transition_table() {
         let id = world.certificate("dev", from.clone(), &["dev"], true).await;
         world
             .lifecycle(true)
-            .apply(&command("dev", action))
+            .apply_now(&command("dev", action))
             .await
             .unwrap();
         assert_eq!(world.status(&id), Some(to), "{action:?} from {from}");
@@ -262,7 +270,7 @@ async fn activation_needs_a_policy_and_a_missing_thing_is_nothing_to_do() {
         .await;
     let summary = world
         .lifecycle(true)
-        .apply(&command("bare", Action::Activate))
+        .apply_now(&command("bare", Action::Activate))
         .await
         .unwrap();
     assert_eq!(summary.certificates[0].note, Some("NoPolicyAttached"));
@@ -270,7 +278,7 @@ async fn activation_needs_a_policy_and_a_missing_thing_is_nothing_to_do() {
     for action in Action::ALL {
         let summary = world
             .lifecycle(true)
-            .apply(&command("ghost", action))
+            .apply_now(&command("ghost", action))
             .await
             .unwrap();
         assert_eq!(summary.outcome, "ThingNotFound");
@@ -294,7 +302,7 @@ async fn a_revoked_certificate_stays_revoked_through_every_sequence() {
                     .await;
                 let lifecycle = world.lifecycle(true);
                 for action in [first, second, third] {
-                    lifecycle.apply(&command("rv", action)).await.unwrap();
+                    lifecycle.apply_now(&command("rv", action)).await.unwrap();
                     assert_eq!(
                         world.status(&id),
                         Some(CertificateStatus::Revoked),
@@ -351,7 +359,7 @@ async fn decommission_deletes_what_is_the_devices_and_spares_what_is_shared() {
     let (world, own, shared, gateway) = decommission_world().await;
     let summary = world
         .lifecycle(true)
-        .apply(&command("device-1", Action::Decommission))
+        .apply_now(&command("device-1", Action::Decommission))
         .await
         .unwrap();
     assert!(summary.thing_deleted);
@@ -359,7 +367,7 @@ async fn decommission_deletes_what_is_the_devices_and_spares_what_is_shared() {
     assert_eq!(world.status(&gateway), Some(CertificateStatus::Active));
     let again = world
         .lifecycle(true)
-        .apply(&command("device-1", Action::Decommission))
+        .apply_now(&command("device-1", Action::Decommission))
         .await
         .unwrap();
     assert_eq!(again.outcome, "ThingNotFound");
@@ -370,7 +378,7 @@ async fn decommission_can_keep_certificates_inactive() {
     let (world, own, _, _) = decommission_world().await;
     world
         .lifecycle(false)
-        .apply(&command("device-1", Action::Decommission))
+        .apply_now(&command("device-1", Action::Decommission))
         .await
         .unwrap();
     let kept = world
@@ -411,12 +419,12 @@ async fn decommission_failing_once(step: &'static str, kind: RegistryErrorKind) 
     world.registry.fail_next(step, kind);
     let err = world
         .lifecycle(true)
-        .apply(&command("device-1", Action::Decommission))
+        .apply_now(&command("device-1", Action::Decommission))
         .await
         .unwrap_err();
     world
         .lifecycle(true)
-        .apply(&command("device-1", Action::Decommission))
+        .apply_now(&command("device-1", Action::Decommission))
         .await
         .unwrap();
     assert_decommissioned(&world.memory.snapshot(), &own, &shared);
@@ -447,7 +455,7 @@ async fn deletes_refused_while_detaches_propagate_are_retryable() {
         .attach_foreign_principal("device-2", "us-east-1:0000-cognito-identity");
     let err = world
         .lifecycle(true)
-        .apply(&command("device-2", Action::Decommission))
+        .apply_now(&command("device-2", Action::Decommission))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "Permanent.InvalidRequest");
@@ -463,7 +471,7 @@ async fn webhooks_with_bad_signatures_change_nothing() {
     let config = LifecycleConfig {
         webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
         decommission_deletes_certificates: true,
-        decommissioned_certificates: None,
+        device_ledger: None,
         webhook_max_age_secs: 900,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
@@ -510,7 +518,7 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
     let config = LifecycleConfig {
         webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
         decommission_deletes_certificates: true,
-        decommissioned_certificates: None,
+        device_ledger: None,
         webhook_max_age_secs: 900,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);

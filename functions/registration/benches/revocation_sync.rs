@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jitr_core::Config;
-use jitr_core::ledger::{Ledger, LedgerError, MemoryLedger, Revoked, SerialEntry};
+use jitr_core::interpose::{Interposed, Latency};
+use jitr_core::ledger::{Ledger, MemoryLedger, Revoked, SerialEntry};
 use jitr_core::pki::Ca;
 use jitr_core::registry::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
@@ -158,34 +159,6 @@ impl Registry for QuotaModel {
     }
 }
 
-/// The in-memory ledger with DynamoDB's latency.
-struct SlowLedger(MemoryLedger);
-
-impl Ledger for SlowLedger {
-    async fn index_certificate(&self, entry: &SerialEntry) -> Result<(), LedgerError> {
-        tokio::time::sleep(LEDGER_LATENCY).await;
-        self.0.index_certificate(entry).await
-    }
-    async fn certificates_with_serial(
-        &self,
-        ca: &str,
-        serial: &str,
-    ) -> Result<Vec<SerialEntry>, LedgerError> {
-        tokio::time::sleep(LEDGER_LATENCY).await;
-        self.0.certificates_with_serial(ca, serial).await
-    }
-    async fn mark_revoked(
-        &self,
-        ca: &str,
-        serial: &str,
-        certificate: &str,
-        revoked: &Revoked,
-    ) -> Result<(), LedgerError> {
-        tokio::time::sleep(LEDGER_LATENCY).await;
-        self.0.mark_revoked(ca, serial, certificate, revoked).await
-    }
-}
-
 fn serial(n: usize) -> Vec<u8> {
     let mut s = vec![0x10];
     s.extend_from_slice(&(n as u64).to_be_bytes());
@@ -260,7 +233,7 @@ async fn main() {
         config.clone(),
         SourceFetcher::without_s3(),
     )
-    .with_ledger(SlowLedger(ledger));
+    .with_ledger(Interposed::new(ledger, Latency(LEDGER_LATENCY)));
 
     let started = Instant::now();
     let budget = SyncBudget {

@@ -1,7 +1,6 @@
 //! The registration Lambda: wiring only (see the library for the handler).
 
 use jitr_core::Config;
-use jitr_core::decommissioned::DecommissionedList;
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
@@ -16,13 +15,9 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = load_sdk_config().await;
     let fetcher = SourceFetcher::from_sdk_config(&sdk);
-    let decommissioned =
-        DecommissionedList::from_folder(&sdk, config.decommissioned_certificates.clone());
-    let ledger =
-        (config.device_ledger_table.clone()).map(|t| DynamoLedger::from_sdk_config(&sdk, t));
-    let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher)
-        .with_decommissioned(decommissioned)
-        .with_ledger(ledger);
+    let ledger = (config.device_ledger.as_ref()).map(|s| DynamoLedger::from_settings(&sdk, s));
+    let registrar =
+        Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher).with_ledger(ledger);
     let registrar = &registrar;
     run(service_fn(move |event: LambdaEvent<Value>| {
         handle_lambda_event(registrar, event)

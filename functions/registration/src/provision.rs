@@ -2,13 +2,17 @@
 //! or an existing one checked against that binding), then the policy and groups (concurrently),
 //! then the Thing-principal attachment, then activation strictly last. Each step is idempotent,
 //! so a failure anywhere leaves the certificate PENDING and a retry finishes the job.
+//! `rotate` then sets the device's previous certificates aside, per the rotation policy.
 
 use jitr_core::JitrError;
 use jitr_core::binding::{AttachedPrincipal, BINDING_ATTRIBUTE, Binding, bind};
+use jitr_core::certificate::summary;
 use jitr_core::decision::{ProvisionPlan, RejectReason};
 use jitr_core::registry::{
-    CertificateStatus, Registry, RegistryErrorKind, ThingDescription, certificate_id_from_arn,
+    CertificateStatus, Registry, RegistryError, RegistryErrorKind, ThingDescription,
+    certificate_id_from_arn,
 };
+use jitr_core::rotation::RotationPolicy;
 
 use crate::report::Outcome;
 
@@ -93,6 +97,62 @@ pub async fn provision<R: Registry>(
         _ => Outcome::LeftAlone,
     };
     Ok(Provisioned::Done(outcome))
+}
+
+/// Applies the plan's rotation policy to the other certificates on the plan's Thing, once the
+/// plan's certificate is ACTIVE; returns the ids it set aside. It looks at the Thing itself
+/// (one ListThingPrincipals) rather than trusting that a Thing just "created" is new: CreateThing
+/// answers success for an existing Thing with the same attributes. Never touches a certificate
+/// another Thing also uses, one still pending (a registration in flight), or one newer than the
+/// plan's (a concurrent rotation: the newest certificate wins).
+pub async fn rotate<R: Registry>(
+    registry: &R,
+    plan: &ProvisionPlan,
+) -> Result<Vec<String>, JitrError> {
+    let to = match plan.rotation {
+        RotationPolicy::Keep => return Ok(Vec::new()),
+        RotationPolicy::DeactivatePrevious => CertificateStatus::Inactive,
+        RotationPolicy::RevokePrevious => CertificateStatus::Revoked,
+    };
+    let mut retired = Vec::new();
+    for arn in gone_is_empty(registry.list_thing_principals(&plan.thing.name).await)? {
+        let Some(id) = certificate_id_from_arn(&arn) else {
+            continue;
+        };
+        if id == plan.certificate_id {
+            continue;
+        }
+        let users = gone_is_empty(registry.list_principal_things(&arn).await)?;
+        if users.iter().any(|thing| *thing != plan.thing.name) {
+            continue;
+        }
+        let certificate = match registry.describe_certificate(id).await {
+            Ok(certificate) => certificate,
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let newer = summary(&certificate.pem).is_none_or(|s| s.not_before > plan.not_before);
+        let applies = match certificate.status {
+            CertificateStatus::Active => true,
+            CertificateStatus::Inactive => to == CertificateStatus::Revoked,
+            _ => false,
+        };
+        if newer || !applies {
+            continue;
+        }
+        registry.update_certificate_status(id, &to).await?;
+        tracing::info!(thing_name = %plan.thing.name, certificate_id = id, status = to.as_str(), rotation = plan.rotation.as_str(), "previous certificate set aside");
+        retired.push(id.to_owned());
+    }
+    Ok(retired)
+}
+
+/// An empty list for NotFound (the Thing or certificate is gone: nothing to rotate).
+fn gone_is_empty(result: Result<Vec<String>, RegistryError>) -> Result<Vec<String>, JitrError> {
+    match result {
+        Err(e) if e.kind() == RegistryErrorKind::NotFound => Ok(Vec::new()),
+        other => other.map_err(Into::into),
+    }
 }
 
 /// Creates the Thing bound to the plan's CA or, when it exists, checks it against the binding

@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jitr_core::certificate::{CaCertificate, distribution_points, inspect};
-use jitr_core::decision::{Decision, Facts, ProvisionPlan, RejectReason, RevocationFacts, decide};
-use jitr_core::decommissioned::DecommissionedList;
+use jitr_core::decision::{
+    Decision, Facts, ProvisionPlan, RejectReason, RevocationFacts, decide, standing,
+};
 use jitr_core::event::RegistrationEvent;
-use jitr_core::ledger::{Ledger, NoLedger, SerialEntry};
+use jitr_core::ledger::{
+    DeviceRecord, HistoryEntry, Holdings, LatestCertificate, Ledger, NoLedger, SerialEntry,
+};
 use jitr_core::profiles::{Profile, Profiles, ProfilesCache};
 use jitr_core::registry::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryErrorKind,
@@ -20,7 +23,7 @@ pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
 
-use crate::provision::{Provisioned, provision};
+use crate::provision::{Provisioned, provision, rotate};
 use crate::report::{Outcome, Report};
 
 /// How long a CA description is trusted before it is looked up again, so a CA deactivated
@@ -50,7 +53,10 @@ pub struct Assessment {
     pub revocation_lists: Vec<Arc<RevocationList>>,
     /// A revocation source was unusable and the profile fails open.
     pub revocation_unchecked: bool,
-    pub decommissioned: bool,
+    /// The Thing the certificate is for, once the checks got as far as naming it.
+    pub thing_name: Option<String>,
+    /// The device ledger's record of that Thing, read strongly consistent.
+    pub device: Option<DeviceRecord>,
     pub decision: Decision,
 }
 
@@ -68,7 +74,6 @@ pub struct Registrar<R, F, L = NoLedger> {
     default_profiles: Arc<Profiles>,
     /// Per (source, CA id): a URL shared by two CAs must not let one evict the other's list.
     revocation: Mutex<HashMap<(ObjectSource, String), Arc<RevocationCache>>>,
-    decommissioned: DecommissionedList,
     cas: Mutex<HashMap<String, CachedCa>>,
     /// Per (source, CA): the version of the list the revocation sync last completed.
     pub(crate) synced: Mutex<HashMap<(ObjectSource, String), String>>,
@@ -89,13 +94,14 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             profiles,
             default_profiles: Arc::new(Profiles::only(default)),
             revocation: Mutex::default(),
-            decommissioned: DecommissionedList::Off,
             cas: Mutex::default(),
             synced: Mutex::default(),
         }
     }
 
-    /// Indexes every admitted certificate in `ledger`, and lets the revocation sync find them.
+    /// Reads and writes the device ledger: device-management decisions stand, admitted
+    /// certificates are indexed for the revocation sync, and every outcome goes into the
+    /// device's history.
     pub fn with_ledger<L: Ledger>(self, ledger: L) -> Registrar<R, F, L> {
         Registrar {
             registry: self.registry,
@@ -105,7 +111,6 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             profiles: self.profiles,
             default_profiles: self.default_profiles,
             revocation: self.revocation,
-            decommissioned: self.decommissioned,
             cas: self.cas,
             synced: self.synced,
         }
@@ -113,13 +118,6 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
 }
 
 impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
-    /// Consults `list` so a certificate the lifecycle function deleted is never re-admitted.
-    #[must_use]
-    pub fn with_decommissioned(mut self, list: DecommissionedList) -> Self {
-        self.decommissioned = list;
-        self
-    }
-
     pub fn registry(&self) -> &R {
         &self.registry
     }
@@ -172,20 +170,24 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             reason: None,
             revocation_unchecked: false,
         };
+        report.thing_name.clone_from(&assessment.thing_name);
         let decision = match assessment.decision {
             Decision::Provision(plan) => match self.index_then_provision(&plan, now).await? {
-                Provisioned::Done(outcome) => {
-                    report.outcome = outcome;
-                    if outcome == Outcome::LeftAlone {
-                        report.reason = Some("StatusChangedDuringProvisioning".into());
+                Provisioned::Done(outcome) => match self.settle(&plan, outcome).await? {
+                    None => {
+                        report.outcome = outcome;
+                        if outcome == Outcome::LeftAlone {
+                            report.reason = Some("StatusChangedDuringProvisioning".into());
+                        }
+                        report.revocation_unchecked = plan.revocation_unchecked;
+                        self.record_outcome(&report, now).await?;
+                        return Ok(report);
                     }
-                    report.thing_name = Some(plan.thing.name);
-                    report.revocation_unchecked = plan.revocation_unchecked;
-                    return Ok(report);
-                }
+                    // The device-management side decided against it while it was provisioned.
+                    Some(decision) => decision,
+                },
                 Provisioned::Refused(reason) => {
                     tracing::warn!(certificate_id = %event.certificate_id, thing_name = %plan.thing.name, reason = reason.as_str(), "thing belongs to another CA; certificate refused");
-                    report.thing_name = Some(plan.thing.name);
                     Decision::Reject { reason }
                 }
             },
@@ -214,11 +216,66 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 report.reason = Some(format!("Status{}", pascal(status.as_str())));
             }
         }
+        self.record_outcome(&report, now).await?;
         Ok(report)
     }
 
-    /// Writes the serial index entry first, so an ACTIVE certificate is always indexed (a failed
-    /// write leaves it PENDING; the retry writes it again), then provisions.
+    /// After provisioning: the ledger is read again, so a denial or decommission recorded while
+    /// this certificate was being activated takes it out at once (the lifecycle function records
+    /// first and reads IoT Core after, so one of the two always sees the other); and an older
+    /// certificate raced past a newer one is refused. Otherwise the rotation policy sets the
+    /// device's previous certificates aside. `Some` is the decision that replaces the admission.
+    async fn settle(
+        &self,
+        plan: &ProvisionPlan,
+        outcome: Outcome,
+    ) -> Result<Option<Decision>, JitrError> {
+        if outcome == Outcome::LeftAlone {
+            return Ok(None);
+        }
+        let device = self.ledger.device(&plan.thing.name).await?;
+        if let Some(decision) = standing(plan, device.as_ref()) {
+            return Ok(Some(decision));
+        }
+        let retired = rotate(&self.registry, plan).await?;
+        if !retired.is_empty() {
+            let holdings = Holdings {
+                retired,
+                ..Holdings::default()
+            };
+            self.ledger
+                .add_certificates(&plan.thing.name, &holdings)
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// Appends what changed to the device's history (nothing for a certificate left alone or
+    /// already active: a duplicate event is not news).
+    async fn record_outcome(&self, report: &Report, now: i64) -> Result<(), JitrError> {
+        let Some(thing_name) = &report.thing_name else {
+            return Ok(());
+        };
+        if !matches!(
+            report.outcome,
+            Outcome::Activated | Outcome::Rejected | Outcome::Revoked
+        ) {
+            return Ok(());
+        }
+        let entry = HistoryEntry {
+            at_ms: now * 1000,
+            source: "registration".into(),
+            what: report.outcome.as_str().into(),
+            certificate_id: Some(report.certificate_id.clone()),
+            reason: report.reason.clone(),
+            event_id: None,
+        };
+        Ok(self.ledger.append_history(thing_name, &entry).await?)
+    }
+
+    /// Writes the ledger first, so an ACTIVE certificate is always indexed and held by its device
+    /// (a failed write leaves it PENDING; the retry writes it again), then provisions. The serial
+    /// index entry and the device's holding are independent items, written concurrently.
     async fn index_then_provision(
         &self,
         plan: &ProvisionPlan,
@@ -232,13 +289,27 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             admitted_at: now,
             revoked: None,
         };
-        self.ledger.index_certificate(&entry).await?;
+        let holdings = Holdings {
+            held: vec![plan.certificate_id.clone()],
+            retired: Vec::new(),
+            latest: Some(LatestCertificate {
+                certificate_id: plan.certificate_id.clone(),
+                not_before: plan.not_before,
+            }),
+        };
+        let (indexed, held) = tokio::join!(
+            self.ledger.index_certificate(&entry),
+            self.ledger.add_certificates(&plan.thing.name, &holdings)
+        );
+        indexed?;
+        held?;
         provision(&self.registry, plan).await
     }
 
     /// Looks everything up for `event` and decides, writing nothing. An unusable input the
-    /// decision depends on (profiles, a revocation list without fail-open, the decommissioned
-    /// list) is an error: nothing is decided on guesses.
+    /// decision depends on (profiles, a revocation list without fail-open, the device ledger) is
+    /// an error: nothing is decided on guesses. An admissible certificate's device is looked up
+    /// in the ledger (one strongly consistent read), whose decision stands over the certificate.
     pub async fn assess(
         &self,
         event: &RegistrationEvent,
@@ -298,8 +369,6 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             }
             _ => (Vec::new(), false),
         };
-        let decommissioned =
-            needs_checks && self.decommissioned.contains(&event.certificate_id).await?;
         let facts = Facts {
             certificate: &certificate,
             ca: ca.as_ref().map(|c| &c.description),
@@ -309,17 +378,26 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 lists: &revocation_lists,
                 unchecked: revocation_unchecked,
             },
-            decommissioned,
             now,
         };
-        let decision = decide(event, &facts, &self.config)?;
+        let mut decision = decide(event, &facts, &self.config)?;
+        let mut thing_name = None;
+        let mut device = None;
+        if let Decision::Provision(plan) = &decision {
+            thing_name = Some(plan.thing.name.clone());
+            device = self.ledger.device(&plan.thing.name).await?;
+            if let Some(standing) = standing(plan, device.as_ref()) {
+                decision = standing;
+            }
+        }
         Ok(Assessment {
             certificate,
             ca: ca.map(|c| c.description),
             profile,
             revocation_lists,
             revocation_unchecked,
-            decommissioned,
+            thing_name,
+            device,
             decision,
         })
     }

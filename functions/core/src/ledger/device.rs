@@ -7,6 +7,7 @@
 //! it; once applied, a repeat (a replayed webhook, a redelivery) is stale and changes nothing.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The device-management system's standing decision about a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,22 @@ pub struct EventStamp {
     /// Milliseconds since the epoch, as the sender stamped the event.
     pub at_ms: i64,
     pub id: String,
+}
+
+impl EventStamp {
+    /// The stamp of a command that brought none, nor an envelope with one: when it arrived, with
+    /// a per-process sequence number so two arrivals in the same millisecond stay ordered.
+    pub fn arrival() -> Self {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        Self {
+            at_ms,
+            id: format!("arrival:{sequence:020}"),
+        }
+    }
 }
 
 /// A lifecycle decision as the ledger records it.
@@ -216,6 +233,12 @@ mod tests {
             };
             assert_eq!(got, expected, "{current:?} then {incoming:?}");
         }
+    }
+
+    #[test]
+    fn arrivals_are_ordered_even_within_a_millisecond() {
+        let stamps: Vec<EventStamp> = (0..100).map(|_| EventStamp::arrival()).collect();
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

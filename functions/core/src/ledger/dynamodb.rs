@@ -52,6 +52,14 @@ impl DynamoLedger {
         Self::new(aws_sdk_dynamodb::Client::new(sdk), table)
     }
 
+    /// The ledger the functions' configuration names (`DEVICE_LEDGER_*`).
+    pub fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::LedgerSettings,
+    ) -> Self {
+        Self::from_sdk_config(sdk, &settings.table).with_history_days(settings.history_days)
+    }
+
     /// Creates the table as the template does (on demand; for tests and `jitr`).
     pub async fn create_table(&self) -> Result<(), LedgerError> {
         use aws_sdk_dynamodb::types::{

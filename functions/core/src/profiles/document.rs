@@ -13,6 +13,7 @@ use crate::config::is_valid_policy_name;
 use crate::event::is_certificate_id;
 use crate::naming::{is_valid_attribute_name, is_valid_thing_name};
 use crate::revocation::RevocationSource;
+use crate::rotation::RotationPolicy;
 
 /// IoT Core: 3 attributes on a Thing without a type, 50 with one; one is the CA binding.
 const MAX_UNTYPED_EXTRA_ATTRIBUTES: usize = 2;
@@ -41,6 +42,7 @@ struct ProfileEntry {
     attributes: Option<BTreeMap<String, String>>,
     revocation: Option<RevocationEntry>,
     thing_binding: Option<String>,
+    rotation: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +217,12 @@ impl ProfileEntry {
                 .parse::<BindingRule>()
                 .map_err(|e| invalid(at("thingBinding"), e))?,
         };
+        let rotation = match self.rotation {
+            None => default.rotation,
+            Some(text) => text
+                .parse::<RotationPolicy>()
+                .map_err(|e| invalid(at("rotation"), e))?,
+        };
         Ok(Profile {
             name,
             enabled: self.enabled.unwrap_or(true),
@@ -226,6 +234,7 @@ impl ProfileEntry {
             revocation,
             revocation_fail_open,
             thing_binding,
+            rotation,
         })
     }
 }

@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::binding::BindingRule;
 use crate::revocation::RevocationSource;
+use crate::rotation::RotationPolicy;
 
 mod cache;
 mod document;
@@ -44,6 +45,8 @@ pub struct Profile {
     pub revocation_fail_open: bool,
     /// What to do with an existing Thing that carries no CA binding.
     pub thing_binding: BindingRule,
+    /// What happens to a device's other certificates when a new one is activated.
+    pub rotation: RotationPolicy,
 }
 
 /// What happens to a CA the document has no profile for.

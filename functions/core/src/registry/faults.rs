@@ -13,7 +13,11 @@ use super::{
 type Action = Box<dyn FnOnce() + Send>;
 
 enum Fault {
-    Fail(RegistryErrorKind),
+    /// Fail once, after letting `skip` calls through.
+    Fail {
+        kind: RegistryErrorKind,
+        skip: usize,
+    },
     RunFirst(Action),
 }
 
@@ -43,7 +47,13 @@ impl<R: Registry> Faulty<R> {
 
     /// The next call of `operation` fails with `kind` and changes nothing.
     pub fn fail_next(&self, operation: &'static str, kind: RegistryErrorKind) {
-        self.lock().insert(operation, Fault::Fail(kind));
+        self.fail_after(operation, 0, kind);
+    }
+
+    /// `skip` calls of `operation` succeed, then the next one fails with `kind` (e.g. the
+    /// second ListThingPrincipals: the poll after a detach rather than the first listing).
+    pub fn fail_after(&self, operation: &'static str, skip: usize, kind: RegistryErrorKind) {
+        self.lock().insert(operation, Fault::Fail { kind, skip });
     }
 
     /// `action` runs just before the next call of `operation`, which then proceeds.
@@ -59,9 +69,19 @@ impl<R: Registry> Faulty<R> {
     }
 
     fn trip(&self, operation: &'static str) -> Result<(), RegistryError> {
-        let fault = self.lock().remove(operation);
+        let mut faults = self.lock();
+        if let Some(Fault::Fail { skip, .. }) = faults.get_mut(operation)
+            && *skip > 0
+        {
+            *skip -= 1;
+            return Ok(());
+        }
+        let fault = faults.remove(operation);
+        drop(faults);
         match fault {
-            Some(Fault::Fail(kind)) => Err(RegistryError::new(kind, operation, "injected failure")),
+            Some(Fault::Fail { kind, .. }) => {
+                Err(RegistryError::new(kind, operation, "injected failure"))
+            }
             Some(Fault::RunFirst(action)) => {
                 action();
                 Ok(())
