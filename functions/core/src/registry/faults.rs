@@ -19,6 +19,8 @@ enum Fault {
         skip: usize,
     },
     RunFirst(Action),
+    /// Answer success without doing it (AWS acknowledged, the change not yet visible).
+    Swallow,
 }
 
 /// A registry whose operations can be made to fail once, by name (e.g. `"AttachPolicy"`).
@@ -56,6 +58,12 @@ impl<R: Registry> Faulty<R> {
         self.lock().insert(operation, Fault::Fail { kind, skip });
     }
 
+    /// The next call of `operation` answers success and changes nothing, as an asynchronous
+    /// AWS operation (DetachThingPrincipal) whose effect is not visible yet.
+    pub fn swallow_next(&self, operation: &'static str) {
+        self.lock().insert(operation, Fault::Swallow);
+    }
+
     /// `action` runs just before the next call of `operation`, which then proceeds.
     pub fn before_next(&self, operation: &'static str, action: impl FnOnce() + Send + 'static) {
         self.lock()
@@ -68,13 +76,14 @@ impl<R: Registry> Faulty<R> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn trip(&self, operation: &'static str) -> Result<(), RegistryError> {
+    /// `Ok(true)`: go on to the inner registry; `Ok(false)`: answer success without it.
+    fn trip(&self, operation: &'static str) -> Result<bool, RegistryError> {
         let mut faults = self.lock();
         if let Some(Fault::Fail { skip, .. }) = faults.get_mut(operation)
             && *skip > 0
         {
             *skip -= 1;
-            return Ok(());
+            return Ok(true);
         }
         let fault = faults.remove(operation);
         drop(faults);
@@ -84,9 +93,10 @@ impl<R: Registry> Faulty<R> {
             }
             Some(Fault::RunFirst(action)) => {
                 action();
-                Ok(())
+                Ok(true)
             }
-            None => Ok(()),
+            Some(Fault::Swallow) => Ok(false),
+            None => Ok(true),
         }
     }
 }
@@ -104,15 +114,21 @@ impl<R: Registry> Registry for Faulty<R> {
         self.inner.describe_ca_certificate(id).await
     }
     async fn policy_exists(&self, policy: &str) -> Result<bool, RegistryError> {
-        self.trip("GetPolicy")?;
+        if !self.trip("GetPolicy")? {
+            return Ok(Default::default());
+        }
         self.inner.policy_exists(policy).await
     }
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
-        self.trip("ListCACertificates")?;
+        if !self.trip("ListCACertificates")? {
+            return Ok(Default::default());
+        }
         self.inner.list_ca_certificates().await
     }
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
-        self.trip("CreateThing")?;
+        if !self.trip("CreateThing")? {
+            return Ok(Default::default());
+        }
         self.inner.create_thing(spec).await
     }
     async fn describe_thing(&self, thing: &str) -> Result<ThingDescription, RegistryError> {
@@ -126,17 +142,23 @@ impl<R: Registry> Registry for Faulty<R> {
         value: &str,
         expected_version: i64,
     ) -> Result<(), RegistryError> {
-        self.trip("UpdateThing")?;
+        if !self.trip("UpdateThing")? {
+            return Ok(Default::default());
+        }
         self.inner
             .set_thing_attribute(thing, name, value, expected_version)
             .await
     }
     async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
-        self.trip("AddThingToThingGroup")?;
+        if !self.trip("AddThingToThingGroup")? {
+            return Ok(Default::default());
+        }
         self.inner.add_thing_to_group(thing, group).await
     }
     async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-        self.trip("AttachPolicy")?;
+        if !self.trip("AttachPolicy")? {
+            return Ok(Default::default());
+        }
         self.inner.attach_policy(policy, target).await
     }
     async fn attach_thing_principal(
@@ -144,7 +166,9 @@ impl<R: Registry> Registry for Faulty<R> {
         thing: &str,
         principal: &str,
     ) -> Result<(), RegistryError> {
-        self.trip("AttachThingPrincipal")?;
+        if !self.trip("AttachThingPrincipal")? {
+            return Ok(Default::default());
+        }
         self.inner.attach_thing_principal(thing, principal).await
     }
     async fn update_certificate_status(
@@ -152,19 +176,27 @@ impl<R: Registry> Registry for Faulty<R> {
         id: &str,
         status: &CertificateStatus,
     ) -> Result<(), RegistryError> {
-        self.trip("UpdateCertificate")?;
+        if !self.trip("UpdateCertificate")? {
+            return Ok(Default::default());
+        }
         self.inner.update_certificate_status(id, status).await
     }
     async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
-        self.trip("ListThingPrincipals")?;
+        if !self.trip("ListThingPrincipals")? {
+            return Ok(Default::default());
+        }
         self.inner.list_thing_principals(thing).await
     }
     async fn list_principal_things(&self, principal: &str) -> Result<Vec<String>, RegistryError> {
-        self.trip("ListPrincipalThings")?;
+        if !self.trip("ListPrincipalThings")? {
+            return Ok(Default::default());
+        }
         self.inner.list_principal_things(principal).await
     }
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
-        self.trip("ListAttachedPolicies")?;
+        if !self.trip("ListAttachedPolicies")? {
+            return Ok(Default::default());
+        }
         self.inner.list_attached_policies(target).await
     }
     async fn detach_thing_principal(
@@ -172,19 +204,27 @@ impl<R: Registry> Registry for Faulty<R> {
         thing: &str,
         principal: &str,
     ) -> Result<(), RegistryError> {
-        self.trip("DetachThingPrincipal")?;
+        if !self.trip("DetachThingPrincipal")? {
+            return Ok(Default::default());
+        }
         self.inner.detach_thing_principal(thing, principal).await
     }
     async fn detach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-        self.trip("DetachPolicy")?;
+        if !self.trip("DetachPolicy")? {
+            return Ok(Default::default());
+        }
         self.inner.detach_policy(policy, target).await
     }
     async fn delete_certificate(&self, id: &str) -> Result<(), RegistryError> {
-        self.trip("DeleteCertificate")?;
+        if !self.trip("DeleteCertificate")? {
+            return Ok(Default::default());
+        }
         self.inner.delete_certificate(id).await
     }
     async fn delete_thing(&self, thing: &str) -> Result<(), RegistryError> {
-        self.trip("DeleteThing")?;
+        if !self.trip("DeleteThing")? {
+            return Ok(Default::default());
+        }
         self.inner.delete_thing(thing).await
     }
 }

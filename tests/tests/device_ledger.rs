@@ -1,0 +1,401 @@
+//! Device-management decisions stand (issue 9): the lifecycle function records a decision in the
+//! device ledger before it applies it, registration reads the ledger before it writes and again
+//! right after it activates. Each property runs on the in-memory adapters and on the emulator
+//! (IoT over mTLS + DynamoDB), including the race of the two functions at every interleaving
+//! point: one function is held before its n-th AWS call while the other runs to completion.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::sync::Arc;
+
+use jitr_core::Config;
+use jitr_core::interpose::{Gate, Interposed};
+use jitr_core::ledger::{DynamoLedger, EventStamp, Ledger, MemoryLedger};
+use jitr_core::pki::{Ca, DeviceSpec, registered_event};
+use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry, RegistryErrorKind};
+use jitr_core::source::SourceFetcher;
+use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
+use jitr_registration::{Outcome, Registrar};
+use jitr_tests::fleet::{Fleet, POLICY};
+use serde_json::Value;
+
+/// Registry, ledger and pending certificates, in memory or on the emulator.
+trait World: Sync {
+    type R: Registry + Clone + 'static;
+    type L: Ledger + Clone + 'static;
+    fn registry(&self) -> Self::R;
+    fn ledger(&self) -> Self::L;
+    fn account(&self) -> String;
+    /// A certificate for device `name`, PENDING_ACTIVATION; returns its event and id.
+    fn pending(&self, name: &str) -> impl Future<Output = (Value, String)> + Send;
+}
+
+struct InMemory {
+    registry: Arc<MemoryRegistry>,
+    ledger: Arc<MemoryLedger>,
+    ca: Ca,
+    ca_id: String,
+}
+
+const ACCOUNT: &str = "123456789012";
+
+impl InMemory {
+    fn new() -> Self {
+        let registry = Arc::new(MemoryRegistry::new(ACCOUNT, "eu-west-1"));
+        let ca = Ca::new("Ledger CA", "Acme").unwrap();
+        let ca_id = registry.register_ca(&ca.pem, true).unwrap();
+        registry.create_policy(POLICY);
+        Self {
+            registry,
+            ledger: Arc::default(),
+            ca,
+            ca_id,
+        }
+    }
+}
+
+impl World for InMemory {
+    type R = Arc<MemoryRegistry>;
+    type L = Arc<MemoryLedger>;
+    fn registry(&self) -> Self::R {
+        Arc::clone(&self.registry)
+    }
+    fn ledger(&self) -> Self::L {
+        Arc::clone(&self.ledger)
+    }
+    fn account(&self) -> String {
+        ACCOUNT.into()
+    }
+    async fn pending(&self, name: &str) -> (Value, String) {
+        let device = self.ca.issue(&DeviceSpec::named(name)).unwrap();
+        let id = self
+            .registry
+            .register_pending(&device.cert_pem, &self.ca_id)
+            .unwrap();
+        (registered_event(&id, &self.ca_id, ACCOUNT), id)
+    }
+}
+
+struct OnEmulator {
+    fleet: Fleet,
+    ledger: DynamoLedger,
+}
+
+impl OnEmulator {
+    async fn new() -> Self {
+        let fleet = Fleet::new().await;
+        let ledger = fleet.ledger().await;
+        Self { fleet, ledger }
+    }
+}
+
+impl World for OnEmulator {
+    type R = jitr_core::registry::IotRegistry;
+    type L = DynamoLedger;
+    fn registry(&self) -> Self::R {
+        self.fleet.iot().clone()
+    }
+    fn ledger(&self) -> Self::L {
+        self.ledger.clone()
+    }
+    fn account(&self) -> String {
+        self.fleet.account.id.clone()
+    }
+    async fn pending(&self, name: &str) -> (Value, String) {
+        // A real connect: the emulator registers the certificate PENDING_ACTIVATION.
+        let device = self.fleet.pending_device(DeviceSpec::named(name)).await;
+        (self.fleet.event(&device), device.id)
+    }
+}
+
+fn registrar<R: Registry, L: Ledger>(registry: R, ledger: L) -> Registrar<R, SourceFetcher, L> {
+    Registrar::new(
+        registry,
+        Config::with_policy(POLICY),
+        SourceFetcher::without_s3(),
+    )
+    .with_ledger(ledger)
+}
+
+fn lifecycle<R: Registry, L: Ledger>(registry: R, ledger: L) -> Lifecycle<R, L> {
+    let config = LifecycleConfig {
+        webhook_secret: None,
+        decommission_deletes_certificates: true,
+        device_ledger: None,
+        webhook_max_age_secs: 900,
+    };
+    Lifecycle::new(registry, config).with_ledger(ledger)
+}
+
+fn command(device: &str, action: Action) -> DeviceCommand {
+    DeviceCommand::new(device, action, Some("device-management decision".into())).unwrap()
+}
+
+/// The certificate's status, or `None` once deleted.
+async fn status<R: Registry>(registry: &R, id: &str) -> Option<CertificateStatus> {
+    match registry.describe_certificate(id).await {
+        Ok(c) => Some(c.status),
+        Err(e) if e.kind() == RegistryErrorKind::NotFound => None,
+        Err(e) => panic!("DescribeCertificate: {e}"),
+    }
+}
+
+async fn thing_exists<R: Registry>(registry: &R, name: &str) -> bool {
+    match registry.describe_thing(name).await {
+        Ok(_) => true,
+        Err(e) if e.kind() == RegistryErrorKind::NotFound => false,
+        Err(e) => panic!("DescribeThing: {e}"),
+    }
+}
+
+/// Where the device ends: never ACTIVE, never left PENDING for JITR to try again, once the
+/// device-management side said no.
+fn assert_kept_out(action: Action, end: Option<&CertificateStatus>, context: &str) {
+    let acceptable: &[Option<CertificateStatus>] = match action {
+        Action::Deactivate => &[Some(CertificateStatus::Inactive)],
+        Action::Revoke => &[Some(CertificateStatus::Revoked)],
+        _ => &[
+            Some(CertificateStatus::Revoked),
+            Some(CertificateStatus::Inactive),
+            None,
+        ],
+    };
+    assert!(
+        acceptable.contains(&end.cloned()),
+        "{action:?} {context}: certificate ends {end:?}"
+    );
+}
+
+// ---------------------------------------------------------------- before the first connect
+
+/// A rejection before the device's first connect is recorded (not lost as `ThingNotFound`), and
+/// its first registration is refused: denied → INACTIVE, decommissioned → REVOKED, no Thing.
+async fn a_decision_before_the_first_connect_stands(world: &impl World) {
+    let cases = [
+        (Action::Deactivate, Outcome::Rejected, "DeviceDenied"),
+        (Action::Revoke, Outcome::Rejected, "DeviceDenied"),
+        (Action::Decommission, Outcome::Revoked, "Decommissioned"),
+    ];
+    for (n, (action, outcome, reason)) in cases.into_iter().enumerate() {
+        let name = format!("early-{n}");
+        let summary = lifecycle(world.registry(), world.ledger())
+            .apply_now(&command(&name, action))
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.outcome, summary.recorded),
+            ("ThingNotFound", true),
+            "{action:?}"
+        );
+        let (event, id) = world.pending(&name).await;
+        let report = registrar(world.registry(), world.ledger())
+            .handle(&event, &world.account())
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.outcome, report.reason.as_deref()),
+            (outcome, Some(reason)),
+            "{action:?}"
+        );
+        assert_ne!(
+            status(&world.registry(), &id).await,
+            Some(CertificateStatus::Active)
+        );
+        assert!(!thing_exists(&world.registry(), &name).await, "{action:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_decision_before_the_first_connect_stands_in_memory() {
+    a_decision_before_the_first_connect_stands(&InMemory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_before_the_first_connect_stands_on_the_emulator() {
+    a_decision_before_the_first_connect_stands(&OnEmulator::new().await).await;
+}
+
+// ---------------------------------------------------------------- decommission is per device
+
+/// After a decommission, neither the deleted certificate (JITR registers it again at the next
+/// connect) nor a second certificate with the same identity is admitted, and the Thing stays
+/// gone.
+async fn a_decommissioned_device_stays_out(world: &impl World) {
+    let (event, first) = world.pending("retired-1").await;
+    let registration = registrar(world.registry(), world.ledger());
+    let report = registration.handle(&event, &world.account()).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    lifecycle(world.registry(), world.ledger())
+        .apply_now(&command("retired-1", Action::Decommission))
+        .await
+        .unwrap();
+    assert_eq!(status(&world.registry(), &first).await, None);
+    let (event, second) = world.pending("retired-1").await;
+    let report = registration.handle(&event, &world.account()).await.unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::Revoked, Some("Decommissioned"))
+    );
+    assert_eq!(
+        status(&world.registry(), &second).await,
+        Some(CertificateStatus::Revoked)
+    );
+    assert!(!thing_exists(&world.registry(), "retired-1").await);
+}
+
+#[tokio::test]
+async fn a_decommissioned_device_stays_out_in_memory() {
+    a_decommissioned_device_stays_out(&InMemory::new()).await;
+}
+
+// ---------------------------------------------------------------- the race
+
+/// One run of either function: its report (registration) or none (lifecycle).
+type Run = std::pin::Pin<
+    Box<
+        dyn Future<Output = Result<Option<jitr_registration::Report>, jitr_core::JitrError>> + Send,
+    >,
+>;
+
+fn boxed(
+    run: impl Future<Output = Result<Option<jitr_registration::Report>, jitr_core::JitrError>>
+    + Send
+    + 'static,
+) -> Run {
+    Box::pin(run)
+}
+
+/// Which function is held, and at which of its calls.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    Registration(usize),
+    Lifecycle(usize),
+}
+
+/// One interleaving: one function held before its n-th AWS call (IoT or ledger), the other run
+/// to completion meanwhile, then the first released. Returns false when the held function
+/// finished before making n calls (every interleaving point has been tried).
+async fn race_once<W: World>(world: &W, action: Action, hold: Hold, name: &str) -> bool {
+    let (event, id) = world.pending(name).await;
+    let account = world.account();
+    let gate = Gate::new();
+    let decision = command(name, action);
+    let stamp = EventStamp::arrival();
+    let register = |gated: bool| {
+        let (event, account) = (event.clone(), account.clone());
+        let (registry, ledger, gate) = (world.registry(), world.ledger(), Arc::clone(&gate));
+        async move {
+            let report = if gated {
+                registrar(
+                    Interposed::new(registry, Arc::clone(&gate)),
+                    Interposed::new(ledger, gate),
+                )
+                .handle(&event, &account)
+                .await
+            } else {
+                registrar(registry, ledger).handle(&event, &account).await
+            };
+            report.map(Some)
+        }
+    };
+    let decide = |gated: bool| {
+        let (decision, stamp) = (decision.clone(), stamp.clone());
+        let (registry, ledger, gate) = (world.registry(), world.ledger(), Arc::clone(&gate));
+        async move {
+            if gated {
+                lifecycle(
+                    Interposed::new(registry, Arc::clone(&gate)),
+                    Interposed::new(ledger, gate),
+                )
+                .apply(&decision, &stamp, "race")
+                .await
+                .map(|_| None)
+            } else {
+                lifecycle(registry, ledger)
+                    .apply(&decision, &stamp, "race")
+                    .await
+                    .map(|_| None)
+            }
+        }
+    };
+    let (n, held_is_registration) = match hold {
+        Hold::Registration(n) => (n, true),
+        Hold::Lifecycle(n) => (n, false),
+    };
+    gate.hold(n);
+    let mut held = if held_is_registration {
+        tokio::spawn(boxed(register(true)))
+    } else {
+        tokio::spawn(boxed(decide(true)))
+    };
+    // `Some`: the held function finished before its n-th call.
+    let finished = tokio::select! {
+        () = gate.held() => None,
+        result = &mut held => Some(result.unwrap()),
+    };
+    let reached = finished.is_none();
+    let context = format!("{hold:?} ({name})");
+    // The other function runs to completion while the held one waits (or after it, when it
+    // never got that far); then the held one goes on.
+    let other = if held_is_registration {
+        boxed(decide(false))
+    } else {
+        boxed(register(false))
+    };
+    let (held_result, other_result) = match finished {
+        None => {
+            let other = other.await;
+            gate.release();
+            (held.await.unwrap(), other)
+        }
+        Some(held) => (held, other.await),
+    };
+    let (registration, decided) = if held_is_registration {
+        (held_result, other_result)
+    } else {
+        (other_result, held_result)
+    };
+    decided.unwrap_or_else(|e| panic!("lifecycle {context}: {e}"));
+    if let Err(e) = &registration {
+        // A teardown racing a registration can make its next call fail: the certificate is
+        // gone (NotFound), or IoT Core catches up (retryable). Anything else is a bug.
+        assert!(
+            e.class() == jitr_core::ErrorClass::Retryable
+                || e.is_registry(RegistryErrorKind::NotFound),
+            "registration {context}: {e}"
+        );
+    }
+    let end = status(&world.registry(), &id).await;
+    assert_kept_out(action, end.as_ref(), &context);
+    reached
+}
+
+/// Every interleaving point of both functions, for a denial and a decommission.
+async fn the_decision_stands_at_every_interleaving(world: &impl World) {
+    let mut points = 0;
+    for action in [Action::Deactivate, Action::Decommission] {
+        for side in [Hold::Registration as fn(usize) -> Hold, Hold::Lifecycle] {
+            for n in 0.. {
+                let name = format!("race-{}-{}-{n}", action.as_str(), points);
+                points += 1;
+                if !race_once(world, action, side(n), &name).await {
+                    break;
+                }
+                assert!(n < 40, "more calls than any run makes");
+            }
+        }
+    }
+    assert!(points > 20, "{points} interleavings");
+    eprintln!("the decision stood at {points} interleavings");
+}
+
+#[tokio::test]
+async fn the_decision_stands_at_every_interleaving_in_memory() {
+    the_decision_stands_at_every_interleaving(&InMemory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_stands_at_every_interleaving_on_the_emulator() {
+    the_decision_stands_at_every_interleaving(&OnEmulator::new().await).await;
+}
