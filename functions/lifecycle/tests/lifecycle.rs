@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jitr_core::ledger::MemoryLedger;
+use jitr_core::ledger::{Ledger, MemoryLedger};
 use jitr_core::pki::{Ca, DeviceSpec};
 use jitr_core::registry::memory::Snapshot;
 use jitr_core::registry::{
@@ -560,4 +560,183 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
     .await
     .unwrap_err();
     assert_eq!(err.error_type(), "Retryable.Unavailable");
+}
+
+/// A signed Mender webhook for `device` with `status`, sent at `time` (seconds), as the
+/// Function URL delivers it.
+fn mender_webhook(secret: &str, id: &str, device: &str, status: &str, time: i64) -> Value {
+    let time = time::OffsetDateTime::from_unix_timestamp(time)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = json!({"id": id, "type": "device-status-changed",
+        "data": {"id": device, "status": status}, "time": time})
+    .to_string();
+    json!({"headers": {"x-men-signature": sign(secret.as_bytes(), body.as_bytes())},
+        "requestContext": {"http": {"method": "POST"}}, "body": body})
+}
+
+impl World {
+    /// The lifecycle function with a webhook secret and this world's ledger.
+    fn webhook_lifecycle(
+        &self,
+        secret: &str,
+    ) -> Lifecycle<Arc<Faulty<Arc<MemoryRegistry>>>, Arc<MemoryLedger>> {
+        let config = LifecycleConfig {
+            webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
+            decommission_deletes_certificates: true,
+            device_ledger: None,
+            webhook_max_age_secs: 900,
+        };
+        Lifecycle::new(Arc::clone(&self.registry), config).with_ledger(Arc::clone(&self.ledger))
+    }
+}
+
+/// Issue 9: a delayed `accepted` (Mender retries deliveries) after a newer `rejected` changes
+/// nothing, and a captured signed webhook replayed within the window changes nothing either.
+#[tokio::test]
+async fn stale_and_replayed_webhooks_change_nothing() {
+    let world = World::new();
+    let id = world
+        .certificate("mender-2", CertificateStatus::Active, &["mender-2"], true)
+        .await;
+    let secret = "webhook-secret-for-tests";
+    let lifecycle = world.webhook_lifecycle(secret);
+    let now = 1_800_000_000;
+    let accepted = mender_webhook(secret, "a-1", "mender-2", "accepted", now - 60);
+    let rejected = mender_webhook(secret, "r-1", "mender-2", "rejected", now - 30);
+
+    let response = handle_payload(&lifecycle, &rejected, now).await.unwrap();
+    assert_eq!(body(&response)["outcome"], "Changed");
+    assert_eq!(world.status(&id), Some(CertificateStatus::Inactive));
+    let before = world.memory.snapshot();
+    for (late, what) in [(&accepted, "an older accepted"), (&rejected, "a replay")] {
+        let response = handle_payload(&lifecycle, late, now).await.unwrap();
+        assert_eq!(response["statusCode"], 200, "{what}");
+        assert_eq!(body(&response)["outcome"], "Stale", "{what}");
+        assert_eq!(world.memory.snapshot(), before, "{what} changes nothing");
+    }
+    // A newer accepted is the device-management side changing its mind: it applies.
+    let newer = mender_webhook(secret, "a-2", "mender-2", "accepted", now);
+    let response = handle_payload(&lifecycle, &newer, now).await.unwrap();
+    assert_eq!(body(&response)["outcome"], "Changed");
+    assert_eq!(world.status(&id), Some(CertificateStatus::Active));
+    let history = world.ledger.history("mender-2").await.unwrap();
+    let events: Vec<_> = history
+        .iter()
+        .map(|e| (e.what.as_str(), e.event_id.as_deref()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("deactivate", Some("mender:r-1")),
+            ("activate", Some("mender:a-2"))
+        ],
+        "stale events leave no trace but the log line"
+    );
+}
+
+/// The same event delivered again after a failure midway is not stale: it was recorded but not
+/// finished, so the retry completes it. Once finished, the same event is stale.
+#[tokio::test]
+async fn a_retried_event_completes_and_then_is_stale() {
+    let world = World::new();
+    let id = world
+        .certificate("mender-3", CertificateStatus::Active, &["mender-3"], true)
+        .await;
+    let secret = "webhook-secret-for-tests";
+    let lifecycle = world.webhook_lifecycle(secret);
+    let now = 1_800_000_000;
+    let rejected = mender_webhook(secret, "r-3", "mender-3", "rejected", now);
+    world
+        .registry
+        .fail_next("UpdateCertificate", RegistryErrorKind::Throttled);
+    let response = handle_payload(&lifecycle, &rejected, now).await.unwrap();
+    assert_eq!(response["statusCode"], 503);
+    assert_eq!(world.status(&id), Some(CertificateStatus::Active));
+    let response = handle_payload(&lifecycle, &rejected, now).await.unwrap();
+    assert_eq!(body(&response)["outcome"], "Changed");
+    assert_eq!(world.status(&id), Some(CertificateStatus::Inactive));
+    let response = handle_payload(&lifecycle, &rejected, now).await.unwrap();
+    assert_eq!(body(&response)["outcome"], "Stale");
+}
+
+/// Decommission by intent: the certificate ids are recorded before the teardown, so a failure
+/// after the detach, during the detach poll, or a detach AWS has not made visible yet
+/// (`DetachPending`) is completed by the retry; nothing is left INACTIVE and undeleted.
+#[tokio::test]
+async fn an_interrupted_decommission_is_completed_from_the_ledger() {
+    enum Fault {
+        FailAfter(&'static str, usize),
+        SlowDetach,
+    }
+    let cases = [
+        (
+            Fault::FailAfter("DeleteCertificate", 0),
+            "Retryable.Throttled",
+        ),
+        // The first poll after a detach (the first listing finds the certificates).
+        (
+            Fault::FailAfter("ListThingPrincipals", 1),
+            "Retryable.Throttled",
+        ),
+        (Fault::SlowDetach, "Retryable.DetachPending"),
+    ];
+    for (fault, expected) in cases {
+        let (world, own, shared, _) = decommission_world().await;
+        match fault {
+            Fault::FailAfter(step, skip) => {
+                world
+                    .registry
+                    .fail_after(step, skip, RegistryErrorKind::Throttled);
+            }
+            Fault::SlowDetach => world.registry.swallow_next("DetachThingPrincipal"),
+        }
+        let decommission = command("device-1", Action::Decommission);
+        let err = world
+            .lifecycle(true)
+            .apply_now(&decommission)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), expected);
+        world
+            .lifecycle(true)
+            .apply_now(&decommission)
+            .await
+            .unwrap();
+        assert_decommissioned(&world.memory.snapshot(), &own, &shared);
+        let record = world.ledger.device("device-1").await.unwrap().unwrap();
+        assert!(record.certificates.contains(&own), "{expected}: {record:?}");
+    }
+}
+
+/// An `activate` brings back what the device uses, never a certificate a rotation set aside.
+#[tokio::test]
+async fn activate_leaves_certificates_retired_by_rotation_alone() {
+    let world = World::new();
+    let old = world
+        .certificate("rot", CertificateStatus::Inactive, &["rot"], true)
+        .await;
+    let current = world
+        .certificate("rot", CertificateStatus::Inactive, &["rot"], true)
+        .await;
+    world
+        .ledger
+        .add_certificates(
+            "rot",
+            &jitr_core::ledger::Holdings {
+                held: vec![old.clone(), current.clone()],
+                retired: vec![old.clone()],
+                latest: None,
+            },
+        )
+        .await
+        .unwrap();
+    world
+        .lifecycle(true)
+        .apply_now(&command("rot", Action::Activate))
+        .await
+        .unwrap();
+    assert_eq!(world.status(&current), Some(CertificateStatus::Active));
+    assert_eq!(world.status(&old), Some(CertificateStatus::Inactive));
 }
