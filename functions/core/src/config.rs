@@ -312,8 +312,22 @@ mod tests {
             ("REVOCATION_LIST", "s3://bucket/crl.pem"),
             ("REVOCATION_FAIL_OPEN", "true"),
             ("REGISTRATION_PROFILES", "file:///etc/jitr/profiles.json"),
+            ("ROTATION_POLICY", "revoke-previous"),
+            ("DEVICE_LEDGER_TABLE", "jitr-ledger"),
         ])
         .unwrap();
+        assert_eq!(config.rotation_policy, RotationPolicy::RevokePrevious);
+        assert_eq!(
+            config.default_profile().rotation,
+            RotationPolicy::RevokePrevious
+        );
+        assert_eq!(
+            config.device_ledger,
+            Some(LedgerSettings {
+                table: "jitr-ledger".into(),
+                history_days: 400
+            })
+        );
         assert_eq!(
             config.registration_profiles,
             Some(ObjectSource::File("/etc/jitr/profiles.json".into()))
@@ -380,6 +394,14 @@ mod tests {
                     ("REGISTRATION_PROFILES", "profiles.json"),
                 ],
                 "REGISTRATION_PROFILES",
+            ),
+            (
+                &[("DEVICE_POLICY_NAME", "p"), ("ROTATION_POLICY", "rotate")],
+                "ROTATION_POLICY",
+            ),
+            (
+                &[("DEVICE_POLICY_NAME", "p"), ("DEVICE_LEDGER_TABLE", "t1")],
+                "DEVICE_LEDGER_TABLE",
             ),
         ];
         for (vars, expected) in cases {

@@ -267,7 +267,7 @@ mod tests {
                         "attributes": {{"model": "{{OU}}", "batch": "{{O}}"}},
                         "revocation": {{"sources": ["s3://pki/factory.crl", "distribution-point"],
                                         "failOpen": true}},
-                        "thingBinding": "strict"}},
+                        "thingBinding": "strict", "rotation": "revoke-previous"}},
                 "{B}": {{"enabled": false}}
             }}}}"#
         );
@@ -291,7 +291,13 @@ mod tests {
         );
         assert!(factory.revocation_fail_open);
         assert_eq!(factory.thing_binding, BindingRule::Strict);
+        assert_eq!(factory.rotation, RotationPolicy::RevokePrevious);
         let retired = profiles.for_ca(B).unwrap();
+        assert_eq!(
+            retired.rotation,
+            RotationPolicy::DeactivatePrevious,
+            "inherited"
+        );
         assert!(!retired.enabled);
         assert_eq!(retired.name, B);
         assert_eq!(retired.policies, ["jitr-device"]);
@@ -361,6 +367,7 @@ mod tests {
                 p(r#"{"thingBinding": "loose"}"#),
                 format!("{a}.thingBinding"),
             ),
+            (p(r#"{"rotation": "revoke"}"#), format!("{a}.rotation")),
             ("not json".into(), "line 1".into()),
         ];
         for (doc, field) in cases {
