@@ -132,5 +132,16 @@ fn print(target: &Target, explanation: &Explanation) -> Result<(), Failure> {
             c.verdict, c.detail
         ))?;
     }
+    let name = match (target, &explanation.thing) {
+        (_, Some(thing)) => Some(thing.name.as_str()),
+        (Target::Thing(name), None) => Some(name.as_str()),
+        (Target::Certificate(_), None) => None,
+    };
+    if let Some(name) = name
+        && (explanation.device.is_some() || !explanation.history.is_empty())
+    {
+        line("")?;
+        crate::history::print_ledger(name, explanation.device.as_ref(), &explanation.history)?;
+    }
     Ok(())
 }

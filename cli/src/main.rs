@@ -1,8 +1,9 @@
 //! `jitr`: replay sample events through the real handlers, locally or against an endpoint,
-//! seed an emulator with the sample CA, policy and CRL, check registration profiles, and explain
-//! why a device can or cannot connect.
+//! seed an emulator with the sample CA, policy and CRL, check registration profiles, explain
+//! why a device can or cannot connect, and show a device's history from the device ledger.
 
 mod explain;
+mod history;
 mod output;
 mod profiles;
 mod replay;
@@ -53,6 +54,19 @@ enum Command {
         thing: Option<String>,
         #[arg(long)]
         certificate: Option<String>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A device's record and decisions in time order, from the device ledger
+    /// (`DEVICE_LEDGER_TABLE`).
+    History {
+        /// The IoT/DynamoDB API at this URL (an emulator); without it, AWS.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// The device's Thing name.
+        #[arg(long)]
+        thing: String,
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -118,6 +132,11 @@ async fn main() -> ExitCode {
             }
             (None, None) => Err("give --thing NAME or --certificate ID".into()),
         },
+        Command::History {
+            endpoint_url,
+            thing,
+            json,
+        } => history::run(endpoint_url.as_deref(), &thing, json).await,
         Command::Profiles {
             command: ProfilesCommand::Check { file },
         } => profiles::check(&file),

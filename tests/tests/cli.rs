@@ -325,3 +325,121 @@ async fn replay_finds_its_samples_or_says_how() {
     assert!(!ok, "{out}");
     assert!(out.contains("--samples"), "{out}");
 }
+
+/// `jitr history` and `jitr explain` show the device ledger: a device admitted by registration,
+/// then rejected and accepted again by the device-management side, in time order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_shows_a_devices_decisions_in_time_order() {
+    use jitr_core::ledger::EventStamp;
+    use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
+    let fleet = jitr_tests::fleet::Fleet::new().await;
+    let ledger = fleet.ledger().await;
+    let device = fleet
+        .pending_device(jitr_core::pki::DeviceSpec::named("hist-1"))
+        .await;
+    let report = fleet
+        .registrar(fleet.config())
+        .with_ledger(ledger.clone())
+        .handle(&fleet.event(&device), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, jitr_registration::Outcome::Activated);
+    let lifecycle = Lifecycle::new(
+        fleet.iot().clone(),
+        LifecycleConfig::from_lookup(|_| None).unwrap(),
+    )
+    .with_ledger(ledger);
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    for (n, action) in [Action::Deactivate, Action::Activate]
+        .into_iter()
+        .enumerate()
+    {
+        let command = DeviceCommand::new("hist-1", action, Some(format!("ticket {n}"))).unwrap();
+        let stamp = EventStamp {
+            at_ms: now_ms + 1_000 * i64::try_from(n).unwrap(),
+            id: format!("evt-{n}"),
+        };
+        lifecycle.apply(&command, &stamp, "direct").await.unwrap();
+    }
+    let env = [
+        ("AWS_ACCESS_KEY_ID", fleet.account.id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", jitr_tests::ministack::REGION),
+        ("DEVICE_LEDGER_TABLE", "jitr-ledger"),
+    ];
+    let endpoint = fleet.ministack.endpoint.clone();
+    let (ok, out) = jitr_in(
+        &workspace_root(),
+        &["history", "--endpoint-url", &endpoint, "--thing", "hist-1"],
+        &env,
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("standing         allowed (by activate evt-1"),
+        "{out}"
+    );
+    let table = &out[out.find("TIME").unwrap()..];
+    let order: Vec<usize> = [
+        "Activated",
+        "deactivate",
+        "ticket 0",
+        " activate ",
+        "ticket 1",
+    ]
+    .iter()
+    .map(|what| {
+        table
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} in {out}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+
+    let (ok, out) = jitr_in(
+        &workspace_root(),
+        &[
+            "history",
+            "--endpoint-url",
+            &endpoint,
+            "--thing",
+            "hist-1",
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert!(ok, "{out}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["device"]["decision"]["state"], "allowed");
+    assert_eq!(answer["history"].as_array().unwrap().len(), 3, "{out}");
+
+    let explain_env = [
+        env.as_slice(),
+        &[("DEVICE_POLICY_NAME", jitr_tests::fleet::POLICY)],
+    ]
+    .concat();
+    let (ok, out) = jitr_in(
+        &workspace_root(),
+        &["explain", "--endpoint-url", &endpoint, "--thing", "hist-1"],
+        &explain_env,
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("Device hist-1"), "{out}");
+    assert!(out.contains("lifecycle:direct"), "{out}");
+
+    let (ok, out) = jitr_in(
+        &workspace_root(),
+        &["history", "--endpoint-url", &endpoint, "--thing", "hist-1"],
+        &env[..3],
+    )
+    .await;
+    assert!(!ok && out.contains("DEVICE_LEDGER_TABLE"), "{out}");
+}

@@ -8,7 +8,7 @@ use jitr_core::binding::{BINDING_ATTRIBUTE, Binding};
 use jitr_core::certificate::summary;
 use jitr_core::decision::{Decision, RejectReason};
 use jitr_core::event::RegistrationEvent;
-use jitr_core::ledger::Ledger;
+use jitr_core::ledger::{DeviceRecord, HistoryEntry, Ledger};
 use jitr_core::registry::{
     CertificateStatus, Registry, RegistryErrorKind, certificate_id_from_arn,
 };
@@ -32,6 +32,11 @@ pub struct Explanation {
     /// `None` when no Thing of that name exists (or the certificate has none).
     pub thing: Option<ThingFacts>,
     pub certificates: Vec<CertificateFacts>,
+    /// What the device ledger holds for the Thing's name: the device-management decision and
+    /// the certificates the device held (`None` without a ledger or a record).
+    pub device: Option<DeviceRecord>,
+    /// The device's decisions in time order (empty without a ledger).
+    pub history: Vec<HistoryEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,9 +112,18 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         for id in certificate_ids {
             certificates.push(self.explain_certificate(&id, now).await?);
         }
+        let (device, history) = match &thing_name {
+            Some(name) => (
+                self.ledger().device(name).await?,
+                self.ledger().history(name).await?,
+            ),
+            None => (None, Vec::new()),
+        };
         Ok(Explanation {
             thing,
             certificates,
+            device,
+            history,
         })
     }
 

@@ -7,10 +7,13 @@
 //! it; once applied, a repeat (a replayed webhook, a redelivery) is stale and changes nothing.
 
 use std::collections::BTreeSet;
+
+use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The device-management system's standing decision about a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     /// Accepted: its genuine certificates are admitted.
     Allowed,
@@ -37,7 +40,8 @@ impl DeviceState {
 }
 
 /// When a lifecycle event happened and its id; ordered by time, then id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventStamp {
     /// Milliseconds since the epoch, as the sender stamped the event.
     pub at_ms: i64,
@@ -61,7 +65,8 @@ impl EventStamp {
 }
 
 /// A lifecycle decision as the ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeviceDecision {
     pub state: DeviceState,
     /// The lifecycle action (`activate`, `deactivate`, `revoke`, `decommission`).
@@ -70,7 +75,8 @@ pub struct DeviceDecision {
 }
 
 /// The newest certificate admitted for a device (by notBefore).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LatestCertificate {
     pub certificate_id: String,
     /// Seconds since the epoch.
@@ -78,7 +84,8 @@ pub struct LatestCertificate {
 }
 
 /// Everything the ledger knows about one device (one Thing name).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeviceRecord {
     pub thing_name: String,
     /// The last recorded lifecycle decision; `None` when the device-management side never spoke.
@@ -128,7 +135,8 @@ pub struct Holdings {
 }
 
 /// One line of a device's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     /// Milliseconds since the epoch.
     pub at_ms: i64,

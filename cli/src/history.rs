@@ -1,0 +1,108 @@
+//! `jitr history --thing NAME`: the device ledger's record of a device and its decisions in time
+//! order (registration outcomes, lifecycle actions), read from `DEVICE_LEDGER_TABLE`.
+
+use jitr_core::ledger::{DeviceRecord, DynamoLedger, HistoryEntry, Ledger};
+use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::output::{Failure, line};
+
+pub async fn run(endpoint_url: Option<&str>, thing: &str, json: bool) -> Result<(), Failure> {
+    let settings = jitr_core::config::LedgerSettings::from_lookup(&|name| {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    })
+    .map_err(|e| e.to_string())?
+    .ok_or(
+        "set DEVICE_LEDGER_TABLE to the ledger table (the stack output DeviceLedgerTableName)",
+    )?;
+    let sdk = match endpoint_url {
+        Some(url) => load_sdk_config_for_endpoint(url).await,
+        None => load_sdk_config().await,
+    };
+    let ledger = DynamoLedger::from_settings(&sdk, &settings);
+    let failed = |e: jitr_core::ledger::LedgerError| Failure::from(e.to_string());
+    let device = ledger.device(thing).await.map_err(failed)?;
+    let history = ledger.history(thing).await.map_err(failed)?;
+    if json {
+        let value = serde_json::json!({"thingName": thing, "device": device, "history": history});
+        return line(serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+    }
+    print_ledger(thing, device.as_ref(), &history)
+}
+
+/// The record and the history as text (shared with `jitr explain`).
+pub fn print_ledger(
+    thing: &str,
+    device: Option<&DeviceRecord>,
+    history: &[HistoryEntry],
+) -> Result<(), Failure> {
+    let Some(device) = device else {
+        return line(format!("Device {thing}: not in the ledger"));
+    };
+    line(format!("Device {thing}"))?;
+    let standing = match &device.decision {
+        Some(d) => format!(
+            "{} (by {} {} at {}{})",
+            d.state.as_str(),
+            d.action,
+            d.event.id,
+            time_ms(d.event.at_ms),
+            if device.applied(&d.event) {
+                ""
+            } else {
+                ", not fully applied yet"
+            }
+        ),
+        None => "no device-management decision (admitted on its certificate's merits)".into(),
+    };
+    line(format!("  standing         {standing}"))?;
+    let list = |ids: &std::collections::BTreeSet<String>| {
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            ids.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    line(format!("  certificates     {}", list(&device.certificates)))?;
+    line(format!("  retired          {}", list(&device.retired)))?;
+    if let Some(latest) = &device.latest {
+        line(format!(
+            "  latest           {} (notBefore {})",
+            latest.certificate_id,
+            time_ms(latest.not_before * 1000)
+        ))?;
+    }
+    line("")?;
+    line(format!(
+        "{:<24}  {:<20}  {:<14}  {:<16}  REASON",
+        "TIME", "SOURCE", "WHAT", "CERTIFICATE"
+    ))?;
+    for entry in history {
+        let certificate = entry
+            .certificate_id
+            .as_deref()
+            .map_or("-".to_owned(), |id| id.chars().take(16).collect());
+        let reason = match (&entry.reason, &entry.event_id) {
+            (Some(reason), Some(id)) => format!("{reason} [{id}]"),
+            (Some(reason), None) => reason.clone(),
+            (None, Some(id)) => format!("[{id}]"),
+            (None, None) => String::new(),
+        };
+        line(format!(
+            "{:<24}  {:<20}  {:<14}  {:<16}  {reason}",
+            time_ms(entry.at_ms),
+            entry.source,
+            entry.what,
+            certificate
+        ))?;
+    }
+    Ok(())
+}
+
+fn time_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
