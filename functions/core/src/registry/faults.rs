@@ -127,7 +127,7 @@ impl<R: Registry> Registry for Faulty<R> {
     }
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
         if !self.trip("CreateThing")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.create_thing(spec).await
     }
@@ -143,7 +143,7 @@ impl<R: Registry> Registry for Faulty<R> {
         expected_version: i64,
     ) -> Result<(), RegistryError> {
         if !self.trip("UpdateThing")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner
             .set_thing_attribute(thing, name, value, expected_version)
@@ -151,13 +151,13 @@ impl<R: Registry> Registry for Faulty<R> {
     }
     async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
         if !self.trip("AddThingToThingGroup")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.add_thing_to_group(thing, group).await
     }
     async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
         if !self.trip("AttachPolicy")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.attach_policy(policy, target).await
     }
@@ -167,7 +167,7 @@ impl<R: Registry> Registry for Faulty<R> {
         principal: &str,
     ) -> Result<(), RegistryError> {
         if !self.trip("AttachThingPrincipal")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.attach_thing_principal(thing, principal).await
     }
@@ -177,7 +177,7 @@ impl<R: Registry> Registry for Faulty<R> {
         status: &CertificateStatus,
     ) -> Result<(), RegistryError> {
         if !self.trip("UpdateCertificate")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.update_certificate_status(id, status).await
     }
@@ -205,25 +205,25 @@ impl<R: Registry> Registry for Faulty<R> {
         principal: &str,
     ) -> Result<(), RegistryError> {
         if !self.trip("DetachThingPrincipal")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.detach_thing_principal(thing, principal).await
     }
     async fn detach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
         if !self.trip("DetachPolicy")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.detach_policy(policy, target).await
     }
     async fn delete_certificate(&self, id: &str) -> Result<(), RegistryError> {
         if !self.trip("DeleteCertificate")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.delete_certificate(id).await
     }
     async fn delete_thing(&self, thing: &str) -> Result<(), RegistryError> {
         if !self.trip("DeleteThing")? {
-            return Ok(Default::default());
+            return Ok(());
         }
         self.inner.delete_thing(thing).await
     }
