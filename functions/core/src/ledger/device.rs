@@ -9,6 +9,9 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The device-management system's standing decision about a device.
@@ -50,16 +53,20 @@ pub struct EventStamp {
 
 impl EventStamp {
     /// The stamp of a command that brought none, nor an envelope with one: when it arrived, with
-    /// a per-process sequence number so two arrivals in the same millisecond stay ordered.
+    /// a per-process sequence number so two arrivals in the same millisecond stay ordered, after
+    /// a random per-process tag so two containers' arrivals are never taken for one event.
     pub fn arrival() -> Self {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        static PROCESS: OnceLock<u64> = OnceLock::new();
+        // std's hasher keys are random per process: a tag without another crate.
+        let process = *PROCESS.get_or_init(|| RandomState::new().build_hasher().finish());
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         Self {
             at_ms,
-            id: format!("arrival:{sequence:020}"),
+            id: format!("arrival:{process:016x}:{sequence:020}"),
         }
     }
 }
