@@ -216,6 +216,66 @@ async fn a_decision_before_the_first_connect_stands_on_the_emulator() {
     a_decision_before_the_first_connect_stands(&OnEmulator::new().await).await;
 }
 
+/// Mender's everyday flow: a device connects while it is still `pending` (denied), and is
+/// `accepted` later. IoT Core publishes no registration event for an INACTIVE certificate, so
+/// the `activate` deletes the refused, never-provisioned certificate; the device's next connect
+/// registers it again and it is admitted. The same for a decommissioned device re-admitted.
+#[tokio::test]
+async fn a_device_refused_while_denied_is_admitted_once_allowed() {
+    for (before, refused) in [
+        (Action::Deactivate, CertificateStatus::Inactive),
+        (Action::Decommission, CertificateStatus::Revoked),
+    ] {
+        let world = InMemory::new();
+        let name = format!("late-{}", before.as_str());
+        lifecycle(world.registry(), world.ledger())
+            .apply_now(&command(&name, before))
+            .await
+            .unwrap();
+        let device = world.ca.issue(&DeviceSpec::named(&name)).unwrap();
+        let connect = || {
+            let id = world
+                .registry
+                .register_pending(&device.cert_pem, &world.ca_id)
+                .unwrap();
+            (registered_event(&id, &world.ca_id, ACCOUNT), id)
+        };
+        let (event, id) = connect();
+        let registration = registrar(world.registry(), world.ledger());
+        let report = registration.handle(&event, ACCOUNT).await.unwrap();
+        assert_ne!(report.outcome, Outcome::Activated, "{before:?}");
+        assert_eq!(
+            status(&world.registry, &id).await,
+            Some(refused.clone()),
+            "{before:?}"
+        );
+
+        let summary = lifecycle(world.registry(), world.ledger())
+            .apply_now(&command(&name, Action::Activate))
+            .await
+            .unwrap();
+        let deleted: Vec<_> = summary
+            .certificates
+            .iter()
+            .filter(|c| c.after == "DELETED")
+            .map(|c| c.certificate_id.clone())
+            .collect();
+        assert_eq!(
+            deleted,
+            std::slice::from_ref(&id),
+            "{before:?}: {summary:?}"
+        );
+        assert_eq!(status(&world.registry, &id).await, None, "{before:?}");
+
+        let (event, again) = connect();
+        assert_eq!(again, id, "the same certificate registers again");
+        let report = registration.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Activated, "{before:?}");
+        assert!(thing_exists(&world.registry, &name).await, "{before:?}");
+        assert!(world.registry.invariant_violations().is_empty());
+    }
+}
+
 // ---------------------------------------------------------------- decommission is per device
 
 /// After a decommission, neither the deleted certificate (JITR registers it again at the next

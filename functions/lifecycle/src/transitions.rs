@@ -272,11 +272,54 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             };
             summary.certificates.extend(change);
         }
+        if action == Action::Activate {
+            let refused = record.map(|r| r.refused.clone()).unwrap_or_default();
+            for id in refused.difference(&attached) {
+                summary.certificates.extend(self.release_refused(id).await?);
+            }
+        }
         if action == Action::Decommission && summary.outcome != "ThingNotFound" {
             self.delete_thing(thing).await?;
             summary.thing_deleted = true;
         }
         Ok(attached.union(&held).cloned().collect())
+    }
+
+    /// A certificate registration refused for the device's standing (denied, decommissioned)
+    /// is INACTIVE or REVOKED and was never provisioned, and IoT Core publishes no registration
+    /// event for it again: deleting it lets the device's next connect register it afresh, now
+    /// to be admitted. Only while it is still unprovisioned: no Thing, no policy.
+    async fn release_refused(&self, id: &str) -> Result<Option<CertificateChange>, JitrError> {
+        let Some(certificate) = self.describe(id).await? else {
+            return Ok(None);
+        };
+        let status = &certificate.status;
+        if !matches!(
+            status,
+            CertificateStatus::Inactive | CertificateStatus::Revoked
+        ) {
+            return Ok(None);
+        }
+        let Some(users) =
+            gone_is_none(self.registry.list_principal_things(&certificate.arn).await)?
+        else {
+            return Ok(None);
+        };
+        let Some(policies) =
+            gone_is_none(self.registry.list_attached_policies(&certificate.arn).await)?
+        else {
+            return Ok(None);
+        };
+        if !users.is_empty() || !policies.is_empty() {
+            return Ok(None);
+        }
+        gone_is_none(self.registry.delete_certificate(id).await)?;
+        Ok(Some(change(
+            id,
+            status,
+            "DELETED",
+            Some("RegistersAgainOnNextConnect"),
+        )))
     }
 
     /// Whether a Thing other than `thing` uses the certificate.

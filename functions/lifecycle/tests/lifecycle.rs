@@ -727,7 +727,7 @@ async fn activate_leaves_certificates_retired_by_rotation_alone() {
             &jitr_core::ledger::Holdings {
                 held: vec![old.clone(), current.clone()],
                 retired: vec![old.clone()],
-                latest: None,
+                ..jitr_core::ledger::Holdings::default()
             },
         )
         .await

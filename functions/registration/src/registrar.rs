@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use jitr_core::certificate::{CaCertificate, distribution_points, inspect};
 use jitr_core::decision::{
-    Decision, Facts, ProvisionPlan, RejectReason, RevocationFacts, decide, standing,
+    Decision, Facts, ProvisionPlan, RejectReason, RevocationFacts, RevokeReason, decide, standing,
 };
 use jitr_core::event::RegistrationEvent;
 use jitr_core::ledger::{
@@ -193,6 +193,18 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             },
             other => other,
         };
+        if let Some(thing_name) = &report.thing_name
+            && refused_for_standing(&decision)
+        {
+            // Recorded before the status is set, so a retry of a failed write still finds the
+            // certificate PENDING: an `activate` later deletes it, and the device's next connect
+            // brings it back through JITR to be admitted.
+            let holdings = Holdings {
+                refused: vec![event.certificate_id.clone()],
+                ..Holdings::default()
+            };
+            self.ledger.add_certificates(thing_name, &holdings).await?;
+        }
         match decision {
             Decision::Provision(_) => {}
             Decision::Reject { reason } => {
@@ -291,11 +303,11 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         let holdings = Holdings {
             held: vec![plan.certificate_id.clone()],
-            retired: Vec::new(),
             latest: Some(LatestCertificate {
                 certificate_id: plan.certificate_id.clone(),
                 not_before: plan.not_before,
             }),
+            ..Holdings::default()
         };
         let (indexed, held) = tokio::join!(
             self.ledger.index_certificate(&entry),
@@ -543,4 +555,17 @@ fn pascal(status: &str) -> String {
             })
         })
         .collect()
+}
+
+/// Refused because of what device management decided about the device, not because of the
+/// certificate itself.
+fn refused_for_standing(decision: &Decision) -> bool {
+    matches!(
+        decision,
+        Decision::Reject {
+            reason: RejectReason::DeviceDenied
+        } | Decision::Revoke {
+            reason: RevokeReason::Decommissioned
+        }
+    )
 }

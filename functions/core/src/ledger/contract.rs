@@ -110,21 +110,28 @@ async fn certificates_accumulate<L: Ledger>(ledger: &L, unique: &str) -> Result<
     };
     add(Holdings {
         held: vec!["c1".into()],
-        retired: vec![],
         latest: Some(latest("c1", 100)),
+        ..Holdings::default()
     })
     .await?;
     add(Holdings {
         held: vec!["c2".into()],
         retired: vec!["c1".into()],
         latest: Some(latest("c2", 200)),
+        ..Holdings::default()
     })
     .await?;
     // An older certificate is held but does not become the latest.
     add(Holdings {
         held: vec!["c0".into()],
-        retired: vec![],
         latest: Some(latest("c0", 50)),
+        ..Holdings::default()
+    })
+    .await?;
+    // A certificate refused for the device's standing: kept apart from the held ones.
+    add(Holdings {
+        refused: vec!["r1".into()],
+        ..Holdings::default()
     })
     .await?;
     let record = ledger
@@ -135,6 +142,7 @@ async fn certificates_accumulate<L: Ledger>(ledger: &L, unique: &str) -> Result<
     let ids = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
     if ids(&record.certificates) != ["c0", "c1", "c2"]
         || ids(&record.retired) != ["c1"]
+        || ids(&record.refused) != ["r1"]
         || record.latest != Some(latest("c2", 200))
         || record.decision.is_some()
     {

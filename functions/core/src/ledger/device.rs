@@ -103,6 +103,10 @@ pub struct DeviceRecord {
     pub certificates: BTreeSet<String>,
     /// Certificates a rotation set aside: never re-activated by an `activate`.
     pub retired: BTreeSet<String>,
+    /// Certificates registration refused because of the device's standing (denied,
+    /// decommissioned), never provisioned: an `activate` deletes them so the device's next
+    /// connect registers them again through JITR.
+    pub refused: BTreeSet<String>,
     pub latest: Option<LatestCertificate>,
 }
 
@@ -137,6 +141,7 @@ pub enum Recorded {
 pub struct Holdings {
     pub held: Vec<String>,
     pub retired: Vec<String>,
+    pub refused: Vec<String>,
     /// Becomes the device's latest unless a newer one is already recorded.
     pub latest: Option<LatestCertificate>,
 }

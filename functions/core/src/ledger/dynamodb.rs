@@ -153,6 +153,7 @@ fn device_record(item: &HashMap<String, AttributeValue>) -> DeviceRecord {
         applied_event_id: text(item, "appliedEventId"),
         certificates: string_set(item, "certificates").into_iter().collect(),
         retired: string_set(item, "retired").into_iter().collect(),
+        refused: string_set(item, "refused").into_iter().collect(),
         latest: text(item, "latestCertificate").and_then(|certificate_id| {
             Some(LatestCertificate {
                 certificate_id,
@@ -412,6 +413,13 @@ impl Ledger for DynamoLedger {
                 request = request.expression_attribute_values(
                     ":retired",
                     AttributeValue::Ss(holdings.retired.clone()),
+                );
+            }
+            if !holdings.refused.is_empty() {
+                adds.push("refused :refused");
+                request = request.expression_attribute_values(
+                    ":refused",
+                    AttributeValue::Ss(holdings.refused.clone()),
                 );
             }
             if let Some(latest) = latest {

@@ -146,6 +146,7 @@ impl Ledger for MemoryLedger {
             });
         record.certificates.extend(holdings.held.iter().cloned());
         record.retired.extend(holdings.retired.iter().cloned());
+        record.refused.extend(holdings.refused.iter().cloned());
         if let Some(latest) = &holdings.latest
             && record
                 .latest
