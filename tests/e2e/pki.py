@@ -26,7 +26,9 @@ class Authority:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.certificate = self.sign(_name(common_name), self.key.public_key(), ca=True)
 
-    def sign(self, subject: x509.Name, public_key, ca: bool = False) -> x509.Certificate:
+    def sign(
+        self, subject: x509.Name, public_key, ca: bool = False, issued_ago=datetime.timedelta(minutes=5)
+    ) -> x509.Certificate:
         issuer = subject if ca else self.certificate.subject
         builder = (
             x509.CertificateBuilder()
@@ -34,7 +36,7 @@ class Authority:
             .issuer_name(issuer)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(minutes=5))
+            .not_valid_before(_now() - issued_ago)
             .not_valid_after(_now() + datetime.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
@@ -48,9 +50,10 @@ class Authority:
         """Proof of possession for RegisterCACertificate: CN = the account's registration code."""
         return self.sign(_name(registration_code), ec.generate_private_key(ec.SECP256R1()).public_key())
 
-    def device(self, common_name: str) -> "Device":
+    def device(self, common_name: str, issued_ago=datetime.timedelta(minutes=5)) -> "Device":
+        """A device certificate; `issued_ago` sets its notBefore (a rotation's older one)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        return Device(common_name, key, self.sign(_name(common_name), key.public_key()), self)
+        return Device(common_name, key, self.sign(_name(common_name), key.public_key(), issued_ago=issued_ago), self)
 
     def crl(self, revoked: list["Device"]) -> bytes:
         builder = (
@@ -87,8 +90,8 @@ class Device:
 
     def write(self, folder) -> tuple[str, str]:
         """The chain file (device, then CA: what JITR needs) and the key file."""
-        chain = folder / f"{self.name}.chain.pem"
-        key = folder / f"{self.name}.key.pem"
+        chain = folder / f"{self.name}-{self.certificate_id[:12]}.chain.pem"
+        key = folder / f"{self.name}-{self.certificate_id[:12]}.key.pem"
         chain.write_text(pem(self.certificate) + pem(self.issuer.certificate))
         key.write_bytes(
             self.key.private_bytes(

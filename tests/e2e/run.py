@@ -4,8 +4,10 @@ ministack with AUTH=true (IAM and IoT policies enforced) -> the real template.ya
 through CloudFormation with the SAM transform -> a CA registered the real way -> devices as
 real MQTT clients over mTLS: two CAs with their own registration profiles each get a device
 admitted, a partner certificate naming the factory device's Thing is refused, a revoked device
-and a stranger are kept out, a new CRL uploaded to S3 revokes an ACTIVE device, a signed Mender
-webhook decommissions one, and each role is shown to be denied what it does not need. Prints
+and a stranger are kept out, a new CRL uploaded to S3 revokes an ACTIVE device, a device rejected
+by a signed Mender webhook before its first connect never gets in (and a stale `accepted` changes
+nothing), a rotated device ends with only its new certificate ACTIVE, a decommissioned device's
+certificates (old and new) are refused, and each role is shown to be denied what it does not need. Prints
 every step and a timeline; exits non-zero with the reason on any failure.
 """
 
@@ -20,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from emulator import REGION, Emulator
@@ -98,6 +100,13 @@ class Run:
         self.stranger = self.stranger_ca.device("sensor-e2e-0003")
         self.later_revoked = self.ca.device("sensor-e2e-0004")
         self.partner = self.partner_ca.device("partner-e2e-0001")
+        # Rejected by device management before it ever connects.
+        self.vetoed = self.ca.device("sensor-e2e-0005")
+        # One device, two certificates: the newer one (later notBefore) replaces the older.
+        self.rotated_old = self.ca.device("sensor-e2e-0006", issued_ago=timedelta(minutes=10))
+        self.rotated_new = self.ca.device("sensor-e2e-0006")
+        # A fresh certificate for the device that will be decommissioned.
+        self.reissued = self.ca.device("sensor-e2e-0001")
         # A partner certificate whose CN names the factory device's Thing.
         self.takeover = self.partner_ca.device("sensor-e2e-0001")
         self.partner_ca_id = ""
@@ -139,7 +148,8 @@ class Run:
         self.s3.put_object(Bucket=CRL_BUCKET, Key=PROFILES_KEY, Body=json.dumps(profiles).encode())
         self.iot.create_thing_type(thingTypeName=SENSOR_TYPE)
         self.iot.create_policy(policyName=PARTNER_POLICY, policyDocument=(ROOT / "policies" / "device-policy.json").read_text())
-        body = stack.package(ROOT / "template.yaml", TARGET / "debug", self.s3)
+        body, left_out = stack.package(ROOT / "template.yaml", TARGET / "debug", self.s3)
+        print(f"   ..  left out, unknown to the emulator (cfn-lint checks them): {', '.join(left_out) or 'none'}")
         started = time.monotonic()
         self.outputs = stack.deploy(
             self.cloudformation,
@@ -159,6 +169,9 @@ class Run:
             f"stack {STACK} CREATE_COMPLETE in {time.monotonic() - started:.1f} s: "
             f"{len(self.resources)} resources, outputs {sorted(self.outputs)}",
         )
+        dashboard = self.emulator.client("cloudwatch").get_dashboard(DashboardName=self.outputs["OperationsDashboardName"])
+        titles = [w["properties"]["title"] for w in json.loads(dashboard["DashboardBody"])["widgets"]]
+        check(len(titles) == 5, f"dashboard {dashboard['DashboardName']}: {'; '.join(titles)}")
 
     # ------------------------------------------------------------------ 2. CA
     def register_ca(self) -> None:
@@ -181,11 +194,13 @@ class Run:
         self.ca_id, self.partner_ca_id = self.ca.certificate_id, self.partner_ca.certificate_id
 
     # ------------------------------------------------------------------ 3. genuine device
-    def watch_status(self, certificate_id: str, label: str) -> threading.Thread:
-        """Marks the moment the certificate leaves PENDING_ACTIVATION, as an operator would see it."""
+    def watch_status(self, certificate_id: str, label: str, seen: set | None = None) -> threading.Thread:
+        """Marks the moment the certificate leaves PENDING_ACTIVATION, as an operator would see it;
+        with `seen`, keeps polling for the whole window and collects every status it saw."""
 
         def watch():
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + (12 if seen is not None else 30)
+            marked = False
             while time.monotonic() < deadline:
                 try:
                     status = self.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"][
@@ -193,9 +208,13 @@ class Run:
                     ]
                 except self.iot.exceptions.ResourceNotFoundException:
                     status = None
-                if status not in (None, "PENDING_ACTIVATION"):
+                if seen is not None and status is not None:
+                    seen.add(status)
+                if status not in (None, "PENDING_ACTIVATION") and not marked:
                     self.timeline.mark(f"{label}: certificate {status}")
-                    return
+                    marked = True
+                    if seen is None:
+                        return
                 time.sleep(0.02)
 
         thread = threading.Thread(target=watch, daemon=True)
@@ -342,8 +361,8 @@ class Run:
         check(self.connect_with_backoff(device, device.name, attempts=2) is None, f"{device.name} can no longer connect")
 
     # ------------------------------------------------------------------ 4c. jitr explain
-    def explain(self) -> None:
-        print("4c. jitr explain: why each device can or cannot connect (the real decision code, reads only)")
+    def jitr(self, *args: str) -> subprocess.CompletedProcess:
+        """Runs the `jitr` CLI against the emulator with the function's configuration."""
         env = {
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
@@ -354,6 +373,16 @@ class Run:
             "REGISTRATION_PROFILES": f"s3://{CRL_BUCKET}/{PROFILES_KEY}",
             "DEVICE_LEDGER_TABLE": self.resources["DeviceLedgerTable"],
         }
+        # Built by `make e2e` / `make test` beside the bootstraps (cargo build --bins).
+        command = [str(TARGET / "debug" / "jitr"), args[0], "--endpoint-url", self.emulator.endpoint, *args[1:]]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        print(f"   $ jitr {' '.join(args)}")
+        for text in result.stdout.splitlines():
+            print(f"     {text}")
+        return result
+
+    def explain(self) -> None:
+        print("4c. jitr explain: why each device can or cannot connect (the real decision code, reads only)")
         cases = [
             (["--thing", self.genuine.name], ["registration now reconcile", "profile          factory"]),
             (["--thing", self.partner.name], ["registration now reconcile", "profile          partner"]),
@@ -361,12 +390,7 @@ class Run:
             (["--certificate", self.later_revoked.certificate_id], ["status           REVOKED", "would revoke (SerialRevoked"]),
         ]
         for args, expected in cases:
-            # Built by `make e2e` / `make test` beside the bootstraps (cargo build --bins).
-            command = [str(TARGET / "debug" / "jitr"), "explain", "--endpoint-url", self.emulator.endpoint, *args]
-            result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-            print(f"   $ jitr explain {' '.join(args)}")
-            for text in result.stdout.splitlines():
-                print(f"     {text}")
+            result = self.jitr("explain", *args)
             check(result.returncode == 0 and all(e in result.stdout for e in expected),
                   f"explain {' '.join(args)}: {', '.join(expected)}" + (f" ({result.stderr.strip()})" if result.returncode else ""))
 
@@ -405,39 +429,126 @@ class Run:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def decommission(self) -> None:
-        device = self.genuine
-        print(f"5. signed Mender webhook decommissions {device.name}")
-        secret = self.emulator.client("secretsmanager").get_secret_value(
+    def webhook_secret(self) -> bytes:
+        return self.emulator.client("secretsmanager").get_secret_value(
             SecretId=self.resources["WebhookSecret"]
         )["SecretString"].encode()
-        body = json.dumps(
-            {
-                "id": str(uuid.uuid4()),
-                "type": "device-decommissioned",
-                "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "data": {"id": device.name},
-            }
+
+    @staticmethod
+    def mender_event(kind: str, device: str, status: str | None = None, at: datetime | None = None) -> bytes:
+        """A Mender webhook body: its own id and time, which the ledger orders events by."""
+        data = {"id": device} | ({"status": status} if status else {})
+        at = at or datetime.now(timezone.utc)
+        return json.dumps(
+            {"id": str(uuid.uuid4()), "type": kind, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "data": data}
         ).encode()
+
+    def signed_webhook(self, body: bytes) -> tuple[int, dict]:
+        status, answer = self.webhook(body, hmac.new(self.webhook_secret(), body, hashlib.sha256).hexdigest())
+        try:
+            return status, json.loads(answer)
+        except ValueError:
+            return status, {"raw": answer[:160]}
+
+    # ------------------------------------------------------------------ 5a. decisions stand
+    def decisions_stand(self) -> None:
+        device = self.vetoed
+        print(f"5a. {device.name} rejected by a signed webhook before its first connect; a stale 'accepted' changes nothing; a newer one admits it")
+        rejected_at = datetime.now(timezone.utc)
+        status, answer = self.signed_webhook(self.mender_event("device-status-changed", device.name, "rejected", rejected_at))
+        self.timeline.mark(f"{device.name}: 'rejected' webhook answered {status}")
+        check(status == 200 and answer.get("recorded") is True,
+              f"the rejection of a device IoT Core has never seen is recorded ({status}: {answer})")
+        seen: set[str] = set()
+        watcher = self.watch_status(device.certificate_id, device.name, seen)
+        check(self.connect_with_backoff(device, device.name, attempts=4) is None, f"{device.name} never connected")
+        fields = self.registration_outcome(device.certificate_id)
+        check(fields.get("reason") == "DeviceDenied", "the function refused it: DeviceDenied")
+        # The delayed delivery of an older 'accepted' (Mender retries): older than the rejection.
+        stale = self.mender_event("device-status-changed", device.name, "accepted", rejected_at - timedelta(minutes=2))
+        status, answer = self.signed_webhook(stale)
+        self.timeline.mark(f"{device.name}: stale 'accepted' answered {status} {answer.get('outcome')}")
+        check(status == 200 and answer.get("outcome") == "Stale", f"a stale 'accepted' answers 200 Stale ({answer})")
+        check(self.connect_with_backoff(device, device.name, attempts=2) is None, f"{device.name} still cannot connect")
+        watcher.join()
+        final = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
+        check("ACTIVE" not in seen and final == "INACTIVE",
+              f"its certificate was never ACTIVE (statuses seen: {sorted(seen)}), now {final}")
+        self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name}")
+        result = self.jitr("history", "--thing", device.name)
+        # A stale event is only a log line (outcome Stale): replays cannot grow the history.
+        check(result.returncode == 0 and "denied (by deactivate" in result.stdout
+              and "Rejected" in result.stdout and "DeviceDenied" in result.stdout,
+              "jitr history shows the denial standing and the refused registration"
+              + (f" ({result.stderr.strip()})" if result.returncode else ""))
+        # Mender's everyday flow: pending at the first connect, accepted later. IoT Core publishes
+        # nothing for an INACTIVE certificate, so the refused one is deleted and registers again.
+        status, answer = self.signed_webhook(self.mender_event("device-status-changed", device.name, "accepted"))
+        self.timeline.mark(f"{device.name}: 'accepted' webhook answered {status}")
+        deleted = [c.get("certificateId") for c in answer.get("certificates", []) if c.get("after") == "DELETED"]
+        check(status == 200 and deleted == [device.certificate_id],
+              f"accepted later: its refused certificate is deleted so JITR can register it again ({answer})")
+        session = self.connect_with_backoff(device, f"{device.name} (accepted)")
+        check(session is not None, f"{device.name} connects once accepted")
+        session.close()
+        status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
+        check(status == "ACTIVE", f"its certificate is {status}, its Thing {device.name} created")
+
+    # ------------------------------------------------------------------ 5b. rotation
+    def rotation(self) -> None:
+        old, new = self.rotated_old, self.rotated_new
+        print(f"5b. {old.name} rotates to a newer certificate: only the new one stays ACTIVE")
+        session = self.connect_with_backoff(old, f"{old.name} (old)")
+        check(session is not None, f"{old.name} connected with its first certificate")
+        session.close()
+        session = self.connect_with_backoff(new, f"{new.name} (new)")
+        check(session is not None, f"{new.name} connected with its new certificate")
+        session.close()
+        deadline, statuses = time.monotonic() + 10, {}
+        while time.monotonic() < deadline:
+            statuses = {
+                arn.rsplit("/", 1)[1]: self.iot.describe_certificate(certificateId=arn.rsplit("/", 1)[1])[
+                    "certificateDescription"]["status"]
+                for arn in self.iot.list_thing_principals(thingName=new.name)["principals"]
+            }
+            if statuses.get(old.certificate_id) == "INACTIVE":
+                break
+            time.sleep(0.1)
+        self.timeline.mark(f"{new.name}: statuses after rotation {sorted(statuses.values())}")
+        active = {c for c, status in statuses.items() if status == "ACTIVE"}
+        check(active == {new.certificate_id} and statuses.get(old.certificate_id) == "INACTIVE",
+              f"only the new certificate is ACTIVE; the old one is {statuses.get(old.certificate_id)} (deactivate-previous)")
+        check(self.connect_with_backoff(old, f"{old.name} (old)", attempts=2) is None,
+              "the old certificate can no longer connect")
+
+    # ------------------------------------------------------------------ 5c. decommission
+    def decommission(self) -> None:
+        device = self.genuine
+        print(f"5c. signed Mender webhook decommissions {device.name}")
+        body = self.mender_event("device-decommissioned", device.name)
         forged = hmac.new(b"not-the-webhook-secret", body, hashlib.sha256).hexdigest()
         status, _ = self.webhook(body, forged)
         check(status == 401, f"a webhook signed with another secret is refused ({status})")
         check(self.iot.describe_thing(thingName=device.name)["thingName"] == device.name, "and changes nothing")
 
         self.timeline.mark(f"{device.name}: decommission webhook sent")
-        status, answer = self.webhook(body, hmac.new(secret, body, hashlib.sha256).hexdigest())
+        status, answer = self.signed_webhook(body)
         self.timeline.mark(f"{device.name}: webhook answered {status}")
-        check(status == 200, f"the signed webhook is accepted ({status}: {answer[:160]})")
+        check(status == 200, f"the signed webhook is accepted ({status}: {str(answer)[:160]})")
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"Thing {device.name} deleted")
         self.check_absent(
             lambda: self.iot.describe_certificate(certificateId=device.certificate_id), "its certificate deleted"
         )
         # Auto-registration has forgotten the deleted certificate, so the device's next connect
-        # registers it again: the function must recognise it from the decommissioned list.
+        # registers it again: the function must recognise the device from the ledger.
         fields = self.never_connects(device, f"{device.name} (again)", 4, f"{device.name} can no longer connect")
         check(fields.get("reason") == "Decommissioned", "JITR brought its certificate back; the function revoked it as decommissioned")
         status = self.iot.describe_certificate(certificateId=device.certificate_id)["certificateDescription"]["status"]
         check(status == "REVOKED", f"its certificate is {status}")
+        # Decommission is of the device, not of one certificate.
+        fields = self.never_connects(self.reissued, f"{device.name} (new certificate)", 4,
+                                     f"{device.name} with a second, never-seen certificate cannot connect either")
+        check(fields.get("reason") == "Decommissioned", "the function revoked the second certificate as decommissioned")
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name} created again")
 
     # ------------------------------------------------------------------ 6. least privilege
@@ -447,7 +558,7 @@ class Run:
         certificate = f"{arn}:cert/{self.genuine.certificate_id}"
         crl = f"arn:aws:s3:::{CRL_BUCKET}/{CRL_KEY}"
         ledger = f"arn:aws:dynamodb:{REGION}:{self.account}:table/{self.resources['DeviceLedgerTable']}"
-        marker = f"arn:aws:s3:::{self.resources['DecommissionedCertificatesBucket']}/decommissioned/{self.genuine.certificate_id}"
+        other_table = f"arn:aws:dynamodb:{REGION}:{self.account}:table/another-table"
         expectations = {
             "RegistrationRole": [
                 ("iot:CreateThing", f"{arn}:thing/sensor-x", True),
@@ -456,33 +567,45 @@ class Run:
                 ("iot:ListCACertificates", "*", True),
                 ("iot:GetPolicy", f"{arn}:policy/jitr-e2e-device", True),
                 ("s3:GetObject", crl, True),
-                ("s3:GetObject", marker, True),
                 ("iot:UpdateThing", f"{arn}:thing/sensor-x", True),
+                ("iot:ListPrincipalThings", certificate, True),
                 ("s3:GetObject", f"arn:aws:s3:::{CRL_BUCKET}/{PROFILES_KEY}", True),
                 ("s3:GetObject", f"arn:aws:s3:::{CRL_BUCKET}/crl/partner.crl", True),
+                ("dynamodb:GetItem", ledger, True),
                 ("dynamodb:Query", ledger, True),
                 ("dynamodb:UpdateItem", ledger, True),
+                ("dynamodb:PutItem", ledger, True),
                 ("dynamodb:Scan", ledger, False),
                 ("dynamodb:DeleteItem", ledger, False),
+                ("dynamodb:GetItem", other_table, False),
+                ("dynamodb:UpdateItem", other_table, False),
                 ("iot:DeleteThing", f"{arn}:thing/sensor-x", False),
                 ("iot:UpdateThingGroup", f"{arn}:thinggroup/fleet", False),
-                ("s3:PutObject", marker, False),
                 ("iot:DeleteCertificate", certificate, False),
                 ("iot:UpdateCACertificate", f"{arn}:cacert/{self.ca_id}", False),
                 ("iot:CreatePolicy", f"{arn}:policy/anything", False),
                 ("s3:GetObject", f"arn:aws:s3:::{CRL_BUCKET}/other-object", False),
+                ("s3:PutObject", crl, False),
                 ("iot:CreateThing", f"arn:aws:iot:us-east-1:{self.account}:thing/sensor-x", False),
             ],
             "LifecycleRole": [
                 ("iot:DeleteThing", f"{arn}:thing/sensor-x", True),
                 ("iot:DeleteCertificate", certificate, True),
-                ("s3:PutObject", marker, True),
+                ("iot:DetachThingPrincipal", certificate, True),
+                ("dynamodb:GetItem", ledger, True),
+                ("dynamodb:UpdateItem", ledger, True),
+                ("dynamodb:PutItem", ledger, True),
+                ("dynamodb:Query", ledger, False),
+                ("dynamodb:Scan", ledger, False),
+                ("dynamodb:DeleteItem", ledger, False),
+                ("dynamodb:UpdateItem", other_table, False),
                 ("iot:CreateThing", f"{arn}:thing/sensor-x", False),
-                ("s3:DeleteObject", marker, False),
                 ("iot:AttachPolicy", certificate, False),
-                ("iot:AttachThingPrincipal", certificate, True),
+                # Decommission works from the ledger's record, never by re-attaching.
+                ("iot:AttachThingPrincipal", certificate, False),
                 ("iot:DeleteCACertificate", f"{arn}:cacert/{self.ca_id}", False),
                 ("s3:GetObject", crl, False),
+                ("s3:PutObject", f"arn:aws:s3:::{CRL_BUCKET}/anything", False),
             ],
         }
         for logical_id, cases in expectations.items():
@@ -535,6 +658,8 @@ def main() -> int:
         run.kept_out()
         run.revoke_active()
         run.explain()
+        run.decisions_stand()
+        run.rotation()
         run.decommission()
         run.least_privilege()
         run.timeline.show()
