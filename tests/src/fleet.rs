@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use jitr_core::Config;
-use jitr_core::ledger::DynamoLedger;
+use jitr_core::ledger::{DynamoLedger, Ledger};
 use jitr_core::pki::{Ca, Device, DeviceSpec};
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
 use jitr_core::source::SourceFetcher;
-use jitr_registration::Registrar;
+use jitr_registration::{Outcome, Registrar};
 use serde_json::{Value, json};
 
 use crate::device::{Connect, connect};
@@ -138,6 +138,19 @@ impl Fleet {
     pub fn registrar(&self, config: Config) -> Registrar<IotRegistry, SourceFetcher> {
         let fetcher = SourceFetcher::from_sdk_config(&self.account.sdk);
         Registrar::new(self.iot().clone(), config, fetcher)
+    }
+
+    /// A device connected, registered (writing to `ledger`) and activated, as in production.
+    pub async fn admitted<L: Ledger>(&self, name: &str, ledger: L) -> Device {
+        let device = self.pending_device(DeviceSpec::named(name)).await;
+        let report = self
+            .registrar(self.config())
+            .with_ledger(ledger)
+            .handle(&self.event(&device), &self.account.id)
+            .await
+            .expect("registration");
+        assert_eq!(report.outcome, Outcome::Activated, "{name}");
+        device
     }
 
     pub async fn status(&self, device: &Device) -> CertificateStatus {

@@ -334,16 +334,7 @@ async fn history_shows_a_devices_decisions_in_time_order() {
     use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
     let fleet = jitr_tests::fleet::Fleet::new().await;
     let ledger = fleet.ledger().await;
-    let device = fleet
-        .pending_device(jitr_core::pki::DeviceSpec::named("hist-1"))
-        .await;
-    let report = fleet
-        .registrar(fleet.config())
-        .with_ledger(ledger.clone())
-        .handle(&fleet.event(&device), &fleet.account.id)
-        .await
-        .unwrap();
-    assert_eq!(report.outcome, jitr_registration::Outcome::Activated);
+    fleet.admitted("hist-1", ledger.clone()).await;
     let lifecycle = Lifecycle::new(
         fleet.iot().clone(),
         LifecycleConfig::from_lookup(|_| None).unwrap(),

@@ -29,20 +29,7 @@ fn config() -> LifecycleConfig {
 
 /// A device connected, registered and activated, as in production.
 async fn admitted(fleet: &Fleet, name: &str) -> Device {
-    admitted_with(fleet, name, &jitr_core::ledger::NoLedger).await
-}
-
-/// The same, with registration writing to `ledger`.
-async fn admitted_with<L: Ledger + Clone>(fleet: &Fleet, name: &str, ledger: &L) -> Device {
-    let device = fleet.pending_device(DeviceSpec::named(name)).await;
-    let report = fleet
-        .registrar(fleet.config())
-        .with_ledger(ledger.clone())
-        .handle(&fleet.event(&device), &fleet.account.id)
-        .await
-        .unwrap();
-    assert_eq!(report.outcome, Outcome::Activated);
-    device
+    fleet.admitted(name, jitr_core::ledger::NoLedger).await
 }
 
 fn command(device: &str, action: Action) -> DeviceCommand {
@@ -268,7 +255,7 @@ async fn an_sqs_batch_reports_only_its_failures() {
 async fn a_decommissioned_device_that_connects_again_is_revoked_not_readmitted() {
     let fleet = Fleet::new().await;
     let ledger: DynamoLedger = fleet.ledger().await;
-    let device = admitted_with(&fleet, "life-gone", &ledger).await;
+    let device = fleet.admitted("life-gone", ledger.clone()).await;
     let lifecycle = Lifecycle::new(fleet.iot().clone(), config()).with_ledger(ledger.clone());
     let registrar = fleet.registrar(fleet.config()).with_ledger(ledger.clone());
 
