@@ -147,5 +147,9 @@ async fn main() -> ExitCode {
             eprintln!("jitr: {message}");
             ExitCode::FAILURE
         }
+        Err(output::Failure::EventsFailed { failed, total }) => {
+            eprintln!("jitr: {failed} of {total} events failed");
+            ExitCode::from(2)
+        }
     }
 }

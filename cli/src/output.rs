@@ -8,6 +8,12 @@ pub enum Failure {
     /// stdout was closed by its reader: not an error worth a message.
     BrokenPipe,
     Message(String),
+    /// Every event was replayed, and this many of them failed (exit status 2, so scripts can
+    /// tell "some events failed" from "could not run").
+    EventsFailed {
+        failed: usize,
+        total: usize,
+    },
 }
 
 impl From<String> for Failure {

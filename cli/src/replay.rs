@@ -55,32 +55,45 @@ pub async fn run(
         (Function::Registration, None) => {
             let config = registration_config(&sample)?;
             let registrar = Registrar::new(sample.registry, config, SourceFetcher::without_s3());
-            replay_registration(&registrar, files, &sample.account, out).await?;
+            let failed = replay_registration(&registrar, files, &sample.account, out).await?;
             out.state(registrar.registry(), &certificates, &things)
-                .await
+                .await?;
+            outcome(failed, files.len())
         }
         (Function::Registration, Some(sdk)) => {
             let config = registration_config(&sample)?;
             let fetcher = SourceFetcher::from_sdk_config(&sdk);
             let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher);
-            replay_registration(&registrar, files, &sample.account, out).await?;
+            let failed = replay_registration(&registrar, files, &sample.account, out).await?;
             out.state(registrar.registry(), &certificates, &things)
-                .await
+                .await?;
+            outcome(failed, files.len())
         }
         (Function::Lifecycle, None) => {
             let (config, now) = (lifecycle_config(&sample)?, clock(&sample)?);
             let lifecycle = Lifecycle::new(sample.registry, config);
-            replay_lifecycle(&lifecycle, files, now, out).await?;
+            let failed = replay_lifecycle(&lifecycle, files, now, out).await?;
             out.state(lifecycle.registry(), &certificates, &things)
-                .await
+                .await?;
+            outcome(failed, files.len())
         }
         (Function::Lifecycle, Some(sdk)) => {
             let (config, now) = (lifecycle_config(&sample)?, clock(&sample)?);
             let lifecycle = Lifecycle::new(IotRegistry::from_sdk_config(&sdk), config);
-            replay_lifecycle(&lifecycle, files, now, out).await?;
+            let failed = replay_lifecycle(&lifecycle, files, now, out).await?;
             out.state(lifecycle.registry(), &certificates, &things)
-                .await
+                .await?;
+            outcome(failed, files.len())
         }
+    }
+}
+
+/// Success only when no event failed.
+fn outcome(failed: usize, total: usize) -> Result<(), Failure> {
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::EventsFailed { failed, total })
     }
 }
 
@@ -180,8 +193,9 @@ async fn replay_registration<R: Registry, F: Fetcher>(
     files: &[PathBuf],
     account: &str,
     out: Output,
-) -> Result<(), Failure> {
+) -> Result<usize, Failure> {
     out.header()?;
+    let mut failed = 0;
     for file in files {
         let name = file_name(file);
         let result = match read_payload(file)? {
@@ -200,10 +214,13 @@ async fn replay_registration<R: Registry, F: Fetcher>(
                 let detail = detail.join(", ");
                 out.row(&name, report.outcome.as_str(), &detail, json!(report))?;
             }
-            Err(err) => out.error(&name, &err)?,
+            Err(err) => {
+                failed += 1;
+                out.error(&name, &err)?;
+            }
         }
     }
-    Ok(())
+    Ok(failed)
 }
 
 async fn replay_lifecycle<R: Registry>(
@@ -211,8 +228,9 @@ async fn replay_lifecycle<R: Registry>(
     files: &[PathBuf],
     now: i64,
     out: Output,
-) -> Result<(), Failure> {
+) -> Result<usize, Failure> {
     out.header()?;
+    let mut failed = 0;
     for file in files {
         let name = file_name(file);
         let result = match read_payload(file)? {
@@ -224,10 +242,13 @@ async fn replay_lifecycle<R: Registry>(
                 let (outcome, detail) = describe_lifecycle_response(&response);
                 out.row(&name, &outcome, &detail, response)?;
             }
-            Err(err) => out.error(&name, &err)?,
+            Err(err) => {
+                failed += 1;
+                out.error(&name, &err)?;
+            }
         }
     }
-    Ok(())
+    Ok(failed)
 }
 
 /// A one-line reading of whatever the lifecycle handler answered.

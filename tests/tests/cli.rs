@@ -96,7 +96,8 @@ async fn seed_then_replay_against_the_emulator() {
         "events/registration/11-wrong-account.json",
     ])
     .await;
-    assert!(ok, "{out}");
+    // The wrong-account event fails: replay says so and exits non-zero, for scripts.
+    assert!(!ok && out.contains("jitr: 1 of 4 events failed"), "{out}");
     let outcome = |event: &str| {
         out.lines()
             .find(|l| l.starts_with(event))
@@ -324,6 +325,9 @@ async fn replay_finds_its_samples_or_says_how() {
     let (ok, out) = jitr_in(&workspace_root(), &["replay", "README.md"], &[]).await;
     assert!(!ok, "{out}");
     assert!(out.contains("--samples"), "{out}");
+    // An event that fails is a row and a non-zero exit, not a silent success.
+    let (ok, out) = jitr_in(&samples(), &["replay", "10-malformed.json"], &[]).await;
+    assert!(!ok && out.contains("jitr: 1 of 1 events failed"), "{out}");
 }
 
 /// `jitr history` and `jitr explain` show the device ledger: a device admitted by registration,
