@@ -157,3 +157,148 @@ async fn the_lifecycle_binary_answers_a_signed_webhook_and_logs_no_secret() {
         "no secret or signature in logs"
     );
 }
+
+/// Runs `command` (a function binary behind `serve_one`) until it answers; (response, stdout and
+/// stderr).
+async fn answer(
+    mut command: Command,
+    invocations: &mut tokio::sync::mpsc::Receiver<Invocation>,
+) -> (serde_json::Value, String) {
+    let mut child = command.spawn().unwrap();
+    let invocation = tokio::time::timeout(Duration::from_secs(60), invocations.recv()).await;
+    child.kill().await.ok();
+    let output = child.wait_with_output().await.unwrap();
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let Ok(Some(Invocation::Response(response))) = invocation else {
+        panic!("no response: {invocation:?}\n{everything}");
+    };
+    (response, everything)
+}
+
+/// What the Runtime API stub sends with every invocation.
+const REQUEST_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
+const TRACE_ID: &str = "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700";
+const SESSION_TOKEN: &str = "jitr-test-session-token-never-logged";
+
+/// Issue 10, item 5: Lambda's level variable wins over RUST_LOG; at TRACE no certificate PEM,
+/// webhook body or signature, secret, SigV4 signature or session token reaches the log (the SDK
+/// and runtime crates log those below INFO); every line carries the request and trace ids; the
+/// metric line has a level Lambda's filtering keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_trace_both_binaries_log_no_payload_or_credential() {
+    use jitr_lifecycle::webhook::sign;
+    const SECRET: &str = "trace-test-webhook-secret";
+    let fleet = Fleet::new().await;
+    let device = fleet
+        .pending_device(DeviceSpec::named("sensor-trace"))
+        .await;
+    let arn = |name: &str| {
+        format!(
+            "arn:aws:lambda:us-east-1:{}:function:{name}",
+            fleet.account.id
+        )
+    };
+    let at_trace = |mut command: Command| {
+        command
+            .env("AWS_LAMBDA_LOG_LEVEL", "TRACE")
+            .env("RUST_LOG", "error")
+            .env("AWS_SESSION_TOKEN", SESSION_TOKEN);
+        command
+    };
+
+    let (runtime_api, mut invocations) = serve_one(fleet.event(&device), arn("registration")).await;
+    let mut command = at_trace(lambda_command(&fleet, &runtime_api));
+    command.env("DEVICE_POLICY_NAME", POLICY);
+    let (response, registration_log) = answer(command, &mut invocations).await;
+    assert_eq!(response["outcome"], "Activated", "{response}");
+
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = serde_json::json!({"id": "w-trace", "type": "device-status-changed",
+        "data": {"id": "sensor-trace", "status": "rejected"}, "time": now})
+    .to_string();
+    let signature = sign(SECRET.as_bytes(), body.as_bytes());
+    let request = serde_json::json!({"version": "2.0", "rawPath": "/", "headers": {"x-men-signature": signature},
+        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false});
+    let (runtime_api, mut invocations) = serve_one(request, arn("lifecycle")).await;
+    let mut command = at_trace(function_command("lifecycle", &fleet, &runtime_api));
+    command.env("WEBHOOK_SECRET", SECRET);
+    let (response, lifecycle_log) = answer(command, &mut invocations).await;
+    assert_eq!(response["statusCode"], 200, "{response}");
+
+    for (function, log, handled) in [
+        (
+            "registration",
+            &registration_log,
+            "registration event handled",
+        ),
+        ("lifecycle", &lifecycle_log, "lifecycle event handled"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(handled))
+            .unwrap_or_else(|| panic!("{function}: RUST_LOG=error must not win\n{log}"));
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["span"]["request_id"], REQUEST_ID, "{function}: {line}");
+        assert!(
+            line["span"]["xray_trace_id"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(TRACE_ID)),
+            "{function}: {line}"
+        );
+        let metric = log
+            .lines()
+            .find(|l| l.contains("\"CloudWatchMetrics\""))
+            .unwrap_or_else(|| panic!("{function}: no metric line\n{log}"));
+        assert!(
+            metric.contains("\"level\":\"INFO\""),
+            "{function}: {metric}"
+        );
+        for secret in [
+            "BEGIN CERTIFICATE",
+            SESSION_TOKEN,
+            "Signature=",
+            SECRET,
+            signature.as_str(),
+            body.as_str(),
+        ] {
+            assert!(
+                !log.contains(secret),
+                "{function} logged {secret:?}:\n{log}"
+            );
+        }
+    }
+}
+
+/// `AWS_LAMBDA_LOG_FORMAT=Text` (the template's other LogFormat) gives plain lines, still with
+/// the request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_log_format_is_plain_lines() {
+    let fleet = Fleet::new().await;
+    let device = fleet.pending_device(DeviceSpec::named("sensor-text")).await;
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:{}:function:registration",
+        fleet.account.id
+    );
+    let (runtime_api, mut invocations) = serve_one(fleet.event(&device), arn).await;
+    let mut command = lambda_command(&fleet, &runtime_api);
+    command
+        .env("DEVICE_POLICY_NAME", POLICY)
+        .env("AWS_LAMBDA_LOG_FORMAT", "Text");
+    let (response, log) = answer(command, &mut invocations).await;
+    assert_eq!(response["outcome"], "Activated", "{response}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("registration event handled"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(!line.trim_start().starts_with('{'), "{line}");
+    assert!(
+        line.contains(REQUEST_ID) && line.contains("Activated"),
+        "{line}"
+    );
+}

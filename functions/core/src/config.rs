@@ -42,6 +42,9 @@ pub struct Config {
     /// `ROTATION_POLICY`: what happens to a device's other certificates when a new one is
     /// activated (profiles can override).
     pub rotation_policy: RotationPolicy,
+    /// `EXPECTED_ACCOUNT_ID`: the account events must be for when the runtime names none (local
+    /// runs); when it does, the two must agree.
+    pub expected_account_id: Option<String>,
 }
 
 impl Config {
@@ -132,6 +135,15 @@ impl Config {
             .transpose()
             .map_err(|e| config_error("ROTATION_POLICY", &e))?
             .unwrap_or_default();
+        let expected_account_id = get("EXPECTED_ACCOUNT_ID")
+            .map(|id| {
+                if crate::event::is_account_id(&id) {
+                    Ok(id)
+                } else {
+                    Err(config_error("EXPECTED_ACCOUNT_ID", "twelve digits"))
+                }
+            })
+            .transpose()?;
 
         Ok(Self {
             device_policy_name,
@@ -146,6 +158,7 @@ impl Config {
             device_ledger,
             revocation_sync_rate,
             rotation_policy,
+            expected_account_id,
         })
     }
 
@@ -164,6 +177,7 @@ impl Config {
             device_ledger: None,
             revocation_sync_rate: DEFAULT_REVOCATION_SYNC_RATE,
             rotation_policy: RotationPolicy::default(),
+            expected_account_id: None,
         }
     }
 

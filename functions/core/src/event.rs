@@ -111,6 +111,29 @@ pub fn account_from_function_arn(arn: &str) -> Result<&str, JitrError> {
     }
 }
 
+/// The account this function runs in: the invoked ARN's, which `expected` (`EXPECTED_ACCOUNT_ID`)
+/// must equal when set. A local runtime (`cargo lambda invoke` sends the ARN `function-arn`)
+/// names no account: only then does `expected` stand in for it, and without it the event is
+/// refused, naming the variable. The account check itself is never skipped.
+pub fn function_account(arn: &str, expected: Option<&str>) -> Result<String, JitrError> {
+    match (account_from_function_arn(arn), expected) {
+        (Ok(account), None) => Ok(account.to_owned()),
+        (Ok(account), Some(expected)) if account == expected => Ok(account.to_owned()),
+        (Ok(account), Some(expected)) => Err(malformed(
+            "invokedFunctionArn",
+            format!("account {account} is not EXPECTED_ACCOUNT_ID {expected}"),
+        )),
+        (Err(_), Some(expected)) => Ok(expected.to_owned()),
+        (Err(_), None) => Err(malformed(
+            "invokedFunctionArn",
+            format!(
+                "no account id in {}; a local runtime (cargo lambda) names none: set EXPECTED_ACCOUNT_ID",
+                escape(arn)
+            ),
+        )),
+    }
+}
+
 /// True for exactly twelve ASCII digits.
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
@@ -337,6 +360,32 @@ mod tests {
         assert!(event.check_account("123456789012").is_ok());
         let err = event.check_account("210987654321").unwrap_err();
         assert_eq!(err.error_type(), "Permanent.WrongAccount");
+    }
+
+    #[test]
+    fn the_functions_account_comes_from_its_arn_or_for_local_runs_from_the_variable() {
+        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:registration";
+        let cases = [
+            (arn, None, Ok("123456789012")),
+            (arn, Some("123456789012"), Ok("123456789012")),
+            (
+                arn,
+                Some("210987654321"),
+                Err("EXPECTED_ACCOUNT_ID 210987654321"),
+            ),
+            ("function-arn", Some("123456789012"), Ok("123456789012")),
+            ("function-arn", None, Err("set EXPECTED_ACCOUNT_ID")),
+        ];
+        for (arn, expected, want) in cases {
+            match (function_account(arn, expected), want) {
+                (Ok(account), Ok(want)) => assert_eq!(account, want),
+                (Err(err), Err(want)) => {
+                    assert_eq!(err.error_type(), "Permanent.MalformedEvent");
+                    assert!(err.to_string().contains(want), "{err}");
+                }
+                (got, want) => panic!("{arn} {expected:?}: {got:?}, wanted {want:?}"),
+            }
+        }
     }
 
     #[test]

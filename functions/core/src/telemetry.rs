@@ -1,10 +1,15 @@
 //! Logs and metrics: JSON log lines through `tracing` (fields, not prose), and one CloudWatch
 //! embedded-metric-format line per invocation, so no agent or extra API call is needed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use tracing::Level;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
 
 /// The namespace of every metric the functions emit.
 pub const METRIC_NAMESPACE: &str = "IotJitr";
@@ -12,22 +17,101 @@ pub const METRIC_NAMESPACE: &str = "IotJitr";
 /// Metric lines are for the Lambda process only (the CLI runs the same handlers quietly).
 static METRICS_ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Installs the JSON log subscriber (verbosity from `RUST_LOG` or Lambda's
-/// `AWS_LAMBDA_LOG_LEVEL`) and turns metric lines on: what a function's `main` calls.
+/// The level metric lines carry (see [`LogSettings::metric_level`]), as an index of `LEVELS`.
+static METRIC_LEVEL: AtomicU8 = AtomicU8::new(2);
+const LEVELS: [&str; 5] = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+
+/// How the function logs, from Lambda's variables first (its documented order), then `RUST_LOG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `AWS_LAMBDA_LOG_FORMAT=Text` (any case): plain lines; anything else is JSON.
+    pub json: bool,
+    /// The filter for this project's crates: `AWS_LAMBDA_LOG_LEVEL` (FATAL is ERROR: tracing has
+    /// no FATAL, and errors must not be silenced), else `RUST_LOG` (directives allowed), else
+    /// `info`.
+    pub filter: String,
+}
+
+impl LogSettings {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let json = !lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("text"));
+        let filter = match lookup("AWS_LAMBDA_LOG_LEVEL").filter(|l| !l.trim().is_empty()) {
+            Some(level) if level.trim().eq_ignore_ascii_case("fatal") => "error".to_owned(),
+            Some(level) => level.trim().to_lowercase(),
+            None => lookup("RUST_LOG")
+                .filter(|l| !l.trim().is_empty())
+                .unwrap_or_else(|| "info".to_owned()),
+        };
+        Self { json, filter }
+    }
+
+    /// The least verbose level the filter lets through: metric lines carry it, or INFO when the
+    /// filter is more verbose, so Lambda's level filtering (on JSON lines' `level`) never drops
+    /// them.
+    pub fn metric_level(&self) -> &'static str {
+        let most = self
+            .filter
+            .split(',')
+            .filter_map(|d| d.rsplit('=').next()?.trim().parse::<LevelFilter>().ok())
+            .max()
+            .unwrap_or(LevelFilter::INFO);
+        if most >= LevelFilter::INFO {
+            "INFO"
+        } else if most == LevelFilter::WARN {
+            "WARN"
+        } else {
+            "ERROR"
+        }
+    }
+}
+
+/// Third-party crates log request and response payloads (certificate PEM, webhook bodies) at
+/// TRACE and SigV4 canonical requests (with the session token) at DEBUG: whatever level is
+/// asked for, they get at most INFO. This project's crates (`jitr_*`) log no payloads at any level.
+fn payload_safe(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target().starts_with("jitr") || *metadata.level() <= Level::INFO
+}
+
+/// Installs the log subscriber per [`LogSettings`] from the process environment, and turns
+/// metric lines on: what a function's `main` calls.
 pub fn init_logging() {
+    let settings = LogSettings::from_lookup(|name| std::env::var(name).ok());
+    let level = LEVELS
+        .iter()
+        .position(|l| *l == settings.metric_level())
+        .unwrap_or(2);
+    METRIC_LEVEL.store(u8::try_from(level).unwrap_or(2), Ordering::Relaxed);
     METRICS_ENABLED.store(true, Ordering::Relaxed);
-    let filter = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
-        .unwrap_or_else(|_| "info".to_owned())
-        .to_lowercase();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .without_time() // Lambda stamps every line
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter.and(filter_fn(payload_safe));
+    let layer = if settings.json {
+        fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(false)
+            .without_time() // Lambda stamps every line
+            .boxed()
+    } else {
+        fmt::layer()
+            .with_ansi(false)
+            .with_target(false)
+            .without_time()
+            .boxed()
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
         .init();
+}
+
+/// The span every line of one invocation is logged in: its request id and X-Ray trace id. At
+/// ERROR, so it is there whatever level is asked for.
+pub fn invocation_span(request_id: &str, xray_trace_id: Option<&str>) -> tracing::Span {
+    tracing::error_span!(
+        "invocation",
+        request_id,
+        xray_trace_id = xray_trace_id.unwrap_or("")
+    )
 }
 
 /// One EMF line: a count of 1 for `outcome`, dimensioned by function and outcome.
@@ -36,6 +120,7 @@ pub fn metric_line(function: &str, outcome: &str, duration_ms: f64) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     json!({
+        "level": LEVELS[usize::from(METRIC_LEVEL.load(Ordering::Relaxed)).min(4)],
         "_aws": {
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
@@ -78,5 +163,56 @@ mod tests {
         assert_eq!(line["Outcome"], "Activated");
         assert_eq!(line["Events"], 1);
         assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+        assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn lambdas_variables_come_first_and_fatal_still_logs_errors() {
+        let settings = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            LogSettings::from_lookup(move |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        };
+        // (variables, JSON?, filter, metric level)
+        type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str, &'a str);
+        let cases: [Case; 7] = [
+            (&[], true, "info", "INFO"),
+            (
+                &[("AWS_LAMBDA_LOG_LEVEL", "DEBUG"), ("RUST_LOG", "warn")],
+                true,
+                "debug",
+                "INFO",
+            ),
+            (
+                &[("RUST_LOG", "jitr_core=debug,warn")],
+                true,
+                "jitr_core=debug,warn",
+                "INFO",
+            ),
+            (&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")], true, "error", "ERROR"),
+            (&[("AWS_LAMBDA_LOG_LEVEL", "WARN")], true, "warn", "WARN"),
+            (&[("AWS_LAMBDA_LOG_FORMAT", "Text")], false, "info", "INFO"),
+            (
+                &[
+                    ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+                    ("AWS_LAMBDA_LOG_LEVEL", " "),
+                ],
+                true,
+                "info",
+                "INFO",
+            ),
+        ];
+        for (vars, json, filter, metric) in cases {
+            let s = settings(vars);
+            assert_eq!(
+                (s.json, s.filter.as_str(), s.metric_level()),
+                (json, filter, metric),
+                "{vars:?}"
+            );
+        }
     }
 }

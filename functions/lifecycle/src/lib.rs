@@ -31,7 +31,11 @@ pub async fn handle_lambda_event<R: Registry, L: Ledger>(
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    handle_payload(lifecycle, &event.payload, now)
+    let span = jitr_core::telemetry::invocation_span(
+        &event.context.request_id,
+        event.context.xray_trace_id.as_deref(),
+    );
+    tracing::Instrument::instrument(handle_payload(lifecycle, &event.payload, now), span)
         .await
         .map_err(|err| Diagnostic {
             error_type: err.error_type(),

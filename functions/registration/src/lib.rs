@@ -18,7 +18,7 @@ mod revocation_sync;
 
 use std::time::{Duration, Instant};
 
-use jitr_core::event::account_from_function_arn;
+use jitr_core::event::function_account;
 use jitr_core::ledger::Ledger;
 use jitr_core::registry::Registry;
 use jitr_core::source::Fetcher;
@@ -45,6 +45,17 @@ pub async fn handle_lambda_event<R: Registry, F: Fetcher, L: Ledger>(
     registrar: &Registrar<R, F, L>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
+    let span = telemetry::invocation_span(
+        &event.context.request_id,
+        event.context.xray_trace_id.as_deref(),
+    );
+    tracing::Instrument::instrument(handle_invocation(registrar, event), span).await
+}
+
+async fn handle_invocation<R: Registry, F: Fetcher, L: Ledger>(
+    registrar: &Registrar<R, F, L>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
     if is_sync_trigger(&payload) {
         // The invocation's deadline is milliseconds since the epoch.
@@ -66,7 +77,10 @@ pub async fn handle_lambda_event<R: Registry, F: Fetcher, L: Ledger>(
                 error_message: err.to_string(),
             });
     }
-    let account = account_from_function_arn(&context.invoked_function_arn).map(str::to_owned);
+    let account = function_account(
+        &context.invoked_function_arn,
+        registrar.config().expected_account_id.as_deref(),
+    );
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         let mut failures = Vec::new();
         for record in records {

@@ -1,5 +1,8 @@
 //! The registration Lambda: wiring only (see the library for the handler).
 
+// The instrumented handler future exceeds the default type-layout depth; compile-time only.
+#![recursion_limit = "256"]
+
 use jitr_core::Config;
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
