@@ -182,7 +182,9 @@ fn refuse(err: &WebhookError) -> Value {
     )
 }
 
-/// A Function URL response.
+/// A Function URL response, with every field of the Function URL response type (a runtime
+/// that reads it strictly, as `cargo lambda watch` does, answers 500 without them).
 pub fn http(status: u16, body: &Value) -> Value {
-    json!({"statusCode": status, "headers": {"content-type": "application/json"}, "body": body.to_string()})
+    json!({"statusCode": status, "headers": {"content-type": "application/json"},
+           "body": body.to_string(), "isBase64Encoded": false, "cookies": []})
 }

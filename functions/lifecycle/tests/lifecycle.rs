@@ -740,3 +740,29 @@ async fn activate_leaves_certificates_retired_by_rotation_alone() {
     assert_eq!(world.status(&current), Some(CertificateStatus::Active));
     assert_eq!(world.status(&old), Some(CertificateStatus::Inactive));
 }
+
+/// Issue 10, item 2: every answer to a Function URL request is a whole Function URL response
+/// (the type a strict runtime, `cargo lambda watch`, reads it into): 200, 401, 405 and 400.
+#[tokio::test]
+async fn function_url_answers_are_whole_function_url_responses() {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlResponse;
+    let world = World::new();
+    world
+        .certificate("url-1", CertificateStatus::Active, &["url-1"], true)
+        .await;
+    let secret = "webhook-secret-for-tests";
+    let lifecycle = world.webhook_lifecycle(secret);
+    let now = 1_800_000_000;
+    let good = mender_webhook(secret, "u-1", "url-1", "rejected", now);
+    let forged = mender_webhook("another-secret-entirely", "u-2", "url-1", "accepted", now);
+    let mut get = good.clone();
+    get["requestContext"]["http"]["method"] = json!("GET");
+    let old = mender_webhook(secret, "u-3", "url-1", "accepted", now - 86_400);
+    for (request, status) in [(good, 200), (forged, 401), (get, 405), (old, 400)] {
+        let response = handle_payload(&lifecycle, &request, now).await.unwrap();
+        let typed: LambdaFunctionUrlResponse = serde_json::from_value(response.clone())
+            .unwrap_or_else(|e| panic!("{status}: {e}: {response}"));
+        assert_eq!(typed.status_code, status, "{response}");
+        assert!(!typed.is_base64_encoded);
+    }
+}
