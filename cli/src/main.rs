@@ -1,6 +1,7 @@
 //! `jitr`: replay sample events through the real handlers, locally or against an endpoint,
 //! seed an emulator with the sample CA, policy and CRL, check registration profiles, explain
-//! why a device can or cannot connect, and show a device's history from the device ledger.
+//! why a device can or cannot connect, show a device's history from the device ledger, and sign
+//! a webhook for a local run.
 
 mod explain;
 mod history;
@@ -9,6 +10,7 @@ mod profiles;
 mod replay;
 mod seed;
 mod state;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +73,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mender webhooks for local runs.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// Registration profiles documents.
     Profiles {
         #[command(subcommand)]
@@ -88,6 +95,34 @@ enum Command {
         /// The bucket the CRL is published to.
         #[arg(long, default_value = "jitr-samples")]
         bucket: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Sign a webhook with the secret and the current time; prints the Function URL request
+    /// event (`cargo lambda invoke lifecycle --data-file`), or with --raw the body (the
+    /// X-Men-Signature header on stderr, for curl).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["body", "status", "decommissioned"])))]
+    Sign {
+        /// The webhook secret (default: WEBHOOK_SECRET; an argument lands in shell history).
+        #[arg(long)]
+        secret: Option<String>,
+        /// A webhook body to sign; its `time` is set to now.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// The device id, for --status or --decommissioned.
+        #[arg(long, required_unless_present = "body")]
+        device: Option<String>,
+        /// A device-status-changed webhook with this status (accepted, rejected, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// A device-decommissioned webhook.
+        #[arg(long)]
+        decommissioned: bool,
+        /// Print the signed body only (signature on stderr).
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -140,6 +175,34 @@ async fn main() -> ExitCode {
         Command::Profiles {
             command: ProfilesCommand::Check { file },
         } => profiles::check(&file),
+        Command::Webhook {
+            command:
+                WebhookCommand::Sign {
+                    secret,
+                    body,
+                    device,
+                    status,
+                    decommissioned,
+                    raw,
+                },
+        } => {
+            let body = match (body, device, status) {
+                (Some(file), _, _) => Some(webhook::Body::File(file)),
+                (None, Some(device), Some(status)) => {
+                    Some(webhook::Body::Status { device, status })
+                }
+                (None, Some(device), None) if decommissioned => {
+                    Some(webhook::Body::Decommissioned { device })
+                }
+                _ => None,
+            };
+            match body {
+                Some(body) => webhook::run(secret, body, raw),
+                None => Err(
+                    "give --body FILE, or --device ID with --status S or --decommissioned".into(),
+                ),
+            }
+        }
     };
     match result {
         Ok(()) | Err(output::Failure::BrokenPipe) => ExitCode::SUCCESS,

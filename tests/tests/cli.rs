@@ -438,3 +438,47 @@ async fn history_shows_a_devices_decisions_in_time_order() {
     .await;
     assert!(!ok && out.contains("DEVICE_LEDGER_TABLE"), "{out}");
 }
+
+/// Issue 10, item 2: `jitr webhook sign` makes a Function URL request the lifecycle function
+/// accepts now (signature and replay window), for `cargo lambda invoke`. Offline.
+#[tokio::test]
+async fn webhook_sign_makes_a_request_the_function_accepts_now() {
+    use jitr_lifecycle::config::WebhookSecret;
+    use jitr_lifecycle::webhook::{WebhookRequest, parse_envelope};
+    const SECRET: &str = "cli-test-webhook-secret";
+    let (ok, out) = jitr_in(
+        &workspace_root(),
+        &[
+            "webhook", "sign", "--device", "sensor-9", "--status", "rejected",
+        ],
+        &[("WEBHOOK_SECRET", SECRET)],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let event: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let request = WebhookRequest::from_event(&event).unwrap();
+    request
+        .authenticate(Some(&WebhookSecret::new(SECRET)))
+        .unwrap();
+    assert!(
+        request
+            .authenticate(Some(&WebhookSecret::new("another-secret-entirely")))
+            .is_err()
+    );
+    let body = event["body"].as_str().unwrap();
+    let envelope = parse_envelope(body.as_bytes()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    envelope.check_fresh(now, 60).unwrap();
+    assert_eq!(
+        envelope.command().unwrap().action,
+        jitr_lifecycle::Action::Deactivate
+    );
+    // Without a secret it says how to give one.
+    let (ok, out) = jitr_in(
+        &workspace_root(),
+        &["webhook", "sign", "--device", "d", "--decommissioned"],
+        &[],
+    )
+    .await;
+    assert!(!ok && out.contains("WEBHOOK_SECRET"), "{out}");
+}
