@@ -10,7 +10,7 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync bench-cost fixtures clean-state
+.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync bench-cost lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -90,6 +90,10 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 $(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
+
+lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch + invoke (registration) and a signed webhook (lifecycle) against ministack on :4566 (~1 min warm)
+	$(CARGO) build -p jitr-cli --bin jitr -p jitr-registration -p jitr-lifecycle
+	$(VENV)/bin/python tests/e2e/lambda_loop.py
 
 bench: ## The decision-path benchmark (prints the median per event)
 	$(CARGO) bench -p jitr-core --bench decision_path

@@ -46,9 +46,15 @@ pub fn run(secret: Option<String>, body: Body, raw: bool) -> Result<(), Failure>
     let body = body.to_string();
     let signature = sign(secret.as_bytes(), body.as_bytes());
     if raw {
-        // For curl against a Function URL: the body, then the header on stderr.
+        // For curl against a Function URL: the body exactly as signed (no newline: it would be
+        // part of what curl --data-binary sends), the header on stderr.
         eprintln!("X-Men-Signature: {signature}");
-        return line(body);
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(body.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Failure::Message(format!("stdout: {e}")));
     }
     let event = json!({
         "version": "2.0",

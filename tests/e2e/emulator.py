@@ -26,9 +26,10 @@ def _free_port() -> int:
 
 
 class Emulator:
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, gateway_port: int | None = None, auth: bool = True):
         self.state_dir = state_dir
-        self.gateway_port = _free_port()
+        self.auth = auth
+        self.gateway_port = gateway_port or _free_port()
         self.mqtt_port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.gateway_port}"
         self.log_path = state_dir / "ministack.log"
@@ -47,7 +48,7 @@ class Emulator:
             "BIND_HOST": "127.0.0.1",
             "IOT_MTLS_PORT": str(self.mqtt_port),
             "LAMBDA_EXECUTOR": "local",
-            "AUTH": "true",
+            "AUTH": "true" if self.auth else "false",
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": REGION,
         }
