@@ -3,6 +3,7 @@
 //! why a device can or cannot connect, show a device's history from the device ledger, and sign
 //! a webhook for a local run.
 
+mod ca;
 mod explain;
 mod history;
 mod output;
@@ -73,6 +74,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Device CAs.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Mender webhooks for local runs.
     Webhook {
         #[command(subcommand)]
@@ -95,6 +101,24 @@ enum Command {
         /// The bucket the CRL is published to.
         #[arg(long, default_value = "jitr-samples")]
         bucket: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Register a device CA ACTIVE with auto-registration on: the registration code is fetched,
+    /// the verification certificate made and signed here (the key never leaves this machine).
+    /// Prints the CA id for the configuration.
+    Register {
+        /// The CA certificate (PEM).
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// The CA's private key (PEM), read locally only.
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// The IoT API at this URL (an emulator); without it, AWS through the SDK's usual chain.
+        #[arg(long)]
+        endpoint_url: Option<String>,
     },
 }
 
@@ -175,6 +199,14 @@ async fn main() -> ExitCode {
         Command::Profiles {
             command: ProfilesCommand::Check { file },
         } => profiles::check(&file),
+        Command::Ca {
+            command:
+                CaCommand::Register {
+                    ca_cert,
+                    ca_key,
+                    endpoint_url,
+                },
+        } => ca::run(endpoint_url.as_deref(), &ca_cert, &ca_key).await,
         Command::Webhook {
             command:
                 WebhookCommand::Sign {

@@ -34,17 +34,7 @@ pub async fn run(
     for entry in &manifest.cas {
         let key_file = entry.file.replace(".pem", ".key.pem");
         let ca = Ca::from_pem(&read(&entry.file)?, &read(&key_file)?).map_err(|e| e.to_string())?;
-        let code = iot
-            .registration_code()
-            .await
-            .map_err(|e| failed("GetRegistrationCode", e))?;
-        let verification = ca
-            .verification_certificate(&code)
-            .map_err(|e| e.to_string())?;
-        let id = iot
-            .register_ca(&ca.pem, &verification, true)
-            .await
-            .map_err(|e| failed(&entry.file, e))?;
+        let id = crate::ca::register(&iot, &ca).await?;
         if !entry.active {
             iot.set_ca_active(&id, false)
                 .await

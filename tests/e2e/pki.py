@@ -46,9 +46,16 @@ class Authority:
     def certificate_id(self) -> str:
         return _certificate_id(self.certificate)
 
-    def verification_certificate(self, registration_code: str) -> x509.Certificate:
-        """Proof of possession for RegisterCACertificate: CN = the account's registration code."""
-        return self.sign(_name(registration_code), ec.generate_private_key(ec.SECP256R1()).public_key())
+    def write(self, folder, name: str) -> tuple[str, str]:
+        """The CA certificate and key files `jitr ca register` reads."""
+        certificate, key = folder / f"{name}-ca.pem", folder / f"{name}-ca.key.pem"
+        certificate.write_text(pem(self.certificate))
+        key.write_bytes(
+            self.key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return str(certificate), str(key)
 
     def device(self, common_name: str, issued_ago=datetime.timedelta(minutes=5)) -> "Device":
         """A device certificate; `issued_ago` sets its notBefore (a rotation's older one)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from emulator import REGION, Emulator
 from mqtt_device import Session
-from pki import Authority, pem
+from pki import Authority
 import stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,17 +175,13 @@ class Run:
 
     # ------------------------------------------------------------------ 2. CA
     def register_ca(self) -> None:
-        print("2. register both device CAs (registration code, verification certificate, auto-registration)")
+        print("2. register both device CAs with `jitr ca register` (registration code, verification certificate made locally)")
         for authority, label in ((self.ca, "factory"), (self.partner_ca, "partner")):
-            code = self.iot.get_registration_code()["registrationCode"]
-            registered = self.iot.register_ca_certificate(
-                caCertificate=pem(authority.certificate),
-                verificationCertificate=pem(authority.verification_certificate(code)),
-                setAsActive=True,
-                allowAutoRegistration=True,
-            )
-            ca_id = registered["certificateId"]
-            check(ca_id == authority.certificate_id, f"{label} CA id is the SHA-256 of its DER")
+            certificate, key = authority.write(self.files, label)
+            result = self.jitr("ca", "register", "--ca-cert", certificate, "--ca-key", key)
+            check(result.returncode == 0, f"jitr ca register: {label} CA {result.stderr.strip()}")
+            ca_id = result.stdout.split()[1] if result.stdout.startswith("CA ") else ""
+            check(ca_id == authority.certificate_id, f"{label} CA id printed, the SHA-256 of its DER")
             described = self.iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"]
             check(
                 described["status"] == "ACTIVE" and described["autoRegistrationStatus"] == "ENABLE",
@@ -374,7 +370,7 @@ class Run:
             "DEVICE_LEDGER_TABLE": self.resources["DeviceLedgerTable"],
         }
         # Built by `make e2e` / `make test` beside the bootstraps (cargo build --bins).
-        command = [str(TARGET / "debug" / "jitr"), args[0], "--endpoint-url", self.emulator.endpoint, *args[1:]]
+        command = [str(TARGET / "debug" / "jitr"), *args, "--endpoint-url", self.emulator.endpoint]
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         print(f"   $ jitr {' '.join(args)}")
         for text in result.stdout.splitlines():
