@@ -482,3 +482,50 @@ async fn webhook_sign_makes_a_request_the_function_accepts_now() {
     .await;
     assert!(!ok && out.contains("WEBHOOK_SECRET"), "{out}");
 }
+
+/// Issue 10, item 12: a failure a person reads is one line naming the cause, not the SDK's
+/// Debug chain. Offline: a closed port, and no region.
+#[tokio::test]
+async fn errors_are_one_line_naming_the_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{closed}");
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("DEVICE_POLICY_NAME", "jitr-device"),
+    ];
+    let with_region: Vec<_> = credentials
+        .iter()
+        .copied()
+        .chain([("AWS_REGION", "eu-west-1")])
+        .collect();
+    let cases = [
+        (
+            vec![
+                "explain",
+                "--thing",
+                "t",
+                "--endpoint-url",
+                endpoint.as_str(),
+            ],
+            &with_region[..],
+            format!("DescribeThing failed: connection refused ({endpoint})"),
+        ),
+        (
+            vec!["explain", "--thing", "t"],
+            &credentials[..],
+            "no AWS region configured: set AWS_REGION".to_owned(),
+        ),
+    ];
+    for (args, env, cause) in cases {
+        let (ok, out) = jitr_in(&workspace_root(), &args, env).await;
+        assert!(!ok, "{out}");
+        assert_eq!(out.trim().lines().count(), 1, "one line:\n{out}");
+        assert!(out.contains(&cause), "{cause}:\n{out}");
+        assert!(!out.contains("DispatchFailure"), "{out}");
+    }
+}

@@ -22,7 +22,7 @@ pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
             service.code().unwrap_or("unknown error"),
             service.message().unwrap_or("no message")
         ),
-        None => aws_sdk_s3::error::DisplayErrorContext(err).to_string(),
+        None => crate::sdk_error::cause("S3", err),
     }
 }
 

@@ -53,7 +53,7 @@ pub struct Revoked {
 
 /// A classified ledger failure; the kinds are the registry's (throttled, unavailable, denied...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("device ledger {operation} failed ({}): {message}", kind.as_str())]
+#[error("device ledger {operation} failed: {message}")]
 pub struct LedgerError {
     pub kind: RegistryErrorKind,
     pub operation: &'static str,

@@ -8,9 +8,11 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types::{AttributePayload, CaCertificateStatus};
 use aws_smithy_runtime_api::http::Response as HttpResponse;
+
+use crate::sdk_error::cause;
 
 use super::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
@@ -22,11 +24,14 @@ use super::{
 /// exponential backoff and jitter (the adaptive mode also rate-limits the client when IoT
 /// throttles a burst), and bounded timeouts so a hung call cannot eat the Lambda timeout.
 pub async fn load_sdk_config() -> SdkConfig {
-    sdk_config_loader().load().await
+    let sdk = sdk_config_loader().load().await;
+    crate::sdk_error::remember_endpoint(sdk.endpoint_url());
+    sdk
 }
 
 /// The same configuration with an explicit endpoint (the CLI's `--endpoint-url`).
 pub async fn load_sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
+    crate::sdk_error::remember_endpoint(Some(endpoint_url));
     sdk_config_loader().endpoint_url(endpoint_url).load().await
 }
 
@@ -591,19 +596,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let (kind, message) = match &err {
-        SdkError::TimeoutError(_) => (RegistryErrorKind::Timeout, "timed out".to_owned()),
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => (
-            RegistryErrorKind::Timeout,
-            format!("{}", DisplayErrorContext(&err)),
-        ),
-        SdkError::DispatchFailure(_) => (
-            RegistryErrorKind::Dispatch,
-            format!("{}", DisplayErrorContext(&err)),
-        ),
-        SdkError::ResponseError(_) => (
-            RegistryErrorKind::Unavailable,
-            format!("{}", DisplayErrorContext(&err)),
-        ),
+        SdkError::TimeoutError(_) => (RegistryErrorKind::Timeout, cause(operation, &err)),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+            (RegistryErrorKind::Timeout, cause(operation, &err))
+        }
+        SdkError::DispatchFailure(_) => (RegistryErrorKind::Dispatch, cause(operation, &err)),
+        SdkError::ResponseError(_) => (RegistryErrorKind::Unavailable, cause(operation, &err)),
         SdkError::ServiceError(service) => {
             let code = service.err().code();
             let kind = kind_for(code, service.raw().status().as_u16());
@@ -614,10 +612,7 @@ where
             );
             (kind, message)
         }
-        _ => (
-            RegistryErrorKind::Other,
-            format!("{}", DisplayErrorContext(&err)),
-        ),
+        _ => (RegistryErrorKind::Other, cause(operation, &err)),
     };
     RegistryError::new(kind, operation, message)
 }

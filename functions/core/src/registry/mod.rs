@@ -159,7 +159,7 @@ impl RegistryErrorKind {
 
 /// A classified registry failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} failed ({}): {message}", kind.as_str())]
+#[error("{operation} failed: {message}")]
 pub struct RegistryError {
     kind: RegistryErrorKind,
     operation: &'static str,
