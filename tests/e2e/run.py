@@ -521,6 +521,17 @@ class Run:
     def decommission(self) -> None:
         device = self.genuine
         print(f"5c. signed Mender webhook decommissions {device.name}")
+        # The function reads the secret from Secrets Manager, never from its environment, and a
+        # rotation needs no redeploy: a mismatch makes it read the secret again (the first at once,
+        # then at most once a minute; here the forged request below is that first mismatch).
+        secrets = self.emulator.client("secretsmanager")
+        old = self.webhook_secret()
+        function = self.emulator.client("lambda").get_function_configuration(FunctionName=f"{STACK}-lifecycle")
+        variables = function.get("Environment", {}).get("Variables", {})
+        check(old.decode() not in variables.values() and "WEBHOOK_SECRET" not in variables,
+              f"the secret is not in the function's environment ({sorted(variables)})")
+        secrets.put_secret_value(SecretId=self.resources["WebhookSecret"], SecretString=f"rotated-{uuid.uuid4().hex}")
+        check(self.webhook_secret() != old, "the webhook secret is rotated in Secrets Manager")
         body = self.mender_event("device-decommissioned", device.name)
         forged = hmac.new(b"not-the-webhook-secret", body, hashlib.sha256).hexdigest()
         status, _ = self.webhook(body, forged)
@@ -530,7 +541,7 @@ class Run:
         self.timeline.mark(f"{device.name}: decommission webhook sent")
         status, answer = self.signed_webhook(body)
         self.timeline.mark(f"{device.name}: webhook answered {status}")
-        check(status == 200, f"the signed webhook is accepted ({status}: {str(answer)[:160]})")
+        check(status == 200, f"the webhook signed with the rotated secret is accepted, no redeploy ({status}: {str(answer)[:160]})")
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"Thing {device.name} deleted")
         self.check_absent(
             lambda: self.iot.describe_certificate(certificateId=device.certificate_id), "its certificate deleted"
@@ -555,6 +566,7 @@ class Run:
         crl = f"arn:aws:s3:::{CRL_BUCKET}/{CRL_KEY}"
         ledger = f"arn:aws:dynamodb:{REGION}:{self.account}:table/{self.resources['DeviceLedgerTable']}"
         other_table = f"arn:aws:dynamodb:{REGION}:{self.account}:table/another-table"
+        secret = self.emulator.client("secretsmanager").describe_secret(SecretId=self.resources["WebhookSecret"])["ARN"]
         expectations = {
             "RegistrationRole": [
                 ("iot:CreateThing", f"{arn}:thing/sensor-x", True),
@@ -576,6 +588,7 @@ class Run:
                 ("dynamodb:GetItem", other_table, False),
                 ("dynamodb:UpdateItem", other_table, False),
                 ("iot:DeleteThing", f"{arn}:thing/sensor-x", False),
+                ("secretsmanager:GetSecretValue", secret, False),
                 ("iot:UpdateThingGroup", f"{arn}:thinggroup/fleet", False),
                 ("iot:DeleteCertificate", certificate, False),
                 ("iot:UpdateCACertificate", f"{arn}:cacert/{self.ca_id}", False),
@@ -588,6 +601,9 @@ class Run:
                 ("iot:DeleteThing", f"{arn}:thing/sensor-x", True),
                 ("iot:DeleteCertificate", certificate, True),
                 ("iot:DetachThingPrincipal", certificate, True),
+                ("secretsmanager:GetSecretValue", secret, True),
+                ("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:{REGION}:{self.account}:secret:{STACK}/other-AbCdEf", False),
+                ("secretsmanager:PutSecretValue", secret, False),
                 ("dynamodb:GetItem", ledger, True),
                 ("dynamodb:UpdateItem", ledger, True),
                 ("dynamodb:PutItem", ledger, True),

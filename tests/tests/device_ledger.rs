@@ -124,6 +124,7 @@ fn lifecycle<R: Registry, L: Ledger>(registry: R, ledger: L) -> Lifecycle<R, L> 
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
+        webhook_secret_arn: None,
     };
     Lifecycle::new(registry, config).with_ledger(ledger)
 }

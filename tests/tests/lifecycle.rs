@@ -24,6 +24,7 @@ fn config() -> LifecycleConfig {
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
+        webhook_secret_arn: None,
     }
 }
 

@@ -33,8 +33,13 @@ impl std::fmt::Debug for WebhookSecret {
 /// Validated configuration of the lifecycle function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LifecycleConfig {
-    /// `WEBHOOK_SECRET`: required for webhook input; without it every webhook is refused.
+    /// `WEBHOOK_SECRET`: the webhook secret itself, for local runs; without it (or
+    /// `WEBHOOK_SECRET_ARN`) every webhook is refused.
     pub webhook_secret: Option<WebhookSecret>,
+    /// `WEBHOOK_SECRET_ARN`: the Secrets Manager secret holding it (its ARN, or name: whatever
+    /// GetSecretValue takes), read at cold start and again
+    /// on a mismatch (deployed functions: the value never sits in the function's environment).
+    pub webhook_secret_arn: Option<String>,
     /// `DECOMMISSION_DELETES_CERTIFICATES` (default true).
     pub decommission_deletes_certificates: bool,
     /// `WEBHOOK_MAX_AGE_SECONDS` (default 900): the replay window.
@@ -64,6 +69,13 @@ impl LifecycleConfig {
             }
             other => other.map(|s| WebhookSecret::new(&s)),
         };
+        let webhook_secret_arn = get("WEBHOOK_SECRET_ARN");
+        if webhook_secret.is_some() && webhook_secret_arn.is_some() {
+            return Err(config_error(
+                "WEBHOOK_SECRET_ARN",
+                "set WEBHOOK_SECRET_ARN (deployed) or WEBHOOK_SECRET (local runs), not both",
+            ));
+        }
         let decommission_deletes_certificates = bool_variable(
             "DECOMMISSION_DELETES_CERTIFICATES",
             get("DECOMMISSION_DELETES_CERTIFICATES"),
@@ -81,6 +93,7 @@ impl LifecycleConfig {
         let device_ledger = LedgerSettings::from_lookup(&get)?;
         Ok(Self {
             webhook_secret,
+            webhook_secret_arn,
             decommission_deletes_certificates,
             webhook_max_age_secs,
             device_ledger,

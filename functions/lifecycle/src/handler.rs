@@ -144,12 +144,22 @@ async fn handle_webhook<R: Registry, L: Ledger>(
     now: i64,
 ) -> Value {
     let config = lifecycle.config();
-    let authenticated = WebhookRequest::from_event(payload).and_then(|request| {
-        request.authenticate(config.webhook_secret.as_ref())?;
+    let secrets = lifecycle.webhook_secrets();
+    let authenticated = async {
+        let request = WebhookRequest::from_event(payload)?;
+        match request.authenticate(secrets.current().as_ref()) {
+            // Perhaps rotated in Secrets Manager since the cold start: read it again (at most
+            // once a minute) and check once more.
+            Err(WebhookError::BadSignature) if secrets.reread().await => {
+                request.authenticate(secrets.current().as_ref())?;
+            }
+            other => other?,
+        }
         let event = parse_envelope(&request.body)?;
         event.check_fresh(now, config.webhook_max_age_secs)?;
-        Ok(event)
-    });
+        Ok::<_, WebhookError>(event)
+    }
+    .await;
     let event = match authenticated {
         Ok(event) => event,
         Err(err) => return refuse(&err),

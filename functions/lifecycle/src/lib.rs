@@ -12,6 +12,7 @@
 pub mod command;
 pub mod config;
 mod handler;
+pub mod secret;
 pub mod transitions;
 pub mod webhook;
 

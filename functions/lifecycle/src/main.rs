@@ -6,6 +6,7 @@
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
+use jitr_lifecycle::secret::{REREAD_INTERVAL, WebhookSecrets, secrets_manager};
 use jitr_lifecycle::{Lifecycle, LifecycleConfig, handle_lambda_event};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -16,7 +17,14 @@ async fn main() -> Result<(), Error> {
     let config = LifecycleConfig::from_env()?;
     let sdk = load_sdk_config().await;
     let ledger = (config.device_ledger.as_ref()).map(|s| DynamoLedger::from_settings(&sdk, s));
-    let lifecycle = Lifecycle::new(IotRegistry::from_sdk_config(&sdk), config).with_ledger(ledger);
+    let secret_arn = config.webhook_secret_arn.clone();
+    let mut lifecycle =
+        Lifecycle::new(IotRegistry::from_sdk_config(&sdk), config).with_ledger(ledger);
+    if let Some(arn) = secret_arn {
+        let reader = secrets_manager(aws_sdk_secretsmanager::Client::new(&sdk), arn);
+        let secrets = WebhookSecrets::read_through(reader, REREAD_INTERVAL).await?;
+        lifecycle = lifecycle.with_webhook_secrets(secrets);
+    }
     let lifecycle = &lifecycle;
     run(service_fn(move |event: LambdaEvent<Value>| {
         handle_lambda_event(lifecycle, event)

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::command::{Action, DeviceCommand};
 use crate::config::LifecycleConfig;
+use crate::secret::WebhookSecrets;
 
 /// Waits between checks that a detached principal has left the Thing (AWS detaches
 /// asynchronously); about 3 s in all before giving up with a retryable error.
@@ -83,14 +84,17 @@ pub struct Lifecycle<R, L = NoLedger> {
     registry: R,
     ledger: L,
     config: LifecycleConfig,
+    secrets: WebhookSecrets,
 }
 
 impl<R: Registry> Lifecycle<R, NoLedger> {
     pub fn new(registry: R, config: LifecycleConfig) -> Self {
+        let secrets = WebhookSecrets::fixed(config.webhook_secret.clone());
         Self {
             registry,
             ledger: NoLedger,
             config,
+            secrets,
         }
     }
 
@@ -100,6 +104,7 @@ impl<R: Registry> Lifecycle<R, NoLedger> {
             registry: self.registry,
             ledger,
             config: self.config,
+            secrets: self.secrets,
         }
     }
 }
@@ -115,6 +120,17 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
 
     pub fn config(&self) -> &LifecycleConfig {
         &self.config
+    }
+
+    /// The webhook secret, kept in Secrets Manager (read again on a mismatch) instead of the
+    /// configuration's.
+    pub fn with_webhook_secrets(mut self, secrets: WebhookSecrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    pub fn webhook_secrets(&self) -> &WebhookSecrets {
+        &self.secrets
     }
 
     /// `apply` with the command's own stamp, or its arrival time: for callers without an

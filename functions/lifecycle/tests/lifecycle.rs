@@ -213,6 +213,7 @@ impl World {
             decommission_deletes_certificates: deletes,
             device_ledger: None,
             webhook_max_age_secs: 900,
+            webhook_secret_arn: None,
         };
         Lifecycle::new(Arc::clone(&self.registry), config).with_ledger(Arc::clone(&self.ledger))
     }
@@ -473,6 +474,7 @@ async fn webhooks_with_bad_signatures_change_nothing() {
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
+        webhook_secret_arn: None,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
     let now = 1_800_000_000;
@@ -520,6 +522,7 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
+        webhook_secret_arn: None,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
     let now = 1_800_000_000;
@@ -587,6 +590,7 @@ impl World {
             decommission_deletes_certificates: true,
             device_ledger: None,
             webhook_max_age_secs: 900,
+            webhook_secret_arn: None,
         };
         Lifecycle::new(Arc::clone(&self.registry), config).with_ledger(Arc::clone(&self.ledger))
     }
