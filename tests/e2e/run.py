@@ -161,6 +161,9 @@ class Run:
                 "RegistrationProfilesBucket": CRL_BUCKET,
                 "RegistrationProfilesKey": PROFILES_KEY,
                 "DevicePolicyName": "jitr-e2e-device",
+                # The optional parts on: X-Ray permissions, a mail subscription to the alarms.
+                "Tracing": "Active",
+                "AlarmEmail": "ops@example.com",
             },
         )
         self.resources = stack.resources(self.cloudformation, STACK)
@@ -172,6 +175,14 @@ class Run:
         dashboard = self.emulator.client("cloudwatch").get_dashboard(DashboardName=self.outputs["OperationsDashboardName"])
         titles = [w["properties"]["title"] for w in json.loads(dashboard["DashboardBody"])["widgets"]]
         check(len(titles) == 5, f"dashboard {dashboard['DashboardName']}: {'; '.join(titles)}")
+        alarms = self.emulator.client("cloudwatch").describe_alarms()["MetricAlarms"]
+        topic = self.outputs["AlarmTopicArn"]
+        notifying = [a["AlarmName"] for a in alarms if topic in a.get("AlarmActions", []) and topic in a.get("OKActions", [])]
+        check(len(notifying) == 4, f"all {len(notifying)} alarms notify the alarm topic (and recover on it)")
+        subscriptions = self.emulator.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        check([s["Endpoint"] for s in subscriptions] == ["ops@example.com"], "AlarmEmail is subscribed to it")
+        policies = self.iam.list_role_policies(RoleName=self.resources["LifecycleRole"])["PolicyNames"]
+        check("xray-tracing" in policies, f"Tracing=Active gives the roles X-Ray write access ({policies})")
 
     # ------------------------------------------------------------------ 2. CA
     def register_ca(self) -> None:
