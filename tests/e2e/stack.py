@@ -19,6 +19,9 @@ from cfnlint.decode import cfn_yaml
 ARTIFACT_BUCKET = "jitr-e2e-artifacts"
 # ministack 1.5.33 has neither the resource nor the Logs API behind it (PutQueryDefinition).
 EMULATOR_LACKS = {"AWS::Logs::QueryDefinition"}
+# Nor CodeDeploy, which a function's DeploymentPreference (gradual traffic shift) is made of: the
+# functions keep their alias, without the shift.
+EMULATOR_LACKS_PROPERTIES = {("AWS::Serverless::Function", "DeploymentPreference")}
 
 
 def _zip_bootstrap(binary: Path) -> bytes:
@@ -37,6 +40,11 @@ def package(template_path: Path, binaries: Path, s3) -> tuple[str, list[str]]:
     left_out = sorted(name for name, r in template["Resources"].items() if r["Type"] in EMULATOR_LACKS)
     for name in left_out:
         del template["Resources"][name]
+    for name, resource in template["Resources"].items():
+        for kind, prop in EMULATOR_LACKS_PROPERTIES:
+            if resource["Type"] == kind and prop in resource.get("Properties", {}):
+                del resource["Properties"][prop]
+                left_out.append(f"{name}.{prop}")
     s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
     packaged = 0
     for resource in template["Resources"].values():
