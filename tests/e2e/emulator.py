@@ -19,7 +19,7 @@ ROOT_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"
 _HERE = Path(__file__).resolve().parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -29,8 +29,8 @@ class Emulator:
     def __init__(self, state_dir: Path, gateway_port: int | None = None, auth: bool = True):
         self.state_dir = state_dir
         self.auth = auth
-        self.gateway_port = gateway_port or _free_port()
-        self.mqtt_port = _free_port()
+        self.gateway_port = gateway_port or free_port()
+        self.mqtt_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.gateway_port}"
         self.log_path = state_dir / "ministack.log"
         self.process = None

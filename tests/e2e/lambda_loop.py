@@ -21,21 +21,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from emulator import Emulator
+from emulator import Emulator, free_port
+from harness import ROOT, Failure, check, target_directory
 from mqtt_device import Session
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "events" / "registration"
 ACCOUNT, REGION, PORT = "123456789012", "eu-west-1", 4566
 SECRET = "jitr-demo-webhook-secret"  # the documented test secret, as in Cargo.toml's metadata
-
-
-def target_directory() -> Path:
-    metadata = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout
-    return Path(json.loads(metadata)["target_directory"])
 
 
 TARGET = target_directory()
@@ -49,16 +41,6 @@ ENV = {
 }
 
 
-class Failure(Exception):
-    pass
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise Failure(message)
-    print(f"   ok  {message}")
-
-
 class SampleDevice:
     """A sample certificate and key from events/registration, as mqtt_device.Session wants."""
 
@@ -69,12 +51,6 @@ class SampleDevice:
         chain = folder / f"{self.name}.chain.pem"
         chain.write_text((SAMPLES / f"{self.name}.pem").read_text() + (SAMPLES / "ca.pem").read_text())
         return str(chain), str(SAMPLES / f"{self.name}.key.pem")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def jitr(*args: str) -> subprocess.CompletedProcess:

@@ -27,20 +27,9 @@ from pathlib import Path
 
 from emulator import REGION, Emulator
 from mqtt_device import Session
+from harness import ROOT, Failure, check, target_directory
 from pki import Authority
 import stack
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def target_directory() -> Path:
-    """Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it."""
-    metadata = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout
-    return Path(json.loads(metadata)["target_directory"])
-
 
 TARGET = target_directory()
 WORK = TARGET / "e2e"
@@ -51,16 +40,6 @@ PROFILES_KEY = "profiles.json"
 PARTNER_POLICY, SENSOR_TYPE = "jitr-e2e-partner", "e2e-sensor"
 # The template names each function's log group after the stack: "registration" or "lifecycle".
 LOG_GROUP = f"/aws/lambda/{STACK}-{{}}"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise Failure(message)
-    print(f"   ok  {message}")
 
 
 class Timeline:
