@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use tracing::Level;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
@@ -82,7 +82,12 @@ pub fn init_logging() {
         .unwrap_or(2);
     METRIC_LEVEL.store(u8::try_from(level).unwrap_or(2), Ordering::Relaxed);
     METRICS_ENABLED.store(true, Ordering::Relaxed);
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // `target=level` directives, as RUST_LOG writes them (span and field filters are not taken:
+    // they need a regex engine in the bootstrap); anything unreadable logs at INFO.
+    let filter = settings
+        .filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
     let filter = filter.and(filter_fn(payload_safe));
     let layer = if settings.json {
         fmt::layer()
