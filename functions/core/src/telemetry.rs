@@ -27,7 +27,7 @@ pub struct LogSettings {
     /// `AWS_LAMBDA_LOG_FORMAT=Text` (any case): plain lines; anything else is JSON.
     pub json: bool,
     /// The filter for this project's crates: `AWS_LAMBDA_LOG_LEVEL` (FATAL is ERROR: tracing has
-    /// no FATAL, and errors must not be silenced), else `RUST_LOG` (directives allowed), else
+    /// no FATAL, and errors must not be silenced), else `RUST_LOG` (`target=level` directives), else
     /// `info`.
     pub filter: String,
 }
