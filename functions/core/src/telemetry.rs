@@ -45,8 +45,8 @@ impl LogSettings {
         Self { json, filter }
     }
 
-    /// The least verbose level the filter lets through: metric lines carry it, or INFO when the
-    /// filter is more verbose, so Lambda's level filtering (on JSON lines' `level`) never drops
+    /// The level metric lines carry: INFO, or the filter's level when that is above INFO (WARN,
+    /// ERROR), so Lambda's level filtering (on JSON lines' `level`, the same setting) never drops
     /// them.
     pub fn metric_level(&self) -> &'static str {
         let most = self
