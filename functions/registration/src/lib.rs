@@ -18,6 +18,7 @@ mod revocation_sync;
 
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use jitr_core::event::function_account;
 use jitr_core::ledger::Ledger;
 use jitr_core::registry::Registry;
@@ -81,23 +82,28 @@ async fn handle_invocation<R: Registry, F: Fetcher, L: Ledger>(
         &context.invoked_function_arn,
         registrar.config().expected_account_id.as_deref(),
     );
-    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        let mut failures = Vec::new();
-        for record in records {
-            let body = record
-                .get("body")
-                .and_then(Value::as_str)
-                .map(|body| serde_json::from_str::<Value>(body).unwrap_or(Value::Null))
+    // An SQS batch (the burst buffer; S3 notifications, also "Records", were taken above): only
+    // the messages that failed are reported, so only they are retried.
+    if payload.get("Records").is_some() {
+        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| Diagnostic {
+            error_type: "Permanent.MalformedEvent".into(),
+            error_message: format!("not an SQS batch: {e}"),
+        })?;
+        let mut response = SqsBatchResponse::default();
+        for message in batch.records {
+            // A body that is not JSON is handled as null: a classified MalformedEvent, logged.
+            let body = message
+                .body
+                .as_deref()
+                .and_then(|body| serde_json::from_str::<Value>(body).ok())
                 .unwrap_or(Value::Null);
             if handle_one(registrar, &body, &account).await.is_err() {
-                let id = record
-                    .get("messageId")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                failures.push(json!({"itemIdentifier": id}));
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message.message_id.unwrap_or_default();
+                response.batch_item_failures.push(failure);
             }
         }
-        return Ok(json!({"batchItemFailures": failures}));
+        return Ok(json!(response));
     }
     handle_one(registrar, &payload, &account)
         .await
