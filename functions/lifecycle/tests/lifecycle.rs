@@ -579,7 +579,28 @@ fn mender_webhook(secret: &str, id: &str, device: &str, status: &str, time: i64)
         "requestContext": {"http": {"method": "POST"}}, "body": body})
 }
 
+/// The secret and the clock the webhook tests sign and check with.
+const WEBHOOK_TEST_SECRET: &str = "webhook-secret-for-tests";
+const WEBHOOK_TEST_NOW: i64 = 1_800_000_000;
+
 impl World {
+    /// A world with one device whose ACTIVE certificate (returned) is its only one, and the
+    /// lifecycle function taking webhooks signed with `WEBHOOK_TEST_SECRET`.
+    async fn webhook_device(
+        name: &str,
+    ) -> (
+        Self,
+        String,
+        Lifecycle<Arc<Faulty<Arc<MemoryRegistry>>>, Arc<MemoryLedger>>,
+    ) {
+        let world = World::new();
+        let id = world
+            .certificate(name, CertificateStatus::Active, &[name], true)
+            .await;
+        let lifecycle = world.webhook_lifecycle(WEBHOOK_TEST_SECRET);
+        (world, id, lifecycle)
+    }
+
     /// The lifecycle function with a webhook secret and this world's ledger.
     fn webhook_lifecycle(
         &self,
@@ -600,13 +621,8 @@ impl World {
 /// nothing, and a captured signed webhook replayed within the window changes nothing either.
 #[tokio::test]
 async fn stale_and_replayed_webhooks_change_nothing() {
-    let world = World::new();
-    let id = world
-        .certificate("mender-2", CertificateStatus::Active, &["mender-2"], true)
-        .await;
-    let secret = "webhook-secret-for-tests";
-    let lifecycle = world.webhook_lifecycle(secret);
-    let now = 1_800_000_000;
+    let (world, id, lifecycle) = World::webhook_device("mender-2").await;
+    let (secret, now) = (WEBHOOK_TEST_SECRET, WEBHOOK_TEST_NOW);
     let accepted = mender_webhook(secret, "a-1", "mender-2", "accepted", now - 60);
     let rejected = mender_webhook(secret, "r-1", "mender-2", "rejected", now - 30);
 
@@ -644,13 +660,8 @@ async fn stale_and_replayed_webhooks_change_nothing() {
 /// finished, so the retry completes it. Once finished, the same event is stale.
 #[tokio::test]
 async fn a_retried_event_completes_and_then_is_stale() {
-    let world = World::new();
-    let id = world
-        .certificate("mender-3", CertificateStatus::Active, &["mender-3"], true)
-        .await;
-    let secret = "webhook-secret-for-tests";
-    let lifecycle = world.webhook_lifecycle(secret);
-    let now = 1_800_000_000;
+    let (world, id, lifecycle) = World::webhook_device("mender-3").await;
+    let (secret, now) = (WEBHOOK_TEST_SECRET, WEBHOOK_TEST_NOW);
     let rejected = mender_webhook(secret, "r-3", "mender-3", "rejected", now);
     world
         .registry
@@ -750,13 +761,8 @@ async fn activate_leaves_certificates_retired_by_rotation_alone() {
 #[tokio::test]
 async fn function_url_answers_are_whole_function_url_responses() {
     use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlResponse;
-    let world = World::new();
-    world
-        .certificate("url-1", CertificateStatus::Active, &["url-1"], true)
-        .await;
-    let secret = "webhook-secret-for-tests";
-    let lifecycle = world.webhook_lifecycle(secret);
-    let now = 1_800_000_000;
+    let (_world, _, lifecycle) = World::webhook_device("url-1").await;
+    let (secret, now) = (WEBHOOK_TEST_SECRET, WEBHOOK_TEST_NOW);
     let good = mender_webhook(secret, "u-1", "url-1", "rejected", now);
     let forged = mender_webhook("another-secret-entirely", "u-2", "url-1", "accepted", now);
     let mut get = good.clone();
