@@ -94,6 +94,11 @@ impl DeviceCommand {
     }
 
     /// Parses and validates the neutral JSON form; errors name the field.
+    ///
+    /// Read by hand rather than with a serde derive and `deny_unknown_fields`: serde would refuse
+    /// the same inputs, but its type errors name no field ("invalid type: integer, expected a
+    /// string"), the pairing rule of eventId/eventTime and the bounds would still be checked
+    /// here, and the derived deserializer would spend bytes of a bootstrap at its size budget.
     pub fn from_value(value: &Value) -> Result<Self, JitrError> {
         const FIELDS: [&str; 5] = ["deviceId", "action", "reason", "eventId", "eventTime"];
         let object = value
