@@ -91,7 +91,7 @@ $(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
 
-lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch + invoke (registration) and a signed webhook (lifecycle) against ministack on :4566 (~1 min warm)
+lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch + invoke (registration) and a signed webhook (lifecycle) against ministack on :4566 (seconds once built)
 	$(CARGO) build -p jitr-cli --bin jitr -p jitr-registration -p jitr-lifecycle
 	$(VENV)/bin/python tests/e2e/lambda_loop.py
 
