@@ -40,26 +40,11 @@ async fn the_binary_activates_a_jitr_certificate_and_the_device_connects() {
     let device = fleet
         .pending_device(DeviceSpec::named("sensor-binary"))
         .await;
-    let arn = format!(
-        "arn:aws:lambda:us-east-1:{}:function:registration",
-        fleet.account.id
-    );
-    let (runtime_api, mut invocations) = serve_one(fleet.event(&device), arn).await;
-
-    let mut child = lambda_command(&fleet, &runtime_api)
-        .env("DEVICE_POLICY_NAME", POLICY)
-        .spawn()
-        .unwrap();
-    let invocation = tokio::time::timeout(Duration::from_secs(60), invocations.recv()).await;
-    child.kill().await.ok();
-    let output = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let Ok(Some(Invocation::Response(response))) = invocation else {
-        panic!(
-            "no response: {invocation:?}\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let (runtime_api, mut invocations) =
+        serve_one(fleet.event(&device), function_arn(&fleet, "registration")).await;
+    let mut command = lambda_command(&fleet, &runtime_api);
+    command.env("DEVICE_POLICY_NAME", POLICY);
+    let (response, stdout) = answer(command, &mut invocations).await;
     assert_eq!(response["outcome"], "Activated", "{response}");
     assert_eq!(response["thingName"], "sensor-binary");
 
@@ -102,7 +87,6 @@ async fn a_missing_policy_variable_fails_the_cold_start_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_binary_answers_a_signed_webhook_and_logs_no_secret() {
-    use jitr_lifecycle::webhook::sign;
     const SECRET: &str = "binary-test-webhook-secret";
     let fleet = Fleet::new().await;
     let device = fleet
@@ -113,35 +97,12 @@ async fn the_lifecycle_binary_answers_a_signed_webhook_and_logs_no_secret() {
         .handle(&fleet.event(&device), &fleet.account.id)
         .await
         .unwrap();
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let body = serde_json::json!({"id": "w-1", "type": "device-status-changed",
-        "data": {"id": "sensor-webhook", "status": "rejected"}, "time": now})
-    .to_string();
-    let signature = sign(SECRET.as_bytes(), body.as_bytes());
-    let request = serde_json::json!({"version": "2.0", "rawPath": "/", "headers": {"x-men-signature": signature},
-        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false});
-    let arn = format!(
-        "arn:aws:lambda:us-east-1:{}:function:lifecycle",
-        fleet.account.id
-    );
-    let (runtime_api, mut invocations) = serve_one(request, arn).await;
-
-    let mut child = function_command("lifecycle", &fleet, &runtime_api)
-        .env("WEBHOOK_SECRET", SECRET)
-        .spawn()
-        .unwrap();
-    let invocation = tokio::time::timeout(Duration::from_secs(60), invocations.recv()).await;
-    child.kill().await.ok();
-    let output = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let Ok(Some(Invocation::Response(response))) = invocation else {
-        panic!(
-            "no response: {invocation:?}\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let (request, _, signature) = rejected_webhook(SECRET, "w-1", "sensor-webhook");
+    let (runtime_api, mut invocations) =
+        serve_one(request, function_arn(&fleet, "lifecycle")).await;
+    let mut command = function_command("lifecycle", &fleet, &runtime_api);
+    command.env("WEBHOOK_SECRET", SECRET);
+    let (response, stdout) = answer(command, &mut invocations).await;
     assert_eq!(response["statusCode"], 200, "{response}");
     assert_eq!(fleet.status(&device).await, CertificateStatus::Inactive);
     assert!(stdout.contains("lifecycle event handled"), "{stdout}");
@@ -151,11 +112,32 @@ async fn the_lifecycle_binary_answers_a_signed_webhook_and_logs_no_secret() {
             .any(|l| l.contains("\"CloudWatchMetrics\"") && l.contains("\"Changed\"")),
         "{stdout}"
     );
-    let everything = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        !everything.contains(SECRET) && !everything.contains(&signature),
+        !stdout.contains(SECRET) && !stdout.contains(&signature),
         "no secret or signature in logs"
     );
+}
+
+fn function_arn(fleet: &Fleet, name: &str) -> String {
+    format!(
+        "arn:aws:lambda:us-east-1:{}:function:{name}",
+        fleet.account.id
+    )
+}
+
+/// A Function URL request carrying a Mender `rejected` webhook for `device`, signed now with
+/// `secret`: (request, body, signature).
+fn rejected_webhook(secret: &str, id: &str, device: &str) -> (serde_json::Value, String, String) {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = serde_json::json!({"id": id, "type": "device-status-changed",
+        "data": {"id": device, "status": "rejected"}, "time": now})
+    .to_string();
+    let signature = jitr_lifecycle::webhook::sign(secret.as_bytes(), body.as_bytes());
+    let request = serde_json::json!({"version": "2.0", "rawPath": "/", "headers": {"x-men-signature": signature},
+        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false});
+    (request, body, signature)
 }
 
 /// Runs `command` (a function binary behind `serve_one`) until it answers; (response, stdout and
@@ -190,18 +172,11 @@ const SESSION_TOKEN: &str = "jitr-test-session-token-never-logged";
 /// metric line has a level Lambda's filtering keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_trace_both_binaries_log_no_payload_or_credential() {
-    use jitr_lifecycle::webhook::sign;
     const SECRET: &str = "trace-test-webhook-secret";
     let fleet = Fleet::new().await;
     let device = fleet
         .pending_device(DeviceSpec::named("sensor-trace"))
         .await;
-    let arn = |name: &str| {
-        format!(
-            "arn:aws:lambda:us-east-1:{}:function:{name}",
-            fleet.account.id
-        )
-    };
     let at_trace = |mut command: Command| {
         command
             .env("AWS_LAMBDA_LOG_LEVEL", "TRACE")
@@ -210,22 +185,16 @@ async fn at_trace_both_binaries_log_no_payload_or_credential() {
         command
     };
 
-    let (runtime_api, mut invocations) = serve_one(fleet.event(&device), arn("registration")).await;
+    let (runtime_api, mut invocations) =
+        serve_one(fleet.event(&device), function_arn(&fleet, "registration")).await;
     let mut command = at_trace(lambda_command(&fleet, &runtime_api));
     command.env("DEVICE_POLICY_NAME", POLICY);
     let (response, registration_log) = answer(command, &mut invocations).await;
     assert_eq!(response["outcome"], "Activated", "{response}");
 
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let body = serde_json::json!({"id": "w-trace", "type": "device-status-changed",
-        "data": {"id": "sensor-trace", "status": "rejected"}, "time": now})
-    .to_string();
-    let signature = sign(SECRET.as_bytes(), body.as_bytes());
-    let request = serde_json::json!({"version": "2.0", "rawPath": "/", "headers": {"x-men-signature": signature},
-        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false});
-    let (runtime_api, mut invocations) = serve_one(request, arn("lifecycle")).await;
+    let (request, body, signature) = rejected_webhook(SECRET, "w-trace", "sensor-trace");
+    let (runtime_api, mut invocations) =
+        serve_one(request, function_arn(&fleet, "lifecycle")).await;
     let mut command = at_trace(function_command("lifecycle", &fleet, &runtime_api));
     command.env("WEBHOOK_SECRET", SECRET);
     let (response, lifecycle_log) = answer(command, &mut invocations).await;
@@ -281,11 +250,8 @@ async fn at_trace_both_binaries_log_no_payload_or_credential() {
 async fn the_text_log_format_is_plain_lines() {
     let fleet = Fleet::new().await;
     let device = fleet.pending_device(DeviceSpec::named("sensor-text")).await;
-    let arn = format!(
-        "arn:aws:lambda:us-east-1:{}:function:registration",
-        fleet.account.id
-    );
-    let (runtime_api, mut invocations) = serve_one(fleet.event(&device), arn).await;
+    let (runtime_api, mut invocations) =
+        serve_one(fleet.event(&device), function_arn(&fleet, "registration")).await;
     let mut command = lambda_command(&fleet, &runtime_api);
     command
         .env("DEVICE_POLICY_NAME", POLICY)
