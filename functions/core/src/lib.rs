@@ -30,6 +30,7 @@ mod s3;
 pub mod samples;
 mod sdk_error;
 pub mod source;
+pub mod sync;
 pub mod telemetry;
 
 pub use config::Config;

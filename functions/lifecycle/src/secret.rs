@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use jitr_core::sync::lock;
+
 use crate::config::{MIN_SECRET_LEN, WebhookSecret};
 
 /// The shortest wait between two reads of the source.
@@ -102,12 +104,6 @@ fn checked(value: String) -> Result<WebhookSecret, String> {
         ));
     }
     Ok(WebhookSecret::new(value))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads `arn`'s string value from Secrets Manager.

@@ -19,6 +19,7 @@ use jitr_core::registry::{
 };
 use jitr_core::revocation::{RevocationCache, RevocationError, RevocationList, RevocationSource};
 use jitr_core::source::{Fetcher, ObjectSource};
+use jitr_core::sync::lock;
 pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
@@ -474,10 +475,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
 
     /// The cache of one source for one CA, created on first use.
     pub(crate) fn cache(&self, source: ObjectSource, ca_id: &str) -> Arc<RevocationCache> {
-        let mut caches = self
-            .revocation
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut caches = lock(&self.revocation);
         let key = (source, ca_id.to_owned());
         if !caches.contains_key(&key) && caches.len() >= MAX_REVOCATION_SOURCES {
             tracing::warn!(
@@ -532,15 +530,11 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     pub(crate) fn lock_synced(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<(ObjectSource, String), String>> {
-        self.synced
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.synced)
     }
 
     fn lock_cas(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCa>> {
-        self.cas
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.cas)
     }
 }
 

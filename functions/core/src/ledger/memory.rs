@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use super::device::{DeviceDecision, DeviceRecord, HistoryEntry, Holdings, Recorded, judge};
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
+use crate::sync::lock;
 
 /// (partition key, sort key) → entry; devices by Thing name; history by (Thing, sort key).
 #[derive(Debug, Default)]
@@ -34,12 +35,6 @@ impl MemoryLedger {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), SerialEntry>> {
         lock(&self.entries)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Ledger for MemoryLedger {

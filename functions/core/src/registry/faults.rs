@@ -71,9 +71,7 @@ impl<R: Registry> Faulty<R> {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<&'static str, Fault>> {
-        self.faults
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.faults)
     }
 
     /// `Ok(true)`: go on to the inner registry; `Ok(false)`: answer success without it.

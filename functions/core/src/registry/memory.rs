@@ -222,9 +222,7 @@ impl MemoryRegistry {
 
     fn lock(&self) -> MutexGuard<'_, Store> {
         // A poisoned lock only means a test panicked mid-call; the data is still usable.
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.store)
     }
 
     /// Records `certificate_id` being set ACTIVE while it lacks a Thing or a policy.
