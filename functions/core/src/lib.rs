@@ -28,7 +28,7 @@ pub mod revocation;
 pub mod rotation;
 mod s3;
 pub mod samples;
-mod sdk_error;
+pub mod sdk_error;
 pub mod source;
 pub mod sync;
 pub mod telemetry;

@@ -1,7 +1,7 @@
-//! What S3 access (revocation lists, profiles, `jitr` tooling) shares: the client and
-//! how an S3 failure is described and told apart by status.
+//! What S3 access (revocation lists, profiles, `jitr` tooling) shares: the client and how an
+//! S3 failure is told apart by status (`sdk_error::describe` says what it was).
 
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::SdkError;
 
 /// A client from shared SDK configuration. A custom endpoint (an emulator or an
 /// S3-compatible store) gets path-style addressing, which such endpoints need.
@@ -10,20 +10,6 @@ pub(crate) fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .force_path_style(sdk.endpoint_url().is_some())
         .build();
     aws_sdk_s3::Client::from_conf(config)
-}
-
-/// `Code: message` for a service error, the transport failure otherwise; never the raw body.
-pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> String {
-    match err.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown error"),
-            service.message().unwrap_or("no message")
-        ),
-        None => crate::sdk_error::cause("S3", err),
-    }
 }
 
 /// The HTTP status of the response, when there was one.

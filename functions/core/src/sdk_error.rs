@@ -6,6 +6,7 @@ use std::error::Error;
 use std::sync::OnceLock;
 
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// The endpoint the process's SDK configuration names (an emulator, say), for messages.
 static ENDPOINT: OnceLock<String> = OnceLock::new();
@@ -14,6 +15,23 @@ static ENDPOINT: OnceLock<String> = OnceLock::new();
 pub(crate) fn remember_endpoint(endpoint: Option<&str>) {
     if let Some(endpoint) = endpoint {
         let _ = ENDPOINT.set(endpoint.to_owned());
+    }
+}
+
+/// `Code: message` for a service's answer, the [`cause`] of a transport failure otherwise; never
+/// the raw body.
+pub fn describe<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown error"),
+            service.message().unwrap_or("no message")
+        ),
+        None => cause(operation, err),
     }
 }
 

@@ -19,6 +19,14 @@ impl WebhookSecret {
         Self(secret.as_bytes().to_vec())
     }
 
+    /// A secret long enough to use (from the environment or from Secrets Manager).
+    pub fn parse(secret: &str) -> Result<Self, String> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(format!("must be at least {MIN_SECRET_LEN} characters"));
+        }
+        Ok(Self::new(secret))
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -60,15 +68,10 @@ impl LifecycleConfig {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let webhook_secret = match get("WEBHOOK_SECRET") {
-            Some(secret) if secret.len() < MIN_SECRET_LEN => {
-                return Err(config_error(
-                    "WEBHOOK_SECRET",
-                    &format!("must be at least {MIN_SECRET_LEN} characters"),
-                ));
-            }
-            other => other.map(|s| WebhookSecret::new(&s)),
-        };
+        let webhook_secret = get("WEBHOOK_SECRET")
+            .map(|s| WebhookSecret::parse(&s))
+            .transpose()
+            .map_err(|e| config_error("WEBHOOK_SECRET", &e))?;
         let webhook_secret_arn = get("WEBHOOK_SECRET_ARN");
         if webhook_secret.is_some() && webhook_secret_arn.is_some() {
             return Err(config_error(

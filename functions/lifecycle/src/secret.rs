@@ -1,7 +1,8 @@
 //! The webhook secret at run time. Deployed, it lives in Secrets Manager (`WEBHOOK_SECRET_ARN`):
 //! read at cold start, cached, and read again when a signature does not match — the first time
 //! at once, then at most once a minute — so a rotated secret works without a redeploy and forged
-//! requests cannot turn into a flood of Secrets Manager calls. Locally, `WEBHOOK_SECRET` is the secret and never changes.
+//! requests cannot turn into a flood of Secrets Manager calls. Locally, `WEBHOOK_SECRET` is the
+//! secret and never changes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use jitr_core::sync::lock;
 
-use crate::config::{MIN_SECRET_LEN, WebhookSecret};
+use crate::config::WebhookSecret;
 
 /// The shortest wait between two reads of the source.
 pub const REREAD_INTERVAL: Duration = Duration::from_secs(60);
@@ -97,13 +98,7 @@ impl WebhookSecrets {
 }
 
 fn checked(value: String) -> Result<WebhookSecret, String> {
-    let value = value.trim();
-    if value.len() < MIN_SECRET_LEN {
-        return Err(format!(
-            "the webhook secret must be at least {MIN_SECRET_LEN} characters"
-        ));
-    }
-    Ok(WebhookSecret::new(value))
+    WebhookSecret::parse(value.trim()).map_err(|e| format!("the webhook secret {e}"))
 }
 
 /// Reads `arn`'s string value from Secrets Manager.
@@ -119,7 +114,7 @@ pub fn secrets_manager(client: aws_sdk_secretsmanager::Client, arn: String) -> S
                 .map_err(|e| {
                     format!(
                         "GetSecretValue {arn}: {}",
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                        jitr_core::sdk_error::describe("GetSecretValue", &e)
                     )
                 })?;
             output

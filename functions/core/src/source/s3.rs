@@ -4,7 +4,8 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use super::{FetchError, Fetched, Validator};
-use crate::s3::{describe, status};
+use crate::s3::status;
+use crate::sdk_error::describe;
 
 /// Fetches objects (revocation lists, profiles) from S3.
 #[derive(Debug, Clone)]
@@ -41,7 +42,10 @@ impl S3Fetcher {
                 .and_then(|e| e.code())
                 .unwrap_or_default();
             if !matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
-                return Err(format!("create bucket {bucket}: {}", describe(&err)));
+                return Err(format!(
+                    "create bucket {bucket}: {}",
+                    describe("CreateBucket", &err)
+                ));
             }
         }
         self.client
@@ -52,7 +56,7 @@ impl S3Fetcher {
             .send()
             .await
             .map(drop)
-            .map_err(|e| format!("put s3://{bucket}/{key}: {}", describe(&e)))
+            .map_err(|e| format!("put s3://{bucket}/{key}: {}", describe("PutObject", &e)))
     }
 
     pub(super) async fn get(
@@ -83,7 +87,7 @@ impl S3Fetcher {
             Err(err) if status(&err) == Some(304) => Ok(Fetched::NotModified),
             Err(err) => Err(FetchError(format!(
                 "s3://{bucket}/{key}: {}",
-                describe(&err)
+                describe("GetObject", &err)
             ))),
         }
     }
