@@ -178,6 +178,7 @@ impl Ministack {
     pub fn account(&self, id: &str, region: &str) -> Account {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(jitr_core::registry::iot::https_client())
             .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_iot::config::SharedCredentialsProvider::new(

@@ -8,8 +8,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_iot::config::SharedHttpClient;
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types::{AttributePayload, CaCertificateStatus};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use crate::sdk_error::cause;
@@ -35,8 +37,17 @@ pub async fn load_sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
     sdk_config_loader().endpoint_url(endpoint_url).load().await
 }
 
+/// The HTTPS client every AWS client uses: the SDK's own hyper client on rustls with ring (the
+/// workspace's one crypto library). The SDK's default client would link aws-lc as well.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 fn sdk_config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(
             RetryConfig::adaptive()
                 .with_max_attempts(5)
@@ -912,6 +923,7 @@ mod tests {
         let client = |port: u16| {
             let config = aws_sdk_iot::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
+                .http_client(https_client())
                 .region(aws_sdk_iot::config::Region::new("eu-west-1"))
                 .credentials_provider(aws_sdk_iot::config::Credentials::for_tests())
                 .endpoint_url(format!("http://127.0.0.1:{port}"))
