@@ -37,6 +37,7 @@ def main() -> int:
         ("policies/registration-crl-iam.json", resources["RegistrationRevocationListPolicy"]["Properties"]["PolicyDocument"]),
         ("policies/registration-profiles-iam.json", resources["RegistrationProfilesPolicy"]["Properties"]["PolicyDocument"]),
         ("policies/lifecycle-iam.json", inline_policy("LifecycleRole", "lifecycle")),
+        ("policies/lifecycle-device-id-iam.json", resources["LifecycleDeviceIdPolicy"]["Properties"]["PolicyDocument"]),
     ]
     failed = 0
     for path, in_template in checks:

@@ -1,31 +1,67 @@
-//! `jitr history --thing NAME`: the device ledger's record of a device and its decisions in time
-//! order (registration outcomes, lifecycle actions), read from `DEVICE_LEDGER_TABLE`.
+//! `jitr history --thing NAME` (or `--device-id ID`): the device ledger's record of a device and
+//! its decisions in time order (registration outcomes, lifecycle actions), read from
+//! `DEVICE_LEDGER_TABLE`. With `DEVICE_ID_ATTRIBUTE` the ledger knows devices by their
+//! device-management id: a Thing is looked up for it, or the id is given as is.
 
-use jitr_core::ledger::{DeviceRecord, DynamoLedger, HistoryEntry, Ledger};
-use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_core::ledger::{DeviceRecord, DynamoLedger, HistoryEntry, Ledger, device_key, id_key};
+use jitr_core::registry::iot::{IotRegistry, load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_core::registry::{Registry, RegistryErrorKind};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::output::{Failure, line};
 
-pub async fn run(endpoint_url: Option<&str>, thing: &str, json: bool) -> Result<(), Failure> {
-    let settings = jitr_core::config::LedgerSettings::from_lookup(&|name| {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-    })
-    .map_err(|e| e.to_string())?
-    .ok_or(
-        "set DEVICE_LEDGER_TABLE to the ledger table (the stack output DeviceLedgerTableName)",
-    )?;
+/// Which device: by its Thing's name or by its device-management id.
+#[derive(Debug, Clone)]
+pub enum DeviceRef {
+    Thing(String),
+    DeviceId(String),
+}
+
+pub async fn run(
+    endpoint_url: Option<&str>,
+    target: &DeviceRef,
+    json: bool,
+) -> Result<(), Failure> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let settings = jitr_core::config::LedgerSettings::from_lookup(&env)
+        .map_err(|e| e.to_string())?
+        .ok_or(
+            "set DEVICE_LEDGER_TABLE to the ledger table (the stack output DeviceLedgerTableName)",
+        )?;
+    let id_attribute = jitr_core::config::device_id_attribute(&env).map_err(|e| e.to_string())?;
     let sdk = match endpoint_url {
         Some(url) => load_sdk_config_for_endpoint(url).await,
         None => load_sdk_config().await,
     };
+    let key = match (target, id_attribute.as_deref()) {
+        (DeviceRef::DeviceId(id), Some(attribute)) => id_key(attribute, id),
+        (DeviceRef::DeviceId(_), None) => {
+            return Err(
+                "--device-id needs DEVICE_ID_ATTRIBUTE (the Thing attribute carrying the id)"
+                    .into(),
+            );
+        }
+        (DeviceRef::Thing(name), None) => name.clone(),
+        (DeviceRef::Thing(name), Some(attribute)) => {
+            match IotRegistry::from_sdk_config(&sdk)
+                .describe_thing(name)
+                .await
+            {
+                Ok(thing) => device_key(name, &thing.attributes, Some(attribute)),
+                // No Thing (never admitted, or decommissioned): known by its name, if at all.
+                Err(e) if e.kind() == RegistryErrorKind::NotFound => name.clone(),
+                Err(e) => return Err(e.to_string().into()),
+            }
+        }
+    };
     let ledger = DynamoLedger::from_settings(&sdk, &settings);
     let failed = |e: jitr_core::ledger::LedgerError| Failure::from(e.to_string());
-    let device = ledger.device(thing).await.map_err(failed)?;
-    let history = ledger.history(thing).await.map_err(failed)?;
+    let device = ledger.device(&key).await.map_err(failed)?;
+    let history = ledger.history(&key).await.map_err(failed)?;
+    let thing = &key;
     if json {
-        let value = serde_json::json!({"thingName": thing, "device": device, "history": history});
+        let value = serde_json::json!({"deviceKey": key, "device": device, "history": history});
         return line(serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
     }
     print_ledger(thing, device.as_ref(), &history)

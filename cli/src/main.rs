@@ -68,8 +68,15 @@ enum Command {
         #[arg(long)]
         endpoint_url: Option<String>,
         /// The device's Thing name.
+        #[arg(
+            long,
+            required_unless_present = "device_id",
+            conflicts_with = "device_id"
+        )]
+        thing: Option<String>,
+        /// The device's device-management id (with `DEVICE_ID_ATTRIBUTE`), e.g. Mender's.
         #[arg(long)]
-        thing: String,
+        device_id: Option<String>,
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -194,8 +201,19 @@ async fn main() -> ExitCode {
         Command::History {
             endpoint_url,
             thing,
+            device_id,
             json,
-        } => history::run(endpoint_url.as_deref(), &thing, json).await,
+        } => match (thing, device_id) {
+            (Some(thing), _) => {
+                let target = history::DeviceRef::Thing(thing);
+                history::run(endpoint_url.as_deref(), &target, json).await
+            }
+            (None, Some(id)) => {
+                let target = history::DeviceRef::DeviceId(id);
+                history::run(endpoint_url.as_deref(), &target, json).await
+            }
+            (None, None) => Err("give --thing NAME or --device-id ID".into()),
+        },
         Command::Profiles {
             command: ProfilesCommand::Check { file },
         } => profiles::check(&file),

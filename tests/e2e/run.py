@@ -38,6 +38,8 @@ STACK = "jitr-e2e"
 CRL_BUCKET, CRL_KEY = "fleet-pki", "crl/devices.crl.pem"
 PROFILES_KEY = "profiles.json"
 PARTNER_POLICY, SENSOR_TYPE = "jitr-e2e-partner", "e2e-sensor"
+# The Thing attribute webhooks' device ids are looked up in; the profiles fill it from the CN.
+DEVICE_ID_ATTRIBUTE, DEVICE_ID_TEMPLATE = "commonName", "{CN}"
 # The template names each function's log group after the stack: "registration" or "lifecycle".
 LOG_GROUP = f"/aws/lambda/{STACK}-{{}}"
 
@@ -143,6 +145,11 @@ class Run:
                 # The optional parts on: X-Ray permissions, a mail subscription to the alarms.
                 "Tracing": "Active",
                 "AlarmEmail": "ops@example.com",
+                # Webhooks name devices by a device-management id found on a Thing attribute
+                # (Mender's id in production). Here the attribute every profile fills with the
+                # CN, so each webhook below finds its Thing through ListThings under the role.
+                "DeviceIdAttribute": DEVICE_ID_ATTRIBUTE,
+                "DeviceIdTemplate": DEVICE_ID_TEMPLATE,
             },
         )
         self.resources = stack.resources(self.cloudformation, STACK)
@@ -358,6 +365,8 @@ class Run:
             "REVOCATION_LIST": f"s3://{CRL_BUCKET}/{CRL_KEY}",
             "REGISTRATION_PROFILES": f"s3://{CRL_BUCKET}/{PROFILES_KEY}",
             "DEVICE_LEDGER_TABLE": self.resources["DeviceLedgerTable"],
+            "DEVICE_ID_ATTRIBUTE": DEVICE_ID_ATTRIBUTE,
+            "DEVICE_ID_TEMPLATE": DEVICE_ID_TEMPLATE,
         }
         # Built by `make e2e` / `make test` beside the bootstraps (cargo build --bins).
         command = [str(TARGET / "debug" / "jitr"), *args, "--endpoint-url", self.emulator.endpoint]
@@ -461,7 +470,8 @@ class Run:
         check("ACTIVE" not in seen and final == "INACTIVE",
               f"its certificate was never ACTIVE (statuses seen: {sorted(seen)}), now {final}")
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"no Thing {device.name}")
-        result = self.jitr("history", "--thing", device.name)
+        # Never admitted, so no Thing to read the id from: the device is asked for by its id.
+        result = self.jitr("history", "--device-id", device.name)
         # A stale event is only a log line (outcome Stale): replays cannot grow the history.
         check(result.returncode == 0 and "denied (by deactivate" in result.stdout
               and "Rejected" in result.stdout and "DeviceDenied" in result.stdout,
@@ -532,6 +542,8 @@ class Run:
         status, answer = self.signed_webhook(body)
         self.timeline.mark(f"{device.name}: webhook answered {status}")
         check(status == 200, f"the webhook signed with the rotated secret is accepted, no redeploy ({status}: {str(answer)[:160]})")
+        check(answer.get("thingNames") == [device.name],
+              f"the device id {device.name} resolved to its Thing through {DEVICE_ID_ATTRIBUTE} ({answer.get('thingNames')})")
         self.check_absent(lambda: self.iot.describe_thing(thingName=device.name), f"Thing {device.name} deleted")
         self.check_absent(
             lambda: self.iot.describe_certificate(certificateId=device.certificate_id), "its certificate deleted"
@@ -589,6 +601,8 @@ class Run:
             ],
             "LifecycleRole": [
                 ("iot:DeleteThing", f"{arn}:thing/sensor-x", True),
+                # DeviceIdAttribute is set: devices are found by attribute (no resource-level form).
+                ("iot:ListThings", "*", True),
                 ("iot:DeleteCertificate", certificate, True),
                 ("iot:DetachThingPrincipal", certificate, True),
                 ("secretsmanager:GetSecretValue", secret, True),

@@ -28,7 +28,11 @@ trait World: Sync {
     fn ledger(&self) -> Self::L;
     fn account(&self) -> String;
     /// A certificate for device `name`, PENDING_ACTIVATION; returns its event and id.
-    fn pending(&self, name: &str) -> impl Future<Output = (Value, String)> + Send;
+    fn pending(&self, name: &str) -> impl Future<Output = (Value, String)> + Send {
+        self.pending_with(DeviceSpec::named(name))
+    }
+    /// The same for a certificate with the subject `spec`.
+    fn pending_with(&self, spec: DeviceSpec) -> impl Future<Output = (Value, String)> + Send;
 }
 
 struct InMemory {
@@ -67,8 +71,8 @@ impl World for InMemory {
     fn account(&self) -> String {
         ACCOUNT.into()
     }
-    async fn pending(&self, name: &str) -> (Value, String) {
-        let device = self.ca.issue(&DeviceSpec::named(name)).unwrap();
+    async fn pending_with(&self, spec: DeviceSpec) -> (Value, String) {
+        let device = self.ca.issue(&spec).unwrap();
         let id = self
             .registry
             .register_pending(&device.cert_pem, &self.ca_id)
@@ -102,9 +106,9 @@ impl World for OnEmulator {
     fn account(&self) -> String {
         self.fleet.account.id.clone()
     }
-    async fn pending(&self, name: &str) -> (Value, String) {
+    async fn pending_with(&self, spec: DeviceSpec) -> (Value, String) {
         // A real connect: the emulator registers the certificate PENDING_ACTIVATION.
-        let device = self.fleet.pending_device(DeviceSpec::named(name)).await;
+        let device = self.fleet.pending_device(spec).await;
         (self.fleet.event(&device), device.id)
     }
 }
@@ -119,12 +123,21 @@ fn registrar<R: Registry, L: Ledger>(registry: R, ledger: L) -> Registrar<R, Sou
 }
 
 fn lifecycle<R: Registry, L: Ledger>(registry: R, ledger: L) -> Lifecycle<R, L> {
+    lifecycle_with(registry, ledger, None)
+}
+
+fn lifecycle_with<R: Registry, L: Ledger>(
+    registry: R,
+    ledger: L,
+    device_id_attribute: Option<&str>,
+) -> Lifecycle<R, L> {
     let config = LifecycleConfig {
         webhook_secret: None,
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
         webhook_secret_arn: None,
+        device_id_attribute: device_id_attribute.map(str::to_owned),
     };
     Lifecycle::new(registry, config).with_ledger(ledger)
 }
@@ -308,6 +321,107 @@ async fn a_decommissioned_device_stays_out(world: &impl World) {
 #[tokio::test]
 async fn a_decommissioned_device_stays_out_in_memory() {
     a_decommissioned_device_stays_out(&InMemory::new()).await;
+}
+
+// ---------------------------------------------------------------- known by a device-management id
+
+/// The Thing attribute carrying the device-management (Mender) id, from the subject serialNumber.
+const ID_ATTRIBUTE: &str = "menderId";
+
+fn registrar_by_id<R: Registry, L: Ledger>(
+    registry: R,
+    ledger: L,
+) -> Registrar<R, SourceFetcher, L> {
+    let config = Config::from_lookup(|name| match name {
+        "DEVICE_POLICY_NAME" => Some(POLICY.into()),
+        "DEVICE_ID_ATTRIBUTE" => Some(ID_ATTRIBUTE.into()),
+        _ => None,
+    })
+    .unwrap();
+    Registrar::new(registry, config, SourceFetcher::without_s3()).with_ledger(ledger)
+}
+
+/// Mender names devices by its own id, not by the certificate's CN. With `DEVICE_ID_ATTRIBUTE`
+/// a decision sent by that id before the device ever connected stands (no Thing carries the id
+/// yet: `DeviceUnresolved`, recorded, not a silent `ThingNotFound`), the device's later
+/// decisions find its Thing through the attribute registration filled, and an id nothing
+/// carries stays visible as `DeviceUnresolved`.
+async fn a_device_known_by_its_management_id(world: &impl World) {
+    let mender_id = format!("5f3c0e2a-{}-{}", std::process::id(), world.account());
+    let spec = || DeviceSpec {
+        subject_serial_number: Some(mender_id.clone()),
+        ..DeviceSpec::named("by-id-1")
+    };
+    let decide = |action| {
+        let (registry, ledger) = (world.registry(), world.ledger());
+        let command = command(&mender_id, action);
+        async move {
+            lifecycle_with(registry, ledger, Some(ID_ATTRIBUTE))
+                .apply_now(&command)
+                .await
+                .unwrap()
+        }
+    };
+    let rejected = decide(Action::Deactivate).await;
+    assert_eq!(
+        (rejected.outcome, rejected.recorded),
+        ("DeviceUnresolved", true)
+    );
+
+    let (event, refused) = world.pending_with(spec()).await;
+    let registration = registrar_by_id(world.registry(), world.ledger());
+    let report = registration.handle(&event, &world.account()).await.unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_deref()),
+        (Outcome::Rejected, Some("DeviceDenied")),
+        "the decision made by id stands at the first connect"
+    );
+    assert!(!thing_exists(&world.registry(), "by-id-1").await);
+
+    let accepted = decide(Action::Activate).await;
+    assert!(
+        accepted
+            .certificates
+            .iter()
+            .any(|c| c.certificate_id == refused && c.after == "DELETED"),
+        "the refused certificate is released: {accepted:?}"
+    );
+    let (event, admitted) = world.pending_with(spec()).await;
+    let report = registration.handle(&event, &world.account()).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated, "{report:?}");
+    let thing = world.registry().describe_thing("by-id-1").await.unwrap();
+    assert_eq!(
+        thing.attributes.get(ID_ATTRIBUTE),
+        Some(&mender_id),
+        "registration fills the id attribute"
+    );
+
+    let denied = decide(Action::Deactivate).await;
+    assert_eq!(denied.outcome, "Changed", "{denied:?}");
+    assert_eq!(denied.thing_names, ["by-id-1"]);
+    assert_eq!(
+        status(&world.registry(), &admitted).await,
+        Some(CertificateStatus::Inactive)
+    );
+
+    let unknown = lifecycle_with(world.registry(), world.ledger(), Some(ID_ATTRIBUTE))
+        .apply_now(&command("nobody-carries-this-id", Action::Decommission))
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.outcome, unknown.recorded),
+        ("DeviceUnresolved", true)
+    );
+}
+
+#[tokio::test]
+async fn a_device_known_by_its_management_id_in_memory() {
+    a_device_known_by_its_management_id(&InMemory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_known_by_its_management_id_on_the_emulator() {
+    a_device_known_by_its_management_id(&OnEmulator::new().await).await;
 }
 
 // ---------------------------------------------------------------- the race

@@ -25,6 +25,7 @@ fn config() -> LifecycleConfig {
         device_ledger: None,
         webhook_max_age_secs: 900,
         webhook_secret_arn: None,
+        device_id_attribute: None,
     }
 }
 

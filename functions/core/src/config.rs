@@ -2,14 +2,14 @@
 //! Variable names are fixed by the design; an invalid value fails the cold start with a
 //! message naming the variable, never a request.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::binding::BindingRule;
+use crate::binding::{BINDING_ATTRIBUTE, BindingRule};
 use crate::error::JitrError;
 use crate::event::is_certificate_id;
-use crate::naming::{ThingNameSource, is_valid_thing_name};
+use crate::naming::{ThingNameSource, is_valid_attribute_name, is_valid_thing_name};
 use crate::profiles::Profile;
-use crate::profiles::template::{Field, Template};
+use crate::profiles::template::{Field, Template, attribute_value_char};
 use crate::revocation::RevocationSource;
 use crate::rotation::RotationPolicy;
 use crate::source::ObjectSource;
@@ -45,6 +45,13 @@ pub struct Config {
     /// `EXPECTED_ACCOUNT_ID`: the account events must be for when the runtime names none (local
     /// runs); when it does, the two must agree.
     pub expected_account_id: Option<String>,
+    /// `DEVICE_ID_ATTRIBUTE`: the Thing attribute carrying the device-management system's own id
+    /// for the device (profiles fill it from the certificate); devices are then known by it.
+    pub device_id_attribute: Option<String>,
+    /// `DEVICE_ID_TEMPLATE` (with `DEVICE_ID_ATTRIBUTE`; default `{serialNumber}`): where the
+    /// default profile takes that id from in the certificate. A profiles document says it in
+    /// each profile's `attributes`.
+    pub device_id_template: Option<Template>,
 }
 
 impl Config {
@@ -144,6 +151,21 @@ impl Config {
                 }
             })
             .transpose()?;
+        let device_id_attribute = device_id_attribute(&get)?;
+        let device_id_template = match (&device_id_attribute, get("DEVICE_ID_TEMPLATE")) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(config_error(
+                    "DEVICE_ID_TEMPLATE",
+                    "only with DEVICE_ID_ATTRIBUTE (the attribute it fills)",
+                ));
+            }
+            (Some(_), None) => Some(Template::field(Field::SerialNumber)),
+            (Some(_), Some(text)) => Some(
+                Template::parse(&text, attribute_value_char)
+                    .map_err(|e| config_error("DEVICE_ID_TEMPLATE", &e))?,
+            ),
+        };
 
         Ok(Self {
             device_policy_name,
@@ -159,6 +181,8 @@ impl Config {
             revocation_sync_rate,
             rotation_policy,
             expected_account_id,
+            device_id_attribute,
+            device_id_template,
         })
     }
 
@@ -178,6 +202,8 @@ impl Config {
             revocation_sync_rate: DEFAULT_REVOCATION_SYNC_RATE,
             rotation_policy: RotationPolicy::default(),
             expected_account_id: None,
+            device_id_attribute: None,
+            device_id_template: None,
         }
     }
 
@@ -195,7 +221,21 @@ impl Config {
             thing_type: self.thing_type_name.clone(),
             thing_groups: self.thing_group_names.clone(),
             thing_name: Template::field(field),
-            attributes: None,
+            // Known by a device-management id: the id and the CN (with the CA binding, the 3
+            // attributes an untyped Thing may carry); otherwise the default searchable facts.
+            attributes: self
+                .device_id_attribute
+                .clone()
+                .zip(self.device_id_template.clone())
+                .map(|(attribute, template)| {
+                    let mut attributes = BTreeMap::from([(
+                        "commonName".to_owned(),
+                        Template::field(Field::CommonName),
+                    )]);
+                    // Inserted last: the id wins should it be named commonName itself.
+                    attributes.insert(attribute, template);
+                    attributes
+                }),
             revocation: self.revocation_list.iter().cloned().collect(),
             revocation_fail_open: self.revocation_fail_open,
             thing_binding: self.thing_binding,
@@ -242,6 +282,29 @@ impl LedgerSettings {
             history_days,
         }))
     }
+}
+
+/// `DEVICE_ID_ATTRIBUTE` (both functions): a valid IoT attribute name, not the CA binding's.
+pub fn device_id_attribute(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, JitrError> {
+    const VARIABLE: &str = "DEVICE_ID_ATTRIBUTE";
+    let Some(name) = get(VARIABLE) else {
+        return Ok(None);
+    };
+    if !is_valid_attribute_name(&name) {
+        return Err(config_error(
+            VARIABLE,
+            "a Thing attribute name, [a-zA-Z0-9_.,@/:#-]{1,128}",
+        ));
+    }
+    if name == BINDING_ATTRIBUTE {
+        return Err(config_error(
+            VARIABLE,
+            "caCertificateId is the CA binding, not a device id",
+        ));
+    }
+    Ok(Some(name))
 }
 
 fn is_valid_table_name(name: &str) -> bool {
@@ -328,8 +391,14 @@ mod tests {
             ("REGISTRATION_PROFILES", "file:///etc/jitr/profiles.json"),
             ("ROTATION_POLICY", "revoke-previous"),
             ("DEVICE_LEDGER_TABLE", "jitr-ledger"),
+            ("DEVICE_ID_ATTRIBUTE", "menderId"),
+            ("DEVICE_ID_TEMPLATE", "{OU}"),
         ])
         .unwrap();
+        assert_eq!(config.device_id_attribute.as_deref(), Some("menderId"));
+        let attributes = config.default_profile().attributes.unwrap();
+        assert_eq!(attributes["menderId"].to_string(), "{OU}");
+        assert_eq!(attributes["commonName"].to_string(), "{CN}");
         assert_eq!(config.rotation_policy, RotationPolicy::RevokePrevious);
         assert_eq!(
             config.default_profile().rotation,
@@ -416,6 +485,32 @@ mod tests {
             (
                 &[("DEVICE_POLICY_NAME", "p"), ("DEVICE_LEDGER_TABLE", "t1")],
                 "DEVICE_LEDGER_TABLE",
+            ),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("DEVICE_ID_ATTRIBUTE", "mender id"),
+                ],
+                "DEVICE_ID_ATTRIBUTE",
+            ),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("DEVICE_ID_ATTRIBUTE", "caCertificateId"),
+                ],
+                "DEVICE_ID_ATTRIBUTE",
+            ),
+            (
+                &[("DEVICE_POLICY_NAME", "p"), ("DEVICE_ID_TEMPLATE", "{CN}")],
+                "DEVICE_ID_TEMPLATE",
+            ),
+            (
+                &[
+                    ("DEVICE_POLICY_NAME", "p"),
+                    ("DEVICE_ID_ATTRIBUTE", "menderId"),
+                    ("DEVICE_ID_TEMPLATE", "{nope}"),
+                ],
+                "DEVICE_ID_TEMPLATE",
             ),
         ];
         for (vars, expected) in cases {

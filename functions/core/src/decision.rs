@@ -10,7 +10,7 @@ use crate::certificate::{CaCertificate, CertificateProblem, inspect};
 use crate::config::Config;
 use crate::error::JitrError;
 use crate::event::{RegistrationEvent, escape};
-use crate::ledger::{DeviceRecord, DeviceState};
+use crate::ledger::{DeviceRecord, DeviceState, device_key};
 use crate::naming::{is_valid_attribute_value, is_valid_thing_name};
 use crate::profiles::Profile;
 use crate::profiles::template::FieldValues;
@@ -81,6 +81,10 @@ pub enum RejectReason {
     DeviceDenied,
     /// The device has moved on to a newer certificate (see `rotation`).
     Superseded,
+    /// `DEVICE_ID_ATTRIBUTE` is set, the CA's profile fills that attribute, and this certificate
+    /// lacks the subject field it comes from: admitted, the device could never be governed by
+    /// its device-management id.
+    DeviceIdMissing,
 }
 
 impl RejectReason {
@@ -99,6 +103,7 @@ impl RejectReason {
             Self::ThingUnbound => "ThingUnbound",
             Self::DeviceDenied => "DeviceDenied",
             Self::Superseded => "Superseded",
+            Self::DeviceIdMissing => "DeviceIdMissing",
         }
     }
 }
@@ -132,6 +137,9 @@ pub struct ProvisionPlan {
     /// What to do when the Thing exists without a binding.
     pub binding_rule: BindingRule,
     pub thing: ThingSpec,
+    /// The device's key in the device ledger: its device-management id when `DEVICE_ID_ATTRIBUTE`
+    /// names an attribute the Thing carries (see `ledger::device_key`), else the Thing's name.
+    pub device_key: String,
     pub thing_groups: Vec<String>,
     /// Every policy of the profile, attached to the certificate.
     pub policies: Vec<String>,
@@ -244,6 +252,14 @@ pub fn decide(
         Err(_) => return reject(RejectReason::ThingNameMissing),
     };
     let attributes = thing_attributes(profile, &values, &event.ca_certificate_id);
+    let device_key = match config.device_id_attribute.as_deref() {
+        Some(attribute)
+            if profile_names(profile, attribute) && !attributes.contains_key(attribute) =>
+        {
+            return reject(RejectReason::DeviceIdMissing);
+        }
+        id_attribute => device_key(&name, &attributes, id_attribute),
+    };
     Ok(Decision::Provision(Box::new(ProvisionPlan {
         certificate_id: certificate.id.clone(),
         certificate_arn: certificate.arn.clone(),
@@ -254,6 +270,7 @@ pub fn decide(
             type_name: profile.thing_type.clone(),
             attributes,
         },
+        device_key,
         thing_groups: profile.thing_groups.clone(),
         policies: profile.policies.clone(),
         profile_name: profile.name.clone(),
@@ -286,6 +303,14 @@ pub fn standing(plan: &ProvisionPlan, device: Option<&DeviceRecord>) -> Option<D
             )
         }
     }
+}
+
+/// Whether the profile's attribute templates fill `attribute`.
+fn profile_names(profile: &Profile, attribute: &str) -> bool {
+    profile
+        .attributes
+        .as_ref()
+        .is_some_and(|templates| templates.contains_key(attribute))
 }
 
 /// IoT Core allows 3 attributes on a Thing without a type, 50 with one.
@@ -345,6 +370,7 @@ mod tests {
     use super::*;
     use crate::naming::ThingNameSource;
     use crate::pki::{Ca, CaSpec, Device, DeviceSpec};
+    use crate::profiles::template::{Field, Template};
     use time::{Duration, OffsetDateTime};
 
     const ACCOUNT: &str = "123456789012";
@@ -506,6 +532,43 @@ mod tests {
         assert_eq!(plan.thing.type_name.as_deref(), Some("sensor"));
         assert_eq!(plan.thing.attributes["subjectSerialNumber"], "SN-7");
         assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
+    }
+
+    /// `DEVICE_ID_ATTRIBUTE`: the device is keyed in the ledger by the id its certificate
+    /// carries (where the profile takes it from), never by a name a Thing could have; a
+    /// certificate without it is refused; without the variable the Thing's name is the key.
+    #[test]
+    fn a_device_known_by_its_management_id_is_keyed_by_it() {
+        let w = world();
+        let with_id =
+            w.ca.issue(&DeviceSpec {
+                subject_serial_number: Some("5f3c0e2a-mender".into()),
+                ..DeviceSpec::named("sensor-9")
+            })
+            .unwrap();
+        let without_id = w.ca.issue(&DeviceSpec::named("sensor-10")).unwrap();
+        let mut by_id = Config::with_policy("p");
+        by_id.device_id_attribute = Some("menderId".into());
+        by_id.device_id_template = Some(Template::field(Field::SerialNumber));
+        let by_name = Config::with_policy("p");
+        let key = |device: &Device, config: &Config| match run(
+            &w,
+            device,
+            CertificateStatus::PendingActivation,
+            config,
+            Tweak::default(),
+        ) {
+            Ok(Decision::Provision(plan)) => Ok((plan.device_key, plan.thing.attributes)),
+            other => Err(reason(other)),
+        };
+        let (device_key, attributes) = key(&with_id, &by_id).unwrap();
+        assert_eq!(device_key, "menderId=5f3c0e2a-mender");
+        assert_eq!(attributes["menderId"], "5f3c0e2a-mender");
+        assert_eq!(attributes["commonName"], "sensor-9");
+        assert_eq!(attributes.len(), 3, "an untyped Thing carries at most 3");
+        assert_eq!(key(&without_id, &by_id).unwrap_err(), "DeviceIdMissing");
+        assert_eq!(key(&with_id, &by_name).unwrap().0, "sensor-9");
+        assert_eq!(key(&without_id, &by_name).unwrap().0, "sensor-10");
     }
 
     #[test]

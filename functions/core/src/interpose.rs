@@ -176,6 +176,14 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         self.hook.before("ListPrincipalThings").await;
         self.inner.list_principal_things(principal).await
     }
+    async fn things_with_attribute(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.hook.before("ListThings").await;
+        self.inner.things_with_attribute(name, value).await
+    }
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
         self.hook.before("ListAttachedPolicies").await;
         self.inner.list_attached_policies(target).await

@@ -2,7 +2,7 @@
 //! cold start with a message naming the variable.
 
 use jitr_core::JitrError;
-use jitr_core::config::{LedgerSettings, bool_variable, config_error};
+use jitr_core::config::{LedgerSettings, bool_variable, config_error, device_id_attribute};
 
 /// How old (or how far in the future) a webhook's `time` may be before it is refused as a replay.
 pub const DEFAULT_WEBHOOK_MAX_AGE_SECS: i64 = 15 * 60;
@@ -55,6 +55,10 @@ pub struct LifecycleConfig {
     /// `DEVICE_LEDGER_TABLE` and `DEVICE_LEDGER_HISTORY_DAYS`: where decisions are recorded
     /// (and ordered) before they are applied, so registration honours them.
     pub device_ledger: Option<LedgerSettings>,
+    /// `DEVICE_ID_ATTRIBUTE`: when set, a command's device id is the device-management system's
+    /// own id (Mender's), found on the Thing attribute of that name (registration fills it); the
+    /// ledger knows the device by it, so a decision stands before the device ever connects.
+    pub device_id_attribute: Option<String>,
 }
 
 impl LifecycleConfig {
@@ -94,12 +98,14 @@ impl LifecycleConfig {
             })?,
         };
         let device_ledger = LedgerSettings::from_lookup(&get)?;
+        let device_id_attribute = device_id_attribute(&get)?;
         Ok(Self {
             webhook_secret,
             webhook_secret_arn,
             decommission_deletes_certificates,
             webhook_max_age_secs,
             device_ledger,
+            device_id_attribute,
         })
     }
 }
@@ -128,8 +134,10 @@ mod tests {
             ("WEBHOOK_MAX_AGE_SECONDS", "60"),
             ("DEVICE_LEDGER_TABLE", "fleet-ledger"),
             ("DEVICE_LEDGER_HISTORY_DAYS", "30"),
+            ("DEVICE_ID_ATTRIBUTE", "menderId"),
         ])
         .unwrap();
+        assert_eq!(config.device_id_attribute.as_deref(), Some("menderId"));
         assert_eq!(
             config.device_ledger,
             Some(LedgerSettings {
@@ -176,6 +184,10 @@ mod tests {
                     ("DEVICE_LEDGER_HISTORY_DAYS", "0"),
                 ][..],
                 "DEVICE_LEDGER_HISTORY_DAYS",
+            ),
+            (
+                &[("DEVICE_ID_ATTRIBUTE", "mender id")][..],
+                "DEVICE_ID_ATTRIBUTE",
             ),
         ] {
             match load(vars) {

@@ -75,6 +75,16 @@ async fn run_command<R: Registry, L: Ledger>(
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     match &result {
+        Ok(summary) if summary.outcome == "DeviceUnresolved" => {
+            // Recorded, so it stands when the device connects, but nothing carries the id yet:
+            // worth a look if it persists (a profile not filling the attribute, a wrong id).
+            tracing::warn!(
+                source, device_id = %device_id, action, outcome = summary.outcome,
+                recorded = summary.recorded, duration_ms,
+                "no Thing carries this device id; the decision waits for the device"
+            );
+            telemetry::emit_metric("lifecycle", summary.outcome, duration_ms);
+        }
         Ok(summary) => {
             tracing::info!(
                 source, device_id = %device_id, action, outcome = summary.outcome,

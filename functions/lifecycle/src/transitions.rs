@@ -19,7 +19,7 @@ use std::time::Duration;
 use jitr_core::JitrError;
 use jitr_core::ledger::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings, Ledger,
-    NoLedger, Recorded,
+    NoLedger, Recorded, id_key,
 };
 use jitr_core::registry::{
     CertificateDescription, CertificateStatus, Registry, RegistryError, RegistryErrorKind,
@@ -59,9 +59,13 @@ pub struct Summary {
     pub device_id: String,
     pub action: Action,
     /// `Changed`, `NothingToDo`, `ThingNotFound` (nothing in IoT Core yet; the decision is
-    /// recorded when a ledger is configured) or `Stale` (an older or already applied event:
-    /// nothing changed).
+    /// recorded when a ledger is configured), `DeviceUnresolved` (the same for a device known by
+    /// its device-management id: no Thing carries it yet) or `Stale` (an older or already
+    /// applied event: nothing changed).
     pub outcome: &'static str,
+    /// The Things the device id resolved to (`DEVICE_ID_ATTRIBUTE`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thing_names: Vec<String>,
     /// The decision is in the device ledger, so registration will honour it.
     pub recorded: bool,
     pub certificates: Vec<CertificateChange>,
@@ -140,29 +144,36 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         self.apply(command, &stamp, "direct").await
     }
 
-    /// Records `command` (stamped `event`, from `source`) and enforces it on the Thing named by
-    /// its device id.
+    /// Records `command` (stamped `event`, from `source`) and enforces it on the device's Things:
+    /// the one named by its device id, or with `DEVICE_ID_ATTRIBUTE` those carrying that id.
     pub async fn apply(
         &self,
         command: &DeviceCommand,
         event: &EventStamp,
         source: &str,
     ) -> Result<Summary, JitrError> {
-        let thing = command.device_id.as_str();
+        let device = command.device_id.as_str();
+        // The ledger's key for the device: the same rule registration keys by.
+        let key = match &self.config.device_id_attribute {
+            Some(attribute) => id_key(attribute, device),
+            None => device.to_owned(),
+        };
+        let key = key.as_str();
         let decision = DeviceDecision {
             state: state_after(command.action),
             action: command.action.as_str().to_owned(),
             event: event.clone(),
         };
         let mut summary = Summary {
-            device_id: thing.to_owned(),
+            device_id: device.to_owned(),
             action: command.action,
             outcome: "Stale",
+            thing_names: Vec::new(),
             recorded: false,
             certificates: Vec::new(),
             thing_deleted: false,
         };
-        let record = match self.ledger.record_decision(thing, &decision).await? {
+        let record = match self.ledger.record_decision(key, &decision).await? {
             Recorded::Stale(_) => return Ok(summary),
             Recorded::New(record) | Recorded::Unfinished(record) => {
                 summary.recorded = true;
@@ -171,13 +182,13 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             Recorded::NotKept => None,
         };
         let mut enforced = self
-            .enforce(thing, command.action, record.as_ref(), &mut summary)
+            .enforce(device, key, command.action, record.as_ref(), &mut summary)
             .await?;
         // Another decision, or a certificate registration just admitted, may have arrived while
         // this one was enforced: enforce what the ledger holds now, so the newest decision wins
         // whichever run finishes last.
         for _ in 0..CONVERGE_ROUNDS {
-            let Some(now) = self.ledger.device(thing).await? else {
+            let Some(now) = self.ledger.device(key).await? else {
                 break;
             };
             let action = now
@@ -194,7 +205,9 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
                 certificates: Vec::new(),
                 ..summary.clone()
             };
-            enforced = self.enforce(thing, action, Some(&now), &mut again).await?;
+            enforced = self
+                .enforce(device, key, action, Some(&now), &mut again)
+                .await?;
             if !newer {
                 summary.certificates.extend(again.certificates);
                 summary.thing_deleted |= again.thing_deleted;
@@ -202,10 +215,10 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         }
         let changed =
             summary.thing_deleted || summary.certificates.iter().any(|c| c.before != c.after);
-        if summary.outcome != "ThingNotFound" || changed {
+        if !unresolved(summary.outcome) || changed {
             summary.outcome = if changed { "Changed" } else { "NothingToDo" };
         }
-        self.ledger.mark_applied(thing, &event.id).await?;
+        self.ledger.mark_applied(key, &event.id).await?;
         let entry = HistoryEntry {
             at_ms: event.at_ms,
             source: format!("lifecycle:{source}"),
@@ -214,29 +227,55 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             reason: command.reason.clone(),
             event_id: Some(event.id.clone()),
         };
-        self.ledger.append_history(thing, &entry).await?;
+        self.ledger.append_history(key, &entry).await?;
         Ok(summary)
     }
 
-    /// Enforces `action` on every certificate of the device: those attached to its Thing and
-    /// those the ledger says it held. Returns the certificate ids it knew of.
+    /// The device's Things that exist now: by name, or by device-management id.
+    async fn things_of(&self, device: &str) -> Result<Vec<String>, JitrError> {
+        match &self.config.device_id_attribute {
+            Some(attribute) => Ok(self
+                .registry
+                .things_with_attribute(attribute, device)
+                .await?),
+            None => Ok(vec![device.to_owned()]),
+        }
+    }
+
+    /// Enforces `action` on every certificate of the device (ledger key `key`): those attached to
+    /// its Things and those the ledger says it held. Returns the certificate ids it knew of.
     async fn enforce(
         &self,
-        thing: &str,
+        device: &str,
+        key: &str,
         action: Action,
         record: Option<&DeviceRecord>,
         summary: &mut Summary,
     ) -> Result<BTreeSet<String>, JitrError> {
-        let attached = gone_is_none(self.registry.list_thing_principals(thing).await)?;
-        if attached.is_none() {
-            summary.outcome = "ThingNotFound";
+        let mut things = BTreeSet::new();
+        let mut attached = BTreeSet::new();
+        for thing in self.things_of(device).await? {
+            let Some(principals) = gone_is_none(self.registry.list_thing_principals(&thing).await)?
+            else {
+                continue;
+            };
+            // Only certificates are ours to manage (a Thing may also have Cognito principals).
+            attached.extend(
+                principals
+                    .iter()
+                    .filter_map(|arn| certificate_id_from_arn(arn).map(str::to_owned)),
+            );
+            things.insert(thing);
         }
-        // Only certificates are ours to manage (a Thing may also have Cognito principals).
-        let attached: BTreeSet<String> = attached
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|arn| certificate_id_from_arn(arn).map(str::to_owned))
-            .collect();
+        if things.is_empty() {
+            summary.outcome = if self.config.device_id_attribute.is_some() {
+                "DeviceUnresolved"
+            } else {
+                "ThingNotFound"
+            };
+        } else if self.config.device_id_attribute.is_some() {
+            summary.thing_names = things.iter().cloned().collect();
+        }
         let held = record.map(|r| r.certificates.clone()).unwrap_or_default();
         let retired = record.map(|r| r.retired.clone()).unwrap_or_default();
         if action == Action::Decommission {
@@ -247,7 +286,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
                     held: unrecorded,
                     ..Holdings::default()
                 };
-                self.ledger.add_certificates(thing, &holdings).await?;
+                self.ledger.add_certificates(key, &holdings).await?;
             }
         }
         let targets: BTreeSet<String> = match action {
@@ -261,7 +300,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             let Some(certificate) = self.describe(id).await? else {
                 continue;
             };
-            if !attached.contains(id) && self.used_elsewhere(thing, &certificate.arn).await? {
+            if !attached.contains(id) && self.used_elsewhere(&things, &certificate.arn).await? {
                 continue;
             }
             let change = match action {
@@ -282,8 +321,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
                     .await?
                 }
                 Action::Decommission => {
-                    self.decommission_certificate(thing, &certificate, attached.contains(id))
-                        .await?
+                    self.decommission_certificate(&things, &certificate).await?
                 }
             };
             summary.certificates.extend(change);
@@ -294,9 +332,11 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
                 summary.certificates.extend(self.release_refused(id).await?);
             }
         }
-        if action == Action::Decommission && summary.outcome != "ThingNotFound" {
-            self.delete_thing(thing).await?;
-            summary.thing_deleted = true;
+        if action == Action::Decommission {
+            for thing in &things {
+                self.delete_thing(thing).await?;
+                summary.thing_deleted = true;
+            }
         }
         Ok(attached.union(&held).cloned().collect())
     }
@@ -338,10 +378,17 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         )))
     }
 
-    /// Whether a Thing other than `thing` uses the certificate.
-    async fn used_elsewhere(&self, thing: &str, arn: &str) -> Result<bool, JitrError> {
+    /// Whether a Thing other than the device's `things` uses the certificate.
+    async fn used_elsewhere(
+        &self,
+        things: &BTreeSet<String>,
+        arn: &str,
+    ) -> Result<bool, JitrError> {
         let users = gone_is_none(self.registry.list_principal_things(arn).await)?;
-        Ok(users.unwrap_or_default().iter().any(|user| user != thing))
+        Ok(users
+            .unwrap_or_default()
+            .iter()
+            .any(|user| !things.contains(user)))
     }
 
     /// The certificate now, or `None` if it is gone.
@@ -399,15 +446,14 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
     }
 
     /// A certificate only this device uses: deactivate it (REVOKED stays REVOKED), detach its
-    /// policies, detach it from the Thing, delete it. Each step is skipped when already done, so
-    /// the retry of an interrupted run (the certificate found through the ledger, attached or
-    /// not) carries on where it stopped. A certificate another Thing also uses is only detached
-    /// from this one; its status and policies are the other device's.
+    /// policies, detach it from the device's Things, delete it. Each step is skipped when already
+    /// done, so the retry of an interrupted run (the certificate found through the ledger,
+    /// attached or not) carries on where it stopped. A certificate another Thing also uses is
+    /// only detached from the device's; its status and policies are the other device's.
     async fn decommission_certificate(
         &self,
-        thing: &str,
+        things: &BTreeSet<String>,
         certificate: &CertificateDescription,
-        attached: bool,
     ) -> Result<Option<CertificateChange>, JitrError> {
         let (id, arn, before) = (
             certificate.id.as_str(),
@@ -417,8 +463,9 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         let Some(users) = gone_is_none(self.registry.list_principal_things(arn).await)? else {
             return Ok(None);
         };
-        if users.iter().any(|other| other != thing) {
-            if attached {
+        let ours: Vec<&String> = users.iter().filter(|user| things.contains(*user)).collect();
+        if ours.len() < users.len() {
+            for thing in ours {
                 gone_is_none(self.registry.detach_thing_principal(thing, arn).await)?;
                 self.wait_until_detached(thing, arn).await?;
             }
@@ -446,7 +493,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         {
             gone_is_none(self.registry.detach_policy(&policy, arn).await)?;
         }
-        if users.iter().any(|user| user == thing) {
+        for thing in ours {
             gone_is_none(self.registry.detach_thing_principal(thing, arn).await)?;
             self.wait_until_detached(thing, arn).await?;
         }
@@ -505,6 +552,11 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             principal: arn.to_owned(),
         })
     }
+}
+
+/// Nothing of the device exists in IoT Core (yet).
+fn unresolved(outcome: &str) -> bool {
+    matches!(outcome, "ThingNotFound" | "DeviceUnresolved")
 }
 
 fn change(

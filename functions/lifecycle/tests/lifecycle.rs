@@ -214,6 +214,7 @@ impl World {
             device_ledger: None,
             webhook_max_age_secs: 900,
             webhook_secret_arn: None,
+            device_id_attribute: None,
         };
         Lifecycle::new(Arc::clone(&self.registry), config).with_ledger(Arc::clone(&self.ledger))
     }
@@ -475,6 +476,7 @@ async fn webhooks_with_bad_signatures_change_nothing() {
         device_ledger: None,
         webhook_max_age_secs: 900,
         webhook_secret_arn: None,
+        device_id_attribute: None,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
     let now = 1_800_000_000;
@@ -523,6 +525,7 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
         device_ledger: None,
         webhook_max_age_secs: 900,
         webhook_secret_arn: None,
+        device_id_attribute: None,
     };
     let lifecycle = Lifecycle::new(Arc::clone(&world.registry), config);
     let now = 1_800_000_000;
@@ -612,9 +615,82 @@ impl World {
             device_ledger: None,
             webhook_max_age_secs: 900,
             webhook_secret_arn: None,
+            device_id_attribute: None,
         };
         Lifecycle::new(Arc::clone(&self.registry), config).with_ledger(Arc::clone(&self.ledger))
     }
+}
+
+/// Issue 10: Mender names a device by its own id, not by the Thing's name. With
+/// `DEVICE_ID_ATTRIBUTE` a webhook reaches the Thing carrying that id in the attribute; an id no
+/// Thing carries answers 200 `DeviceUnresolved`, recorded, where it was a silent `ThingNotFound`.
+#[tokio::test]
+async fn a_webhook_by_mender_id_reaches_the_thing_carrying_it() {
+    let world = World::new();
+    let mender_id = "6a1b2c3d4e5f60718293a4b5";
+    let id = world
+        .certificate("sensor-77", CertificateStatus::Active, &[], true)
+        .await;
+    world
+        .memory
+        .create_thing(&ThingSpec {
+            name: "sensor-77".into(),
+            attributes: [("menderId".to_owned(), mender_id.to_owned())].into(),
+            ..ThingSpec::default()
+        })
+        .await
+        .unwrap();
+    world
+        .memory
+        .attach_thing_principal("sensor-77", &world.memory.certificate_arn(&id))
+        .await
+        .unwrap();
+    let (secret, now) = (WEBHOOK_TEST_SECRET, WEBHOOK_TEST_NOW);
+    let by_name = world.webhook_lifecycle(secret);
+    let mut config = by_name.config().clone();
+    config.device_id_attribute = Some("menderId".into());
+    let by_id =
+        Lifecycle::new(Arc::clone(&world.registry), config).with_ledger(Arc::clone(&world.ledger));
+
+    let rejected = mender_webhook(secret, "r-1", mender_id, "rejected", now - 30);
+    let response = handle_payload(&by_name, &rejected, now).await.unwrap();
+    assert_eq!(
+        body(&response)["outcome"],
+        "ThingNotFound",
+        "without the attribute the Mender id names no Thing"
+    );
+    assert_eq!(world.status(&id), Some(CertificateStatus::Active));
+
+    let rejected = mender_webhook(secret, "r-2", mender_id, "rejected", now - 20);
+    let response = handle_payload(&by_id, &rejected, now).await.unwrap();
+    assert_eq!(response["statusCode"], 200);
+    let answer = body(&response);
+    assert_eq!(
+        (
+            &answer["outcome"],
+            &answer["thingNames"],
+            &answer["deviceId"]
+        ),
+        (&json!("Changed"), &json!(["sensor-77"]), &json!(mender_id)),
+        "{answer}"
+    );
+    assert_eq!(world.status(&id), Some(CertificateStatus::Inactive));
+    let history = world.ledger.history(&format!("menderId={mender_id}")).await;
+    assert_eq!(
+        history.unwrap().len(),
+        1,
+        "the ledger knows the device by its id"
+    );
+
+    let unknown = mender_webhook(secret, "r-3", "0000aaaa0000bbbb0000cccc", "rejected", now);
+    let response = handle_payload(&by_id, &unknown, now).await.unwrap();
+    assert_eq!(response["statusCode"], 200);
+    let answer = body(&response);
+    assert_eq!(
+        (&answer["outcome"], &answer["recorded"]),
+        (&json!("DeviceUnresolved"), &json!(true)),
+        "{answer}"
+    );
 }
 
 /// Issue 9: a delayed `accepted` (Mender retries deliveries) after a newer `rejected` changes

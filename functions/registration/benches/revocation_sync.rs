@@ -142,6 +142,9 @@ impl Registry for QuotaModel {
     async fn list_principal_things(&self, _: &str) -> Result<Vec<String>, RegistryError> {
         unsupported("ListPrincipalThings")
     }
+    async fn things_with_attribute(&self, _: &str, _: &str) -> Result<Vec<String>, RegistryError> {
+        unsupported("ListThings")
+    }
     async fn list_attached_policies(&self, _: &str) -> Result<Vec<String>, RegistryError> {
         unsupported("ListAttachedPolicies")
     }

@@ -8,7 +8,7 @@ use jitr_core::binding::{BINDING_ATTRIBUTE, Binding};
 use jitr_core::certificate::summary;
 use jitr_core::decision::{Decision, RejectReason};
 use jitr_core::event::RegistrationEvent;
-use jitr_core::ledger::{DeviceRecord, HistoryEntry, Ledger};
+use jitr_core::ledger::{DeviceRecord, HistoryEntry, Ledger, device_key};
 use jitr_core::registry::{
     CertificateStatus, Registry, RegistryErrorKind, certificate_id_from_arn,
 };
@@ -112,10 +112,19 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         for id in certificate_ids {
             certificates.push(self.explain_certificate(&id, now).await?);
         }
-        let (device, history) = match &thing_name {
-            Some(name) => (
-                self.ledger().device(name).await?,
-                self.ledger().history(name).await?,
+        // The device's ledger key: by its device-management id when the Thing carries it.
+        let device_key = thing_name.as_deref().map(|name| match &thing {
+            Some(t) => device_key(
+                name,
+                &t.attributes,
+                self.config().device_id_attribute.as_deref(),
+            ),
+            None => name.to_owned(),
+        });
+        let (device, history) = match &device_key {
+            Some(key) => (
+                self.ledger().device(key).await?,
+                self.ledger().history(key).await?,
             ),
             None => (None, Vec::new()),
         };

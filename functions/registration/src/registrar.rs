@@ -56,6 +56,8 @@ pub struct Assessment {
     pub revocation_unchecked: bool,
     /// The Thing the certificate is for, once the checks got as far as naming it.
     pub thing_name: Option<String>,
+    /// That device's key in the ledger (its Thing's name, or its device-management id).
+    pub device_key: Option<String>,
     /// The device ledger's record of that Thing, read strongly consistent.
     pub device: Option<DeviceRecord>,
     pub decision: Decision,
@@ -172,6 +174,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             revocation_unchecked: false,
         };
         report.thing_name.clone_from(&assessment.thing_name);
+        let device_key = assessment.device_key.clone();
         let decision = match assessment.decision {
             Decision::Provision(plan) => match self.index_then_provision(&plan, now).await? {
                 Provisioned::Done(outcome) => match self.settle(&plan, outcome).await? {
@@ -181,7 +184,8 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                             report.reason = Some("StatusChangedDuringProvisioning".into());
                         }
                         report.revocation_unchecked = plan.revocation_unchecked;
-                        self.record_outcome(&report, now).await?;
+                        self.record_outcome(device_key.as_deref(), &report, now)
+                            .await?;
                         return Ok(report);
                     }
                     // The device-management side decided against it while it was provisioned.
@@ -194,7 +198,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             },
             other => other,
         };
-        if let Some(thing_name) = &report.thing_name
+        if let Some(device_key) = &device_key
             && refused_for_standing(&decision)
         {
             // Recorded before the status is set, so a retry of a failed write still finds the
@@ -204,7 +208,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 refused: vec![event.certificate_id.clone()],
                 ..Holdings::default()
             };
-            self.ledger.add_certificates(thing_name, &holdings).await?;
+            self.ledger.add_certificates(device_key, &holdings).await?;
         }
         match decision {
             Decision::Provision(_) => {}
@@ -229,7 +233,8 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 report.reason = Some(format!("Status{}", pascal(status.as_str())));
             }
         }
-        self.record_outcome(&report, now).await?;
+        self.record_outcome(device_key.as_deref(), &report, now)
+            .await?;
         Ok(report)
     }
 
@@ -246,7 +251,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         if outcome == Outcome::LeftAlone {
             return Ok(None);
         }
-        let device = self.ledger.device(&plan.thing.name).await?;
+        let device = self.ledger.device(&plan.device_key).await?;
         if let Some(decision) = standing(plan, device.as_ref()) {
             return Ok(Some(decision));
         }
@@ -257,7 +262,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 ..Holdings::default()
             };
             self.ledger
-                .add_certificates(&plan.thing.name, &holdings)
+                .add_certificates(&plan.device_key, &holdings)
                 .await?;
         }
         Ok(None)
@@ -265,8 +270,13 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
 
     /// Appends what changed to the device's history (nothing for a certificate left alone or
     /// already active: a duplicate event is not news).
-    async fn record_outcome(&self, report: &Report, now: i64) -> Result<(), JitrError> {
-        let Some(thing_name) = &report.thing_name else {
+    async fn record_outcome(
+        &self,
+        device_key: Option<&str>,
+        report: &Report,
+        now: i64,
+    ) -> Result<(), JitrError> {
+        let Some(device_key) = device_key else {
             return Ok(());
         };
         if !matches!(
@@ -283,7 +293,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             reason: report.reason.clone(),
             event_id: None,
         };
-        Ok(self.ledger.append_history(thing_name, &entry).await?)
+        Ok(self.ledger.append_history(device_key, &entry).await?)
     }
 
     /// Writes the ledger first, so an ACTIVE certificate is always indexed and held by its device
@@ -312,7 +322,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         let (indexed, held) = tokio::join!(
             self.ledger.index_certificate(&entry),
-            self.ledger.add_certificates(&plan.thing.name, &holdings)
+            self.ledger.add_certificates(&plan.device_key, &holdings)
         );
         indexed?;
         held?;
@@ -395,10 +405,12 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         let mut decision = decide(event, &facts, &self.config)?;
         let mut thing_name = None;
+        let mut device_key = None;
         let mut device = None;
         if let Decision::Provision(plan) = &decision {
             thing_name = Some(plan.thing.name.clone());
-            device = self.ledger.device(&plan.thing.name).await?;
+            device_key = Some(plan.device_key.clone());
+            device = self.ledger.device(&plan.device_key).await?;
             if let Some(standing) = standing(plan, device.as_ref()) {
                 decision = standing;
             }
@@ -410,6 +422,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             revocation_lists,
             revocation_unchecked,
             thing_name,
+            device_key,
             device,
             decision,
         })

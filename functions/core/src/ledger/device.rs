@@ -6,13 +6,33 @@
 //! until the lifecycle function marks it applied, so a retry after a partial failure completes
 //! it; once applied, a repeat (a replayed webhook, a redelivery) is stale and changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The ledger key of a device known by its device-management id: `<attribute>=<id>`. `=` is not
+/// allowed in a Thing name, so such a key never collides with a device keyed by its Thing.
+pub fn id_key(attribute: &str, id: &str) -> String {
+    format!("{attribute}={id}")
+}
+
+/// The ledger key of the device a Thing is: its device-management id when `id_attribute`
+/// (`DEVICE_ID_ATTRIBUTE`) is set and the Thing carries it, else the Thing's name. Both functions
+/// key by the same rule, so a decision sent by id meets the certificates registered by name.
+pub fn device_key(
+    thing_name: &str,
+    attributes: &BTreeMap<String, String>,
+    id_attribute: Option<&str>,
+) -> String {
+    match id_attribute.and_then(|a| attributes.get(a).map(|id| (a, id))) {
+        Some((attribute, id)) => id_key(attribute, id),
+        None => thing_name.to_owned(),
+    }
+}
 
 /// The device-management system's standing decision about a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,9 +199,9 @@ impl HistoryEntry {
     }
 }
 
-/// The partition key of a device's items.
-pub(crate) fn device_key(thing_name: &str) -> String {
-    format!("DEVICE#{thing_name}")
+/// The partition key of a device's items (`device` is its key: see [`device_key`]).
+pub(crate) fn device_pk(device: &str) -> String {
+    format!("DEVICE#{device}")
 }
 
 /// The sort key of a device's record.

@@ -1,8 +1,9 @@
 //! The ledger on DynamoDB (`DEVICE_LEDGER_TABLE`): one table, partition key `pk`, sort key `sk`,
 //! both strings. A serial's entries share `pk = SERIAL#<caId>#<serialHex>`, one item per
 //! certificate (`sk = CERT#<certificateId>`), so the sync finds them with one strongly
-//! consistent Query, never a scan. A device's items share `pk = DEVICE#<thingName>`: its record
-//! (`sk = STATE`, read with one strongly consistent GetItem) and its history
+//! consistent Query, never a scan. A device's items share `pk = DEVICE#<device key>` (its Thing's
+//! name, or `<attribute>=<id>`: `device::device_key`): its record (`sk = STATE`, read with one
+//! strongly consistent GetItem) and its history
 //! (`sk = HISTORY#<ms>#...`, expiring through the table's TTL attribute `expiresAt`).
 //! DynamoDB types stay in this file.
 
@@ -12,7 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::device::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings,
-    LatestCertificate, Recorded, STATE_KEY, device_key, judge,
+    LatestCertificate, Recorded, STATE_KEY, device_pk, judge,
 };
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
@@ -291,7 +292,7 @@ impl Ledger for DynamoLedger {
             .get_item()
             .table_name(&self.table)
             .consistent_read(true)
-            .key("pk", AttributeValue::S(device_key(thing_name)))
+            .key("pk", AttributeValue::S(device_pk(thing_name)))
             .key("sk", AttributeValue::S(STATE_KEY.into()))
             .send()
             .await
@@ -310,7 +311,7 @@ impl Ledger for DynamoLedger {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", AttributeValue::S(device_key(thing_name)))
+                .key("pk", AttributeValue::S(device_pk(thing_name)))
                 .key("sk", AttributeValue::S(STATE_KEY.into()))
                 .update_expression(
                     "SET thingName = :thing, deviceState = :state, lastAction = :action, \
@@ -367,7 +368,7 @@ impl Ledger for DynamoLedger {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(device_key(thing_name)))
+            .key("pk", AttributeValue::S(device_pk(thing_name)))
             .key("sk", AttributeValue::S(STATE_KEY.into()))
             .update_expression("SET appliedEventId = :id")
             .condition_expression("eventId = :id")
@@ -397,7 +398,7 @@ impl Ledger for DynamoLedger {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", AttributeValue::S(device_key(thing_name)))
+                .key("pk", AttributeValue::S(device_pk(thing_name)))
                 .key("sk", AttributeValue::S(STATE_KEY.into()))
                 .expression_attribute_values(":thing", AttributeValue::S(thing_name.into()));
             // DynamoDB refuses empty sets: add only what there is.
@@ -467,7 +468,7 @@ impl Ledger for DynamoLedger {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(device_key(thing_name)))
+            .item("pk", AttributeValue::S(device_pk(thing_name)))
             .item("sk", AttributeValue::S(entry.sort_key()))
             .item("atMs", AttributeValue::N(entry.at_ms.to_string()))
             .item("source", AttributeValue::S(entry.source.clone()))
@@ -497,7 +498,7 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .consistent_read(true)
             .key_condition_expression("pk = :pk AND begins_with(sk, :history)")
-            .expression_attribute_values(":pk", AttributeValue::S(device_key(thing_name)))
+            .expression_attribute_values(":pk", AttributeValue::S(device_pk(thing_name)))
             .expression_attribute_values(":history", AttributeValue::S("HISTORY#".into()))
             .into_paginator()
             .items()

@@ -22,7 +22,7 @@ pub mod memory;
 
 pub use device::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings,
-    LatestCertificate, Recorded,
+    LatestCertificate, Recorded, device_key, id_key,
 };
 pub use dynamodb::DynamoLedger;
 pub use memory::MemoryLedger;

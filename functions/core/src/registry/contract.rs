@@ -185,7 +185,43 @@ async fn things<H: ContractHarness>(h: &H) -> Check {
         "ListThingPrincipals of an unknown thing",
         r.list_thing_principals(&h.unique("ghost")).await,
         RegistryErrorKind::NotFound,
-    )
+    )?;
+    found_by_attribute(h, &name).await
+}
+
+/// ListThings by attribute finds exactly the Things carrying that value (a device known by its
+/// device-management id), and nothing for a value no Thing has.
+async fn found_by_attribute<H: ContractHarness>(h: &H, existing: &str) -> Check {
+    let r = h.registry();
+    let id = h.unique("device-id");
+    let twin = ThingSpec {
+        name: h.unique("contract-twin"),
+        type_name: None,
+        attributes: BTreeMap::from([("deviceId".to_owned(), id.clone())]),
+    };
+    ok("CreateThing with a device id", r.create_thing(&twin).await)?;
+    let found = ok(
+        "ListThings by attribute",
+        r.things_with_attribute("deviceId", &id).await,
+    )?;
+    ensure(found == [twin.name.clone()], || {
+        format!("ListThings by deviceId={id} answered {found:?}")
+    })?;
+    let none = ok(
+        "ListThings by an unknown value",
+        r.things_with_attribute("deviceId", &h.unique("nobody"))
+            .await,
+    )?;
+    ensure(none.is_empty(), || {
+        format!("unknown device id matched {none:?}")
+    })?;
+    let by_name = ok(
+        "ListThings by another attribute",
+        r.things_with_attribute("commonName", existing).await,
+    )?;
+    ensure(by_name == [existing.to_owned()], || {
+        format!("ListThings by commonName={existing} answered {by_name:?}")
+    })
 }
 
 async fn attachments<H: ContractHarness>(h: &H) -> Check {

@@ -191,6 +191,16 @@ impl<R: Registry> Registry for Faulty<R> {
         }
         self.inner.list_principal_things(principal).await
     }
+    async fn things_with_attribute(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        if !self.trip("ListThings")? {
+            return Ok(Default::default());
+        }
+        self.inner.things_with_attribute(name, value).await
+    }
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
         if !self.trip("ListAttachedPolicies")? {
             return Ok(Default::default());

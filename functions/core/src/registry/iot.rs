@@ -531,6 +531,29 @@ impl Registry for IotRegistry {
             .map_err(|e| classify("ListPrincipalThings", e))
     }
 
+    async fn things_with_attribute(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_things()
+            .attribute_name(name)
+            .attribute_value(value)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map(|things| {
+                things
+                    .iter()
+                    .filter_map(|t| t.thing_name().map(str::to_owned))
+                    .collect()
+            })
+            .map_err(|e| classify("ListThings", e))
+    }
+
     async fn list_attached_policies(&self, target_arn: &str) -> Result<Vec<String>, RegistryError> {
         self.client
             .list_attached_policies()

@@ -533,6 +533,20 @@ impl Registry for MemoryRegistry {
         Ok(things_of(&store, principal_arn))
     }
 
+    async fn things_with_attribute(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        let store = self.lock();
+        Ok(store
+            .things
+            .iter()
+            .filter(|(_, thing)| thing.attributes.get(name).is_some_and(|v| v == value))
+            .map(|(thing_name, _)| thing_name.clone())
+            .collect())
+    }
+
     async fn list_attached_policies(&self, target_arn: &str) -> Result<Vec<String>, RegistryError> {
         let store = self.lock();
         Ok(policies_of(&store, target_arn))

@@ -274,6 +274,14 @@ pub trait Registry: Send + Sync {
         principal_arn: &str,
     ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
 
+    /// The names of the Things whose attribute `name` is `value` (ListThings filtered by
+    /// attribute): how a device known by its device-management id is found.
+    fn things_with_attribute(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+
     /// The policy names attached to a target (empty for an unknown target).
     fn list_attached_policies(
         &self,
@@ -392,6 +400,13 @@ impl<R: Registry> Registry for std::sync::Arc<R> {
         principal: &str,
     ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
         (**self).list_principal_things(principal)
+    }
+    fn things_with_attribute(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send {
+        (**self).things_with_attribute(name, value)
     }
     fn list_attached_policies(
         &self,
