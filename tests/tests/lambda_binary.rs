@@ -136,7 +136,7 @@ fn rejected_webhook(secret: &str, id: &str, device: &str) -> (serde_json::Value,
     .to_string();
     let signature = jitr_lifecycle::webhook::sign(secret.as_bytes(), body.as_bytes());
     let request = serde_json::json!({"version": "2.0", "rawPath": "/", "headers": {"x-men-signature": signature},
-        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false});
+        "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": body, "isBase64Encoded": false});
     (request, body, signature)
 }
 

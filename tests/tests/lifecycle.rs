@@ -161,7 +161,7 @@ async fn a_signed_decommission_webhook_removes_the_device_and_spares_the_shared_
     .to_string();
     let request = |signature: String| {
         json!({"version": "2.0", "headers": {"X-Men-Signature": signature},
-        "requestContext": {"http": {"method": "POST"}}, "body": body, "isBase64Encoded": false})
+        "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": body, "isBase64Encoded": false})
     };
 
     let refused = handle_payload(

@@ -14,13 +14,13 @@ use jitr_core::JitrError;
 use jitr_core::event::escape;
 use jitr_core::ledger::EventStamp;
 use jitr_core::naming::is_valid_thing_name;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// What to do with a device's certificates and Thing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// INACTIVE certificates become ACTIVE (never a REVOKED one; PENDING is registration's).
@@ -68,6 +68,21 @@ pub fn rfc3339_ms(text: &str) -> Option<i64> {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The neutral command as sent (the schema above, unknown fields refused).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NeutralCommand {
+    device_id: Option<String>,
+    action: Option<Action>,
+    reason: Option<String>,
+    event_id: Option<String>,
+    event_time: Option<String>,
+}
+
+impl NeutralCommand {
+    const FIELDS: [&str; 5] = ["deviceId", "action", "reason", "eventId", "eventTime"];
+}
+
 /// A validated command for one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,71 +109,46 @@ impl DeviceCommand {
     }
 
     /// Parses and validates the neutral JSON form; errors name the field.
-    ///
-    /// Read by hand rather than with a serde derive and `deny_unknown_fields`: serde would refuse
-    /// the same inputs, but its type errors name no field ("invalid type: integer, expected a
-    /// string"), the pairing rule of eventId/eventTime and the bounds would still be checked
-    /// here, and the derived deserializer would spend bytes of a bootstrap at its size budget.
     pub fn from_value(value: &Value) -> Result<Self, JitrError> {
-        const FIELDS: [&str; 5] = ["deviceId", "action", "reason", "eventId", "eventTime"];
-        let object = value
-            .as_object()
-            .ok_or_else(|| malformed("$", "expected a JSON object".into()))?;
-        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(malformed("$", format!("unknown field {}", escape(unknown))));
-        }
-        let device_id = object
-            .get("deviceId")
-            .and_then(Value::as_str)
+        // serde refuses unknown fields and wrong types, and `serde_path_to_error` (already in
+        // every bootstrap through lambda_runtime) says at which field. Every field is optional
+        // to serde, so a missing one is named here too rather than reported at the root.
+        let sent: NeutralCommand = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = NeutralCommand::FIELDS
+                .into_iter()
+                .find(|f| *f == path)
+                .unwrap_or("$");
+            malformed(field, escape(&e.inner().to_string()))
+        })?;
+        let device_id = sent
+            .device_id
             .ok_or_else(|| malformed("deviceId", "required, a string".into()))?;
-        let action = match object.get("action").and_then(Value::as_str) {
-            Some(name) => Action::parse(name).ok_or_else(|| {
-                malformed(
-                    "action",
-                    format!(
-                        "{} is not activate, deactivate, revoke or decommission",
-                        escape(name)
-                    ),
-                )
-            })?,
-            None => return Err(malformed("action", "required, a string".into())),
-        };
-        let reason = match object.get("reason") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(reason)) => Some(reason.clone()),
-            Some(_) => return Err(malformed("reason", "expected a string".into())),
-        };
-        let stamp = match (object.get("eventId"), object.get("eventTime")) {
+        let action = sent
+            .action
+            .ok_or_else(|| malformed("action", "required, a string".into()))?;
+        let stamp = match (sent.event_id, sent.event_time) {
             (None, None) => None,
-            (Some(Value::String(id)), Some(Value::String(time))) => {
+            (Some(id), Some(time)) => {
                 if id.is_empty() || id.chars().count() > MAX_EVENT_ID_LEN {
                     return Err(malformed(
                         "eventId",
                         format!("1 to {MAX_EVENT_ID_LEN} characters"),
                     ));
                 }
-                let at_ms = rfc3339_ms(time).ok_or_else(|| {
-                    malformed("eventTime", format!("{} is not RFC 3339", escape(time)))
+                let at_ms = rfc3339_ms(&time).ok_or_else(|| {
+                    malformed("eventTime", format!("{} is not RFC 3339", escape(&time)))
                 })?;
-                Some(EventStamp {
-                    at_ms,
-                    id: id.clone(),
-                })
+                Some(EventStamp { at_ms, id })
             }
-            (Some(_), None) | (None, Some(_)) => {
+            _ => {
                 return Err(malformed(
                     "eventId",
                     "eventId and eventTime come together".into(),
                 ));
             }
-            _ => {
-                return Err(malformed(
-                    "eventId",
-                    "eventId and eventTime are strings".into(),
-                ));
-            }
         };
-        let mut command = Self::new(device_id, action, reason)?;
+        let mut command = Self::new(&device_id, action, sent.reason)?;
         command.stamp = stamp;
         Ok(command)
     }

@@ -1,16 +1,21 @@
 //! One invocation: recognise the input (Function URL webhook, SQS batch, EventBridge event or
 //! a direct neutral command), apply it, and answer in that input's own terms: an HTTP response,
-//! `batchItemFailures`, or the summary (errors classified as `<Class>.<Kind>`).
+//! `batchItemFailures`, or the summary (errors classified as `<Class>.<Kind>`). One function takes
+//! all four, so the input is told apart by its shape, then read as `aws_lambda_events`' type.
 
 use std::time::Instant;
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlResponse;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use jitr_core::JitrError;
 use jitr_core::ledger::{EventStamp, Ledger};
 use jitr_core::registry::Registry;
 use jitr_core::telemetry;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::command::{DeviceCommand, rfc3339_ms};
+use crate::command::DeviceCommand;
 use crate::transitions::{Lifecycle, Summary};
 use crate::webhook::{WebhookError, WebhookRequest, is_function_url_request, parse_envelope};
 
@@ -23,30 +28,33 @@ pub async fn handle_payload<R: Registry, L: Ledger>(
     if is_function_url_request(payload) {
         return Ok(handle_webhook(lifecycle, payload, now).await);
     }
-    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        return Ok(handle_sqs(lifecycle, records).await);
+    if payload.get("Records").is_some_and(Value::is_array) {
+        let batch = SqsEvent::deserialize(payload).map_err(|e| malformed("Records", &e))?;
+        return Ok(json!(handle_sqs(lifecycle, batch).await));
     }
-    let (command, envelope) = match payload.get("detail") {
-        Some(detail) if payload.get("detail-type").is_some() => {
-            let text = |name| payload.get(name).and_then(Value::as_str);
-            let stamp = text("id")
-                .zip(text("time").and_then(rfc3339_ms))
-                .map(|(id, at_ms)| EventStamp {
-                    at_ms,
-                    id: format!("eventbridge:{id}"),
-                });
-            (detail, stamp)
-        }
-        _ => (payload, None),
+    let summary = if payload.get("detail-type").is_some() {
+        let event = EventBridgeEvent::<Value>::deserialize(payload)
+            .map_err(|e| malformed("detail-type", &e))?;
+        // The envelope's id and time stamp the command unless it carries its own.
+        let stamp = event.id.zip(event.time).map(|(id, time)| EventStamp {
+            at_ms: time.timestamp_millis(),
+            id: format!("eventbridge:{id}"),
+        });
+        let command = DeviceCommand::from_value(&event.detail);
+        run_command(lifecycle, "eventbridge", command, stamp).await?
+    } else {
+        let command = DeviceCommand::from_value(payload);
+        run_command(lifecycle, "direct", command, None).await?
     };
-    let summary = run_command(
-        lifecycle,
-        "direct",
-        DeviceCommand::from_value(command),
-        envelope,
-    )
-    .await?;
     Ok(json!(summary))
+}
+
+/// An envelope that does not read as its type: the field it was recognised by, and why.
+fn malformed(field: &'static str, err: &serde_json::Error) -> JitrError {
+    JitrError::MalformedEvent {
+        field,
+        problem: jitr_core::event::escape(&err.to_string()),
+    }
 }
 
 /// Applies a parsed (or unparseable) command, with one log line and one metric line. The
@@ -104,39 +112,27 @@ async fn run_command<R: Registry, L: Ledger>(
 
 /// SQS: each message is a neutral command; failures are reported per message so only they
 /// are retried (and, past the queue's maxReceiveCount, land in its dead-letter queue).
-///
-/// The envelopes here stay hand-read, unlike registration's typed `aws_lambda_events` SQS batch:
-/// the typed SQS, EventBridge and Function URL request types cost this bootstrap about 19 KB
-/// each (measured for SQS with `make build`), and it has 9 KB left of its 6 MB budget. The
-/// Function URL answer is checked against the crate's response type in the tests instead.
 async fn handle_sqs<R: Registry, L: Ledger>(
     lifecycle: &Lifecycle<R, L>,
-    records: &[Value],
-) -> Value {
-    let mut failures = Vec::new();
-    for record in records {
-        let id = record
-            .get("messageId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let command = record
-            .get("body")
-            .and_then(Value::as_str)
+    batch: SqsEvent,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in batch.records {
+        let id = message.message_id.unwrap_or_default();
+        let command = message
+            .body
             .ok_or_else(|| JitrError::MalformedEvent {
                 field: "body",
                 problem: "missing".into(),
             })
             .and_then(|body| {
-                serde_json::from_str::<Value>(body).map_err(|e| JitrError::MalformedEvent {
-                    field: "body",
-                    problem: e.to_string(),
-                })
+                serde_json::from_str::<Value>(&body).map_err(|e| malformed("body", &e))
             })
             .and_then(|value| DeviceCommand::from_value(&value));
         // A redelivery keeps its message id and send time, so it is recognised once applied.
-        let sent = record
-            .pointer("/attributes/SentTimestamp")
-            .and_then(Value::as_str)
+        let sent = message
+            .attributes
+            .get("SentTimestamp")
             .and_then(|ms| ms.parse::<i64>().ok());
         let envelope = sent.filter(|_| !id.is_empty()).map(|at_ms| EventStamp {
             at_ms,
@@ -146,10 +142,12 @@ async fn handle_sqs<R: Registry, L: Ledger>(
             .await
             .is_err()
         {
-            failures.push(json!({"itemIdentifier": id}));
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
         }
     }
-    json!({"batchItemFailures": failures})
+    response
 }
 
 /// A Function URL webhook: always an HTTP response, never a Lambda error.
@@ -207,9 +205,15 @@ fn refuse(err: &WebhookError) -> Value {
     )
 }
 
-/// A Function URL response, with every field of the Function URL response type (a runtime
-/// that reads it strictly, as `cargo lambda watch` does, answers 500 without them).
+/// A Function URL response (`aws_lambda_events`' type: every field a runtime that reads it
+/// strictly, as `cargo lambda watch` does, needs), with a JSON body.
 pub fn http(status: u16, body: &Value) -> Value {
-    json!({"statusCode": status, "headers": {"content-type": "application/json"},
-           "body": body.to_string(), "isBase64Encoded": false, "cookies": []})
+    let mut response = LambdaFunctionUrlResponse::default();
+    response.status_code = status.into();
+    response.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response.body = Some(body.to_string());
+    json!(response)
 }

@@ -7,9 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use jitr_core::ledger::EventStamp;
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -98,40 +100,43 @@ pub fn is_function_url_request(payload: &Value) -> bool {
 }
 
 impl WebhookRequest {
-    /// Extracts method, headers and body from the Function URL event.
+    /// Method, headers and body of a Function URL event (`aws_lambda_events`' type, which
+    /// lowercases header names); one that does not read as a Function URL request is malformed.
     pub fn from_event(payload: &Value) -> Result<Self, WebhookError> {
-        let method = payload
-            .pointer("/requestContext/http/method")
-            .and_then(Value::as_str)
+        let event = LambdaFunctionUrlRequest::deserialize(payload).map_err(|e| {
+            WebhookError::Malformed(format!(
+                "not a Function URL request: {}",
+                jitr_core::event::escape(&e.to_string())
+            ))
+        })?;
+        let method = event
+            .request_context
+            .http
+            .method
+            .as_deref()
             .unwrap_or("POST")
             .to_ascii_uppercase();
-        let headers = payload
-            .get("headers")
-            .and_then(Value::as_object)
-            .map(|h| {
-                h.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_owned())))
-                    .collect()
+        let headers = event
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                value
+                    .to_str()
+                    .ok()
+                    .map(|v| (name.as_str().to_owned(), v.to_owned()))
             })
-            .unwrap_or_default();
-        let raw = payload
-            .get("body")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+            .collect();
+        let raw = event.body.unwrap_or_default();
         // Base64 is 4/3 of the decoded size: refuse before decoding anything huge.
         if raw.len() > MAX_BODY_BYTES * 4 / 3 + 4 {
             return Err(WebhookError::BodyTooLarge);
         }
-        let body = if payload
-            .get("isBase64Encoded")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        let body = if event.is_base64_encoded {
             base64::engine::general_purpose::STANDARD
                 .decode(raw)
                 .map_err(|_| WebhookError::BadEncoding)?
         } else {
-            raw.as_bytes().to_vec()
+            raw.into_bytes()
         };
         if body.len() > MAX_BODY_BYTES {
             return Err(WebhookError::BodyTooLarge);
@@ -311,7 +316,7 @@ mod tests {
             body.to_owned()
         };
         json!({"version": "2.0", "rawPath": "/", "headers": headers,
-               "requestContext": {"http": {"method": "POST"}}, "body": encoded, "isBase64Encoded": base64})
+               "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": encoded, "isBase64Encoded": base64})
     }
 
     fn secret() -> WebhookSecret {

@@ -487,7 +487,7 @@ async fn webhooks_with_bad_signatures_change_nothing() {
     let payload = json!({"id": "w1", "type": "device-decommissioned", "data": {"id": "mender-1"}, "time": time}).to_string();
     let request = |signature: &str| {
         json!({"version": "2.0", "headers": {"x-men-signature": signature},
-        "requestContext": {"http": {"method": "POST"}}, "body": payload, "isBase64Encoded": false})
+        "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": payload, "isBase64Encoded": false})
     };
     let before = world.memory.snapshot();
     for bad in [
@@ -535,7 +535,7 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
         .unwrap();
     let payload = json!({"id": "w2", "type": "device-status-changed", "data": {"id": "dev-503", "status": "rejected"}, "time": time}).to_string();
     let request = json!({"headers": {"x-men-signature": sign(secret.as_bytes(), payload.as_bytes())},
-        "requestContext": {"http": {"method": "POST"}}, "body": payload});
+        "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": payload, "isBase64Encoded": false});
     world
         .registry
         .fail_next("UpdateCertificate", RegistryErrorKind::Throttled);
@@ -579,7 +579,7 @@ fn mender_webhook(secret: &str, id: &str, device: &str, status: &str, time: i64)
         "data": {"id": device, "status": status}, "time": time})
     .to_string();
     json!({"headers": {"x-men-signature": sign(secret.as_bytes(), body.as_bytes())},
-        "requestContext": {"http": {"method": "POST"}}, "body": body})
+        "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": body, "isBase64Encoded": false})
 }
 
 /// The secret and the clock the webhook tests sign and check with.
