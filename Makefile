@@ -6,6 +6,8 @@ VENV := .venv
 SAM_VENV := .venv-sam
 PYTHON ?= python3
 CARGO ?= cargo
+# Each arm64 bootstrap stays within 6 MB (issue 10): `make build` fails above it.
+BOOTSTRAP_BUDGET := 6000000
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -72,9 +74,11 @@ integration: venv ## Emulator-backed tests only
 build: $(VENV)/.build-installed ## arm64 release bootstraps for both functions (cargo-lambda), with sizes
 	@rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$$' || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release --arm64 --bin registration --bin lifecycle
-	@for f in registration lifecycle; do \
-	  printf '%-13s %s  %s bytes\n' "$$f" "$(TARGET_DIR)/lambda/$$f/bootstrap" "$$(stat -c %s $(TARGET_DIR)/lambda/$$f/bootstrap)"; \
-	done
+	@over=0; for f in registration lifecycle; do \
+	  size=$$(stat -c %s $(TARGET_DIR)/lambda/$$f/bootstrap); \
+	  printf '%-13s %s  %s bytes\n' "$$f" "$(TARGET_DIR)/lambda/$$f/bootstrap" "$$size"; \
+	  if [ "$$size" -gt $(BOOTSTRAP_BUDGET) ]; then echo "  over the budget of $(BOOTSTRAP_BUDGET) bytes"; over=1; fi; \
+	done; exit $$over
 
 sam-build: $(VENV)/.build-installed $(SAM_VENV)/.installed ## sam build (BuildMethod rust-cargolambda) into .aws-sam/
 	@rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$$' || rustup target add aarch64-unknown-linux-gnu
