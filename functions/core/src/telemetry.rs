@@ -1,5 +1,9 @@
 //! Logs and metrics: JSON log lines through `tracing` (fields, not prose), and one CloudWatch
 //! embedded-metric-format line per invocation, so no agent or extra API call is needed.
+//!
+//! Set up here rather than with `lambda_runtime`'s `tracing` feature: that subscriber does not
+//! cap third-party crates (at TRACE they log payloads and the SigV4 canonical request), maps
+//! no FATAL, and brings `env-filter`'s regex engine into each bootstrap.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
