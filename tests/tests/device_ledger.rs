@@ -188,7 +188,7 @@ fn assert_kept_out(action: Action, end: Option<&CertificateStatus>, context: &st
 async fn a_decision_before_the_first_connect_stands(world: &impl World) {
     let cases = [
         (Action::Deactivate, Outcome::Rejected, "DeviceDenied"),
-        (Action::Revoke, Outcome::Rejected, "DeviceDenied"),
+        (Action::Revoke, Outcome::Revoked, "DeviceRevoked"),
         (Action::Decommission, Outcome::Revoked, "Decommissioned"),
     ];
     for (n, (action, outcome, reason)) in cases.into_iter().enumerate() {

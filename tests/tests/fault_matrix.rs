@@ -277,3 +277,44 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
         assert!(!things.is_empty() && !policies.is_empty(), "{}", device.id);
     }
 }
+
+/// The calls one registration makes against each IoT quota: at IoT's default quotas the account
+/// admits at least 9 devices a second (at most one call per registration against each 10/s
+/// quota; the CA description is cached per container).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_fit_the_default_quotas_at_nine_a_second() {
+    const N: usize = 6;
+    let fleet = Fleet::new().await;
+    fleet.ledger().await;
+    let model = FaultModel::new(&[], Faults::default(), 3);
+    let sdk = faulty(&fleet.account.sdk, &model);
+    let registrar = Registrar::new(
+        IotRegistry::from_sdk_config(&sdk),
+        fleet.config(),
+        SourceFetcher::without_s3(),
+    )
+    .with_ledger(DynamoLedger::from_sdk_config(&sdk, "jitr-ledger"));
+    for n in 0..N {
+        let device = fleet
+            .pending_device(DeviceSpec::named(&format!("quota-{n}")))
+            .await;
+        let report = registrar
+            .handle(&fleet.event(&device), &fleet.account.id)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, Outcome::Activated);
+    }
+    let tallies = model.tallies();
+    let mut bound = f64::INFINITY;
+    for (api, quota) in DEFAULT_IOT_QUOTAS {
+        let per_registration = tallies.get(api).map_or(0, |t| t.calls) as f64 / N as f64;
+        let rate = quota / per_registration;
+        eprintln!("  {api:<22} {per_registration:.2} per registration -> {rate:.1}/s");
+        bound = bound.min(rate);
+    }
+    eprintln!("quota-bound rate: {bound:.1} registrations/s");
+    assert!(
+        bound >= 9.0,
+        "{bound:.1} registrations/s at the default quotas"
+    );
+}

@@ -116,6 +116,8 @@ pub enum RevokeReason {
     /// The device was decommissioned: none of its certificates is admitted again (a deleted one
     /// comes back through JITR at the device's next connect).
     Decommissioned,
+    /// Device management revoked the device: its certificates are REVOKED, new ones too.
+    DeviceRevoked,
 }
 
 impl RevokeReason {
@@ -123,6 +125,7 @@ impl RevokeReason {
         match self {
             Self::SerialRevoked { serial_hex } => format!("SerialRevoked:{serial_hex}"),
             Self::Decommissioned => "Decommissioned".to_owned(),
+            Self::DeviceRevoked => "DeviceRevoked".to_owned(),
         }
     }
 }
@@ -284,13 +287,21 @@ pub fn decide(
 
 /// What the device ledger says about a plan: `None` lets it go ahead; otherwise the decision
 /// that replaces it. The device-management side's decision stands over the certificate's merits:
-/// decommissioned → REVOKED, denied → INACTIVE; and an older certificate than the device's latest
-/// is refused. A device the ledger does not know, or that was allowed, goes ahead.
+/// decommissioned or revoked → REVOKED, deactivated → INACTIVE (what the lifecycle function did
+/// to the device's other certificates); and an older certificate than the device's latest is
+/// refused. A device the ledger does not know, or that was allowed, goes ahead.
 pub fn standing(plan: &ProvisionPlan, device: Option<&DeviceRecord>) -> Option<Decision> {
     let device = device?;
+    let revoked = device
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.action == "revoke");
     match device.state() {
         Some(DeviceState::Decommissioned) => Some(Decision::Revoke {
             reason: RevokeReason::Decommissioned,
+        }),
+        Some(DeviceState::Denied) if revoked => Some(Decision::Revoke {
+            reason: RevokeReason::DeviceRevoked,
         }),
         Some(DeviceState::Denied) => Some(Decision::Reject {
             reason: RejectReason::DeviceDenied,
@@ -1005,7 +1016,7 @@ mod tests {
             thing_name: "sensor-9".into(),
             decision: state.map(|state| DeviceDecision {
                 state,
-                action: "any".into(),
+                action: "deactivate".into(),
                 event: EventStamp {
                     at_ms: 1,
                     id: "e".into(),
@@ -1051,6 +1062,17 @@ mod tests {
         for (device, expected) in cases {
             assert_eq!(standing(&plan, device.as_ref()), expected, "{device:?}");
         }
+        let mut by_revoke = record(Some(DeviceState::Denied), None);
+        if let Some(decision) = by_revoke.decision.as_mut() {
+            decision.action = "revoke".into();
+        }
+        assert_eq!(
+            standing(&plan, Some(&by_revoke)),
+            Some(Decision::Revoke {
+                reason: RevokeReason::DeviceRevoked
+            }),
+            "a revoked device's new certificate is REVOKED, as its others are"
+        );
         assert_eq!(RevokeReason::Decommissioned.code(), "Decommissioned");
     }
 

@@ -79,22 +79,18 @@ pub async fn provision<R: Registry>(
     if !plan.activate {
         return Ok(Provisioned::Done(Outcome::AlreadyActive));
     }
-    // Read the status again right before activating: an operator or the lifecycle function may
-    // have set it INACTIVE or REVOKED since the lookup, and that decision must stand (AWS
-    // refuses REVOKED → ACTIVE; emulators do not, so we refuse it ourselves).
+    // Activated last, without reading the status again (that second DescribeCertificate per
+    // registration would halve the registrations the account's 10/s quota allows). Decisions
+    // stand all the same: one recorded in the device ledger is read right after this (`settle`),
+    // and the lifecycle function re-enforces what it finds held there; IoT Core refuses
+    // REVOKED → ACTIVE (CertificateStateException), which leaves the certificate alone.
     let outcome = match registry
-        .describe_certificate(&plan.certificate_id)
-        .await?
-        .status
+        .update_certificate_status(&plan.certificate_id, &CertificateStatus::Active)
+        .await
     {
-        CertificateStatus::PendingActivation => {
-            registry
-                .update_certificate_status(&plan.certificate_id, &CertificateStatus::Active)
-                .await?;
-            Outcome::Activated
-        }
-        CertificateStatus::Active => Outcome::AlreadyActive,
-        _ => Outcome::LeftAlone,
+        Ok(()) => Outcome::Activated,
+        Err(e) if e.kind() == RegistryErrorKind::Conflict => Outcome::LeftAlone,
+        Err(e) => return Err(e.into()),
     };
     Ok(Provisioned::Done(outcome))
 }

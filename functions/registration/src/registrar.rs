@@ -572,7 +572,7 @@ fn refused_for_standing(decision: &Decision) -> bool {
         Decision::Reject {
             reason: RejectReason::DeviceDenied
         } | Decision::Revoke {
-            reason: RevokeReason::Decommissioned
+            reason: RevokeReason::Decommissioned | RevokeReason::DeviceRevoked
         }
     )
 }

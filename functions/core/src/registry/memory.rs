@@ -503,6 +503,15 @@ impl Registry for MemoryRegistry {
             .certificates
             .get_mut(certificate_id)
             .ok_or_else(|| not_found(OP, format_args!("certificate {certificate_id}")))?;
+        // As IoT Core does (ministack 1.5.33 does not): a revoked certificate stays revoked.
+        if certificate.status == CertificateStatus::Revoked && *status == CertificateStatus::Active
+        {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Conflict,
+                OP,
+                format!("CertificateStateException: certificate {certificate_id} is REVOKED"),
+            ));
+        }
         certificate.status = status.clone();
         if *status == CertificateStatus::Active {
             self.check_activation(&mut store, certificate_id);
