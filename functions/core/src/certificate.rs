@@ -5,6 +5,7 @@
 //! signature, validity window, key type and size, and signature algorithm.
 
 use x509_parser::certificate::X509Certificate;
+use x509_parser::der_parser::asn1_rs::{BitString, ToDer};
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
@@ -15,7 +16,7 @@ use x509_parser::oid_registry::{
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
-use x509_parser::x509::X509Name;
+use x509_parser::x509::{AlgorithmIdentifier, X509Name};
 
 /// Why a certificate cannot be admitted; the names are the reason codes in logs and outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,14 @@ pub fn inspect(
     if cert.issuer().as_raw() != ca.subject().as_raw() {
         return Err(CertificateProblem::IssuerMismatch);
     }
+    if !is_canonical_signed(
+        &der,
+        cert.tbs_certificate.as_ref(),
+        &cert.tbs_certificate.signature,
+        &cert.signature_value,
+    ) {
+        return Err(CertificateProblem::SignatureInvalid);
+    }
     cert.verify_signature(Some(ca.public_key()))
         .map_err(|_| CertificateProblem::SignatureInvalid)?;
 
@@ -150,6 +159,59 @@ pub fn inspect(
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
     })
+}
+
+/// A signed document (certificate or CRL) must be exactly the DER of its three parts: RFC 5280
+/// (4.1.1.2, 5.1.1.2) wants the outer signature algorithm to be the signed one, and nothing
+/// outside the signed part may differ from its one valid encoding. The parser reads tags without
+/// checking their class and accepts unused bits in the signature, so tampered unsigned bytes (the
+/// outer algorithm's or the signature's tag, the unused-bits octet, trailing bytes) could parse
+/// and verify: the document is compared with the canonical encoding of what was parsed. Found
+/// by `tests/properties.rs`.
+pub(crate) fn is_canonical_signed(
+    whole: &[u8],
+    signed_part: &[u8],
+    signed: &AlgorithmIdentifier<'_>,
+    signature: &BitString<'_>,
+) -> bool {
+    if signature.unused_bits != 0 {
+        return false;
+    }
+    let mut inner = vec![0x06];
+    der_length(&mut inner, signed.algorithm.as_bytes().len());
+    inner.extend_from_slice(signed.algorithm.as_bytes());
+    if let Some(parameters) = &signed.parameters {
+        match parameters.to_der_vec() {
+            Ok(bytes) => inner.extend_from_slice(&bytes),
+            Err(_) => return false,
+        }
+    }
+    let mut tail = vec![0x30];
+    der_length(&mut tail, inner.len());
+    tail.extend_from_slice(&inner);
+    tail.push(0x03);
+    der_length(&mut tail, signature.data.len() + 1);
+    tail.push(0);
+    tail.extend_from_slice(&signature.data);
+    let mut header = vec![0x30];
+    der_length(&mut header, signed_part.len() + tail.len());
+    // The signed part is a slice of the document: it must start right after the header.
+    let at = (signed_part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    at == header.len()
+        && whole.len() == header.len() + signed_part.len() + tail.len()
+        && whole.starts_with(&header)
+        && whole[at + signed_part.len()..] == tail[..]
+}
+
+fn der_length(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
 }
 
 /// What a person asks about a certificate, read without checking it (for `jitr explain`).

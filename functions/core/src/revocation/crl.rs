@@ -6,7 +6,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::RevocationError;
-use crate::certificate::{CaCertificate, normalized_serial};
+use crate::certificate::{CaCertificate, is_canonical_signed, normalized_serial};
 
 /// The serials revoked by one CA, with the window in which the list is current.
 #[derive(Debug, Clone)]
@@ -44,6 +44,14 @@ impl RevocationList {
             .ok_or_else(|| RevocationError::Malformed("CA certificate unparseable".into()))?;
         if crl.issuer().as_raw() != ca.subject().as_raw() {
             return Err(RevocationError::WrongIssuer);
+        }
+        if !is_canonical_signed(
+            der,
+            crl.tbs_cert_list.as_ref(),
+            &crl.tbs_cert_list.signature,
+            &crl.signature_value,
+        ) {
+            return Err(RevocationError::BadSignature);
         }
         crl.verify_signature(ca.public_key())
             .map_err(|_| RevocationError::BadSignature)?;
