@@ -8,11 +8,15 @@ PYTHON ?= python3
 CARGO ?= cargo
 # Each arm64 bootstrap stays within 6 MB (issue 10): `make build` fails above it.
 BOOTSTRAP_BUDGET := 6000000
+# make bench-burst: devices in the burst, and the registration function's reserved concurrency.
+DEVICES ?= 1000
+CONCURRENCY ?= 5
+FUZZ_SECONDS ?= 30
 MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync bench-cost lambda-loop fixtures clean-state
+.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -107,6 +111,12 @@ bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model 
 
 bench-cost: ## Calls and modeled duration per registration, with and without the device ledger (~5 s after the build)
 	$(CARGO) bench -p jitr-registration --bench registration_cost
+
+bench-burst: venv ## N devices (DEVICES=1000; 10000 takes ~30 min) registering at once against IoT's quotas: rate, throttles, audit, docs/burst.svg (~3 min after the build)
+	MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-burst -- --devices $(DEVICES) --concurrency $(CONCURRENCY)
+
+fuzz: ## cargo-fuzz on every parser of outside input, FUZZ_SECONDS (30) each, corpus in fuzz/corpus (nightly; ~8 min cold build)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events)
 	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events

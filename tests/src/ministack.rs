@@ -215,10 +215,13 @@ impl Ministack {
 /// `CARGO_TARGET_DIR` puts it: test binaries live in its `deps/`.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test executables sit in <profile>/deps, binaries (`bench-burst`) in <profile> itself.
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
 }
 
 /// Cargo's target directory (emulator state goes under it, never into the sources).
