@@ -255,6 +255,18 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         self.hook.before("UpdateItem").await;
         self.inner.add_certificates(thing, holdings).await
     }
+    async fn admitted(&self, certificate: &str) -> Result<Option<i64>, LedgerError> {
+        self.hook.before("GetItem").await;
+        self.inner.admitted(certificate).await
+    }
+    async fn record_admission(&self, certificate: &str, at: i64) -> Result<(), LedgerError> {
+        self.hook.before("PutItem").await;
+        self.inner.record_admission(certificate, at).await
+    }
+    async fn forget_admission(&self, certificate: &str) -> Result<(), LedgerError> {
+        self.hook.before("PutItem").await;
+        self.inner.forget_admission(certificate).await
+    }
     async fn append_history(&self, thing: &str, entry: &HistoryEntry) -> Result<(), LedgerError> {
         self.hook.before("PutItem").await;
         self.inner.append_history(thing, entry).await

@@ -370,6 +370,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             return Ok(None);
         }
         gone_is_none(self.registry.delete_certificate(id).await)?;
+        self.ledger.forget_admission(id).await?;
         Ok(Some(change(
             id,
             status,
@@ -512,6 +513,8 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             }
             other => gone_is_none(other).map(drop),
         }?;
+        // Its next connect registers it afresh: not a duplicate of the old admission.
+        self.ledger.forget_admission(id).await?;
         Ok(Some(change(id, before, "DELETED", None)))
     }
 

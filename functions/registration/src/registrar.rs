@@ -31,6 +31,11 @@ use crate::report::{Outcome, Report};
 /// by an operator stops admitting devices within minutes even in a warm container.
 pub const CA_CACHE_TTL_SECS: i64 = 300;
 
+/// How long an admission answers a certificate's registration events without IoT calls:
+/// duplicates arrive within minutes, and a certificate deleted outside the lifecycle function
+/// (which forgets its admission) and registered again is handled afresh after this at most.
+pub const DUPLICATE_WINDOW_SECS: i64 = 3600;
+
 /// Revocation caches kept per container; distribution points are per CA, so this bounds memory
 /// even if a CA signs certificates naming many URLs.
 const MAX_REVOCATION_SOURCES: usize = 64;
@@ -163,6 +168,22 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     ) -> Result<Report, JitrError> {
         let event = RegistrationEvent::from_value(payload)?;
         event.check_account(function_account)?;
+        // A device reconnecting while its certificate is pending publishes the event again and
+        // again; in a storm the copies queue up behind the first. Once the certificate is
+        // admitted they are answered from the ledger, without a call against IoT's quotas.
+        if let Some(at) = self.ledger.admitted(&event.certificate_id).await?
+            && (0..DUPLICATE_WINDOW_SECS).contains(&(now - at))
+        {
+            return Ok(Report {
+                certificate_id: event.certificate_id,
+                ca_certificate_id: event.ca_certificate_id,
+                outcome: Outcome::AlreadyActive,
+                thing_name: None,
+                profile: None,
+                reason: Some("AdmittedBefore".into()),
+                revocation_unchecked: false,
+            });
+        }
         let assessment = self.assess(&event, now).await?;
         let mut report = Report {
             certificate_id: event.certificate_id.clone(),
@@ -184,8 +205,20 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                             report.reason = Some("StatusChangedDuringProvisioning".into());
                         }
                         report.revocation_unchecked = plan.revocation_unchecked;
-                        self.record_outcome(device_key.as_deref(), &report, now)
-                            .await?;
+                        let admission = async {
+                            if outcome == Outcome::LeftAlone {
+                                return Ok(());
+                            }
+                            self.ledger
+                                .record_admission(&event.certificate_id, now)
+                                .await
+                        };
+                        let (admission, history) = tokio::join!(
+                            admission,
+                            self.record_outcome(device_key.as_deref(), &report, now)
+                        );
+                        admission?;
+                        history?;
                         return Ok(report);
                     }
                     // The device-management side decided against it while it was provisioned.

@@ -659,3 +659,46 @@ async fn failing_once_then_retried(
     assert!(world.memory.invariant_violations().is_empty(), "{step}");
     err.error_type()
 }
+
+/// A storm's duplicates: once a certificate is admitted, its further registration events are
+/// answered from the ledger (`AdmittedBefore`) without a single IoT call, so they spend none of
+/// the account's quotas; once the lifecycle function deletes it (forgetting the admission), its
+/// next registration is handled afresh.
+#[tokio::test]
+async fn duplicates_of_an_admitted_certificate_cost_no_iot_call() {
+    use jitr_core::ledger::{Ledger, MemoryLedger};
+    let world = World::new();
+    let (id, event) = world.pending("stormy");
+    let ledger = Arc::new(MemoryLedger::new());
+    let registrar = world
+        .registrar(Arc::clone(&world.registry))
+        .with_ledger(Arc::clone(&ledger));
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+
+    let before = world.memory.snapshot();
+    for operation in [
+        "DescribeCertificate",
+        "DescribeCACertificate",
+        "CreateThing",
+    ] {
+        world
+            .registry
+            .fail_next(operation, RegistryErrorKind::Unavailable);
+    }
+    for _ in 0..3 {
+        let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+        assert_eq!(
+            (report.outcome, report.reason.as_deref()),
+            (Outcome::AlreadyActive, Some("AdmittedBefore"))
+        );
+    }
+    assert_eq!(world.memory.snapshot(), before, "nothing touched");
+
+    ledger.forget_admission(&id).await.unwrap();
+    let failed = registrar.handle(&event, ACCOUNT).await;
+    assert!(
+        failed.is_err(),
+        "after the admission is forgotten the event takes the full path (here into the injected fault)"
+    );
+}

@@ -12,7 +12,44 @@ pub async fn run_all<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> 
     serial_index(ledger, unique).await?;
     decisions_are_ordered(ledger, unique).await?;
     certificates_accumulate(ledger, unique).await?;
-    history_is_kept_in_time_order(ledger, unique).await
+    history_is_kept_in_time_order(ledger, unique).await?;
+    admissions_are_remembered_until_forgotten(ledger, unique).await
+}
+
+async fn admissions_are_remembered_until_forgotten<L: Ledger>(
+    ledger: &L,
+    unique: &str,
+) -> Result<(), String> {
+    let id = format!("{unique}-admitted");
+    let read = |what: &'static str| {
+        let id = id.clone();
+        async move {
+            ledger
+                .admitted(&id)
+                .await
+                .map_err(|e| format!("{what}: {e}"))
+        }
+    };
+    if read("an unknown certificate").await?.is_some() {
+        return Err("a certificate never admitted reads as admitted".into());
+    }
+    ledger
+        .record_admission(&id, 1_800_000_000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let admitted = read("after record_admission").await?;
+    if admitted != Some(1_800_000_000) {
+        return Err(format!("record_admission then admitted: {admitted:?}"));
+    }
+    ledger
+        .forget_admission(&id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let forgotten = read("after forget_admission").await?;
+    if forgotten.is_some() {
+        return Err(format!("a forgotten admission still reads {forgotten:?}"));
+    }
+    Ok(())
 }
 
 fn kind(recorded: &Recorded) -> &'static str {

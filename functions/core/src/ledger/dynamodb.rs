@@ -112,6 +112,46 @@ impl DynamoLedger {
     }
 }
 
+/// A certificate's admission record: `pk = ADMITTED#<certificateId>`, `sk = CERT`, with
+/// `admittedAt` (absent once the certificate was deleted) and the table's TTL, a day on.
+fn admission_key(certificate_id: &str) -> String {
+    format!("ADMITTED#{certificate_id}")
+}
+
+const ADMISSION_SORT_KEY: &str = "CERT";
+
+/// How long an admission record is kept: duplicates come within minutes of the first event.
+const ADMISSION_TTL_SECS: i64 = 86_400;
+
+impl DynamoLedger {
+    async fn put_admission(
+        &self,
+        certificate_id: &str,
+        at: Option<i64>,
+    ) -> Result<(), LedgerError> {
+        const OP: &str = "PutItem";
+        let now = crate::unix_now();
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(admission_key(certificate_id)))
+            .item("sk", AttributeValue::S(ADMISSION_SORT_KEY.into()))
+            .item(
+                "expiresAt",
+                AttributeValue::N((now + ADMISSION_TTL_SECS).to_string()),
+            );
+        if let Some(at) = at {
+            request = request.item("admittedAt", AttributeValue::N(at.to_string()));
+        }
+        request
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| ledger_error(OP, classify(OP, e)))
+    }
+}
+
 fn ledger_error(operation: &'static str, err: crate::registry::RegistryError) -> LedgerError {
     LedgerError {
         kind: err.kind(),
@@ -488,6 +528,28 @@ impl Ledger for DynamoLedger {
             .await
             .map(drop)
             .map_err(|e| ledger_error(OP, classify(OP, e)))
+    }
+
+    async fn admitted(&self, certificate_id: &str) -> Result<Option<i64>, LedgerError> {
+        const OP: &str = "GetItem";
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(admission_key(certificate_id)))
+            .key("sk", AttributeValue::S(ADMISSION_SORT_KEY.into()))
+            .send()
+            .await
+            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+        Ok(output.item().and_then(|item| number(item, "admittedAt")))
+    }
+
+    async fn record_admission(&self, certificate_id: &str, at: i64) -> Result<(), LedgerError> {
+        self.put_admission(certificate_id, Some(at)).await
+    }
+
+    async fn forget_admission(&self, certificate_id: &str) -> Result<(), LedgerError> {
+        self.put_admission(certificate_id, None).await
     }
 
     async fn history(&self, thing_name: &str) -> Result<Vec<HistoryEntry>, LedgerError> {

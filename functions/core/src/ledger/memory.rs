@@ -15,6 +15,8 @@ pub struct MemoryLedger {
     entries: Mutex<BTreeMap<(String, String), SerialEntry>>,
     devices: Mutex<BTreeMap<String, DeviceRecord>>,
     history: Mutex<BTreeMap<(String, String), HistoryEntry>>,
+    /// certificate id → admitted at (seconds), `None` once forgotten.
+    admissions: Mutex<BTreeMap<String, Option<i64>>>,
 }
 
 impl MemoryLedger {
@@ -168,6 +170,23 @@ impl Ledger for MemoryLedger {
             .take_while(|((thing, _), _)| thing == thing_name)
             .map(|(_, entry)| entry.clone())
             .collect())
+    }
+
+    async fn admitted(&self, certificate_id: &str) -> Result<Option<i64>, LedgerError> {
+        Ok(lock(&self.admissions)
+            .get(certificate_id)
+            .copied()
+            .flatten())
+    }
+
+    async fn record_admission(&self, certificate_id: &str, at: i64) -> Result<(), LedgerError> {
+        lock(&self.admissions).insert(certificate_id.to_owned(), Some(at));
+        Ok(())
+    }
+
+    async fn forget_admission(&self, certificate_id: &str) -> Result<(), LedgerError> {
+        lock(&self.admissions).insert(certificate_id.to_owned(), None);
+        Ok(())
     }
 }
 

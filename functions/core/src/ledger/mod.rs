@@ -126,6 +126,28 @@ pub trait Ledger: Send + Sync {
         &self,
         thing_name: &str,
     ) -> impl Future<Output = Result<Vec<HistoryEntry>, LedgerError>> + Send;
+
+    /// When registration admitted the certificate (seconds), unless it was deleted since: a
+    /// registration event for an admitted certificate is a duplicate (IoT Core publishes one on
+    /// every connect while a certificate is pending, and they queue up in a storm). An
+    /// eventually consistent read: a miss only costs the full path.
+    fn admitted(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, LedgerError>> + Send;
+
+    /// Records that registration admitted the certificate at `at` (seconds).
+    fn record_admission(
+        &self,
+        certificate_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// The certificate was deleted: its next registration event is new, not a duplicate.
+    fn forget_admission(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
 
 /// No ledger configured: nothing is indexed, and nothing can be found.
@@ -169,6 +191,15 @@ impl Ledger for NoLedger {
     }
     async fn history(&self, _: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
         Ok(Vec::new())
+    }
+    async fn admitted(&self, _: &str) -> Result<Option<i64>, LedgerError> {
+        Ok(None)
+    }
+    async fn record_admission(&self, _: &str, _: i64) -> Result<(), LedgerError> {
+        Ok(())
+    }
+    async fn forget_admission(&self, _: &str) -> Result<(), LedgerError> {
+        Ok(())
     }
 }
 
@@ -242,6 +273,24 @@ impl<L: Ledger> Ledger for Option<L> {
             None => Ok(Vec::new()),
         }
     }
+    async fn admitted(&self, certificate: &str) -> Result<Option<i64>, LedgerError> {
+        match self {
+            Some(ledger) => ledger.admitted(certificate).await,
+            None => Ok(None),
+        }
+    }
+    async fn record_admission(&self, certificate: &str, at: i64) -> Result<(), LedgerError> {
+        match self {
+            Some(ledger) => ledger.record_admission(certificate, at).await,
+            None => Ok(()),
+        }
+    }
+    async fn forget_admission(&self, certificate: &str) -> Result<(), LedgerError> {
+        match self {
+            Some(ledger) => ledger.forget_admission(certificate).await,
+            None => Ok(()),
+        }
+    }
 }
 
 impl<L: Ledger> Ledger for std::sync::Arc<L> {
@@ -306,6 +355,25 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         thing: &str,
     ) -> impl Future<Output = Result<Vec<HistoryEntry>, LedgerError>> + Send {
         (**self).history(thing)
+    }
+    fn admitted(
+        &self,
+        certificate: &str,
+    ) -> impl Future<Output = Result<Option<i64>, LedgerError>> + Send {
+        (**self).admitted(certificate)
+    }
+    fn record_admission(
+        &self,
+        certificate: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).record_admission(certificate, at)
+    }
+    fn forget_admission(
+        &self,
+        certificate: &str,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).forget_admission(certificate)
     }
 }
 
