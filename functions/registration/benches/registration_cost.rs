@@ -148,7 +148,7 @@ async fn main() {
         .map(|op| with.calls.get(op).copied().unwrap_or(0))
         .sum();
     println!(
-        "the ledger adds {reads} strongly consistent point reads (GetItem) and {writes} writes per registration, \
+        "the ledger adds {reads} point reads (GetItem) and {writes} writes per registration, \
          {:+.1} ms on the critical path",
         (with.median.as_secs_f64() - without.median.as_secs_f64()) * 1000.0
     );
