@@ -112,10 +112,10 @@ bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model 
 bench-cost: ## Calls and modeled duration per registration, with and without the device ledger (~5 s after the build)
 	$(CARGO) bench -p jitr-registration --bench registration_cost
 
-bench-burst: venv ## N devices (DEVICES=1000; 10000 takes ~30 min) registering at once against IoT's quotas: rate, throttles, audit, docs/burst.svg (~3 min after the build)
+bench-burst: venv ## N devices (DEVICES=1000, ~2 min after the build; 10000, ~20 min) registering at once against IoT's quotas: rate, throttles, audit, docs/burst.svg
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-burst -- --devices $(DEVICES) --concurrency $(CONCURRENCY)
 
-fuzz: ## cargo-fuzz on every parser of outside input, FUZZ_SECONDS (30) each, corpus in fuzz/corpus (nightly; ~8 min cold build)
+fuzz: ## cargo-fuzz on every parser of outside input, FUZZ_SECONDS (30) each, corpus in fuzz/corpus (nightly; ~10 min cold build)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events)
