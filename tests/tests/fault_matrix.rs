@@ -99,8 +99,15 @@ fn invariant_checker(
                         }
                         let things = iot.list_principal_things(&certificate.arn).await;
                         let policies = iot.list_attached_policies(&certificate.arn).await;
-                        if things.is_ok_and(|t| t.is_empty())
-                            || policies.is_ok_and(|p| p.is_empty())
+                        let bare = things.is_ok_and(|t| t.is_empty())
+                            || policies.is_ok_and(|p| p.is_empty());
+                        // A decommission may have set it INACTIVE and detached it between the
+                        // reads: only a certificate still ACTIVE after them breaks the rule.
+                        if bare
+                            && iot
+                                .describe_certificate(id)
+                                .await
+                                .is_ok_and(|c| c.status == CertificateStatus::Active)
                         {
                             violations.push(format!("{id}: ACTIVE without its Thing or policy"));
                         }
