@@ -253,7 +253,12 @@ mod tests {
                             Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let reply = answer(&String::from_utf8_lossy(&head));
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    // A slow server, without blocking the runtime the client's timer runs on.
+                    if head.starts_with("GET /slow ") {
+                        tokio::time::sleep(Duration::from_millis(600)).await;
+                    }
+                    let reply = answer(&head);
                     let _ = socket.write_all(&reply).await;
                     let _ = socket.shutdown().await;
                 });
@@ -287,10 +292,7 @@ mod tests {
             "/moved" => respond("302 Found", &[("Location", "/crl")], b""),
             "/loop" => respond("301 Moved Permanently", &[("Location", "/loop")], b""),
             "/huge" => respond("200 OK", &[], &vec![b'x'; 4096]),
-            "/slow" => {
-                std::thread::sleep(Duration::from_millis(600));
-                respond("200 OK", &[], b"late")
-            }
+            "/slow" => respond("200 OK", &[], b"late"),
             _ => respond("404 Not Found", &[], b""),
         }
     }
