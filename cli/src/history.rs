@@ -59,12 +59,11 @@ pub async fn run(
     let failed = |e: jitr_core::ledger::LedgerError| Failure::from(e.to_string());
     let device = ledger.device(&key).await.map_err(failed)?;
     let history = ledger.history(&key).await.map_err(failed)?;
-    let thing = &key;
     if json {
         let value = serde_json::json!({"deviceKey": key, "device": device, "history": history});
         return line(serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
     }
-    print_ledger(thing, device.as_ref(), &history)
+    print_ledger(&key, device.as_ref(), &history)
 }
 
 /// The record and the history as text (shared with `jitr explain`).

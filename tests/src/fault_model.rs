@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use aws_sdk_iot::config::SharedHttpClient;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
@@ -19,6 +20,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
+use jitr_core::registry::iot::{https_client, retry_config, timeout_config};
 
 /// AWS IoT Core's default per-account rates (requests per second) for the calls JITR makes.
 pub const DEFAULT_IOT_QUOTAS: [(&str, f64); 8] = [
@@ -145,6 +147,16 @@ impl FaultModel {
                 inner: inner.http_connector(settings, components),
             })
         })
+    }
+
+    /// `sdk` with every call going through this model, and the adapters' own retries and
+    /// timeouts (what the functions run with).
+    pub fn sdk_config(self: &Arc<Self>, sdk: &SdkConfig) -> SdkConfig {
+        sdk.to_builder()
+            .http_client(self.http_client(https_client()))
+            .retry_config(retry_config())
+            .timeout_config(timeout_config())
+            .build()
     }
 
     /// The tallies so far, per API.

@@ -22,7 +22,6 @@ use aws_config::SdkConfig;
 use jitr_core::JitrError;
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::pki::{Device, DeviceSpec};
-use jitr_core::registry::iot::{https_client, retry_config, timeout_config};
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryErrorKind};
 use jitr_core::source::SourceFetcher;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
@@ -46,16 +45,6 @@ fn matrix() -> Faults {
         hold: Duration::from_secs(4),
         latency: Duration::from_millis(2),
     }
-}
-
-/// The account's SDK configuration with every call going through `model`, and the adapters'
-/// own retries and timeouts.
-fn faulty(sdk: &SdkConfig, model: &Arc<FaultModel>) -> SdkConfig {
-    sdk.to_builder()
-        .http_client(model.http_client(https_client()))
-        .retry_config(retry_config())
-        .timeout_config(timeout_config())
-        .build()
 }
 
 /// Runs `attempt` as Lambda's async invoke does: retried on error, dead-lettered (with the
@@ -161,7 +150,7 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
 
     // ------------------------------------------------------------ registration, all at once
     let model = FaultModel::new(&DEFAULT_IOT_QUOTAS, matrix(), 0x5eed_0001);
-    let sdk = faulty(&fleet.account.sdk, &model);
+    let sdk = model.sdk_config(&fleet.account.sdk);
     let registrar = Arc::new(
         Registrar::new(
             IotRegistry::from_sdk_config(&sdk),
@@ -235,7 +224,7 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
 
     // ------------------------------------------------------------ decommission, half of them
     let model = FaultModel::new(&DEFAULT_IOT_QUOTAS, matrix(), 0x5eed_0002);
-    let sdk = faulty(&fleet.account.sdk, &model);
+    let sdk = model.sdk_config(&fleet.account.sdk);
     let lifecycle = |sdk: &SdkConfig| {
         let config = LifecycleConfig::from_lookup(|_| None).unwrap();
         Arc::new(
@@ -303,7 +292,7 @@ async fn registrations_fit_the_default_quotas_at_nine_a_second() {
     let fleet = Fleet::new().await;
     fleet.ledger().await;
     let model = FaultModel::new(&[], Faults::default(), 3);
-    let sdk = faulty(&fleet.account.sdk, &model);
+    let sdk = model.sdk_config(&fleet.account.sdk);
     let registrar = Registrar::new(
         IotRegistry::from_sdk_config(&sdk),
         fleet.config(),

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_iot::config::retry::RetryPartition;
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::pki::{Device, DeviceSpec};
-use jitr_core::registry::iot::{https_client, retry_config, timeout_config};
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
 use jitr_core::source::SourceFetcher;
 use jitr_registration::{Outcome, Registrar};
@@ -152,14 +151,7 @@ async fn main() -> ExitCode {
         &[]
     };
     let model = FaultModel::new(quotas, Faults::default(), 0xb0_b0);
-    let sdk = fleet
-        .account
-        .sdk
-        .to_builder()
-        .http_client(model.http_client(https_client()))
-        .retry_config(retry_config())
-        .timeout_config(timeout_config())
-        .build();
+    let sdk = model.sdk_config(&fleet.account.sdk);
     let run = Arc::new(Mutex::new(Run::default()));
     {
         let mut run = lock(&run);
