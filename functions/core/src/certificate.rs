@@ -203,7 +203,7 @@ pub(crate) fn is_canonical_signed(
         && whole[at + signed_part.len()..] == tail[..]
 }
 
-fn der_length(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn der_length(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
     } else {

@@ -28,6 +28,19 @@ impl Ca {
     /// A CA as `spec` says (expired, not a CA, no keyCertSign: the CAs tests must refuse).
     pub fn with_spec(spec: &CaSpec) -> PkiResult<Self> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let pem = Self::self_signed(spec, &key)?;
+        Ok(Self { pem, key })
+    }
+
+    /// This CA's key in a new certificate as `spec` says (a new serial): what an operator
+    /// registers when the old certificate nears its end.
+    pub fn reissued(&self, spec: &CaSpec) -> PkiResult<Self> {
+        let pem = Self::self_signed(spec, &self.key)?;
+        let key = KeyPair::from_pem(&self.key.serialize_pem())?;
+        Ok(Self { pem, key })
+    }
+
+    fn self_signed(spec: &CaSpec, key: &KeyPair) -> PkiResult<String> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = DistinguishedName::new();
         params
@@ -48,8 +61,7 @@ impl Ca {
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
-        let pem = params.self_signed(&key)?.pem();
-        Ok(Self { pem, key })
+        Ok(params.self_signed(key)?.pem())
     }
 
     /// A CA from stored PEM files.

@@ -1,5 +1,7 @@
 //! The per-container CRL cache: fetched once, re-fetched (conditionally) every few minutes so
 //! new revocations take effect before nextUpdate, and re-verified whenever the bytes change.
+//! Only the parsed list is kept, not its bytes: a refresh holds at most the old list, the new
+//! body and the new list at once, and the old list goes when the new one is taken.
 //!
 //! A verified list is only ever replaced by a newer verified one: a refresh that fails (source
 //! down, bad signature, wrong issuer, malformed, stale, or an older list than the one held)
@@ -22,7 +24,7 @@ struct State {
     fetched_at: Option<i64>,
     /// The validator of the verified list's bytes, for conditional requests.
     validator: Option<Validator>,
-    /// The last verified list: its bytes, the CA it verified against, and the parsed list.
+    /// The last verified list: the CA it verified against, and the parsed list.
     verified: Option<Verified>,
     /// Why the last refresh was not taken, for the error when nothing usable is left.
     last_error: Option<RevocationError>,
@@ -30,7 +32,6 @@ struct State {
 
 #[derive(Debug)]
 struct Verified {
-    bytes: Arc<Vec<u8>>,
     ca: CaCertificate,
     list: Arc<RevocationList>,
 }
@@ -100,7 +101,7 @@ impl RevocationCache {
                     "source answered not-modified, but no list is held".into(),
                 )),
                 Ok(Fetched::Body { bytes, validator }) => {
-                    accept(&mut state, Arc::new(bytes), validator, ca, now)
+                    accept(&mut state, bytes, validator, ca, now)
                 }
                 Err(err) => Err(err.into()),
             };
@@ -143,18 +144,17 @@ fn usable(state: &State, ca: &CaCertificate, now: i64) -> Option<Arc<RevocationL
 /// held; otherwise the held list stays untouched.
 fn accept(
     state: &mut State,
-    bytes: Arc<Vec<u8>>,
+    bytes: Vec<u8>,
     validator: Option<Validator>,
     ca: &CaCertificate,
     now: i64,
 ) -> Result<(), RevocationError> {
-    let list = RevocationList::parse(&bytes, ca)?;
+    let list = RevocationList::parse_owned(bytes, ca)?;
     list.check_fresh(now)?;
     if let Some(held) = &state.verified {
         list.check_not_older_than(&held.list)?;
     }
     state.verified = Some(Verified {
-        bytes,
         ca: ca.clone(),
         list: Arc::new(list),
     });
@@ -162,28 +162,21 @@ fn accept(
     Ok(())
 }
 
-/// The CA's certificate changed (re-registered under the same source): verify the held bytes
-/// against it, or drop them so the next fetch starts over.
+/// The CA's certificate changed (re-registered under the same source): keep the held list if
+/// the new certificate has the subject and key it verified against, or drop it so the next
+/// fetch starts over.
 fn reverify_for(state: &mut State, ca: &CaCertificate) {
-    let Some(held) = state.verified.as_ref().filter(|v| v.ca != *ca) else {
+    let Some(held) = state.verified.as_mut().filter(|v| v.ca != *ca) else {
         return;
     };
-    match RevocationList::parse(&held.bytes, ca) {
-        Ok(list) => {
-            let bytes = Arc::clone(&held.bytes);
-            state.verified = Some(Verified {
-                bytes,
-                ca: ca.clone(),
-                list: Arc::new(list),
-            });
-        }
-        Err(err) => {
-            state.verified = None;
-            state.validator = None;
-            state.fetched_at = None;
-            state.last_error = Some(err);
-        }
+    if held.list.verifies_under(ca) {
+        held.ca = ca.clone();
+        return;
     }
+    state.verified = None;
+    state.validator = None;
+    state.fetched_at = None;
+    state.last_error = Some(RevocationError::BadSignature);
 }
 
 #[cfg(test)]
@@ -281,6 +274,44 @@ mod tests {
         );
         let etags = cache.fetcher.etags.lock().unwrap().clone();
         assert_eq!(etags, [None, Some("\"v1\"".into()), Some("\"v1\"".into())]);
+    }
+
+    /// The cache keeps only the parsed list, not its bytes: a CA certificate issued again with
+    /// the same subject and key still vouches for it without a fetch; another key does not.
+    #[tokio::test]
+    async fn a_reissued_ca_keeps_the_list_and_another_key_drops_it() {
+        let spec = crate::pki::CaSpec::named("Cache CA", "Acme");
+        let ca = Ca::with_spec(&spec).unwrap();
+        let reissued = ca.reissued(&spec).unwrap();
+        let rekeyed = Ca::new("Cache CA", "Acme").unwrap();
+        let (first, second, third) = (
+            CaCertificate::from_pem(&ca.pem).unwrap(),
+            CaCertificate::from_pem(&reissued.pem).unwrap(),
+            CaCertificate::from_pem(&rekeyed.pem).unwrap(),
+        );
+        assert_ne!(first, second, "a new certificate");
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let window = (now - Duration::hours(1), now + Duration::hours(6));
+        let cache = scripted(vec![
+            body(ca.crl(&[vec![9]], window.0, window.1).unwrap(), "\"v1\""),
+            body(
+                rekeyed.crl(&[vec![7]], window.0, window.1).unwrap(),
+                "\"v2\"",
+            ),
+        ]);
+        assert!(cache.get(&first, t).await.unwrap().is_revoked(&[9]));
+        let kept = cache.get(&second, t + 1).await.unwrap();
+        assert!(kept.is_revoked(&[9]), "same subject and key: no fetch");
+        assert_eq!(cache.fetcher.etags.lock().unwrap().len(), 1);
+        let fetched = cache.get(&third, t + 2).await.unwrap();
+        assert!(fetched.is_revoked(&[7]) && !fetched.is_revoked(&[9]));
+        let etags = cache.fetcher.etags.lock().unwrap().clone();
+        assert_eq!(
+            etags,
+            [None, None],
+            "the other key's list is fetched afresh"
+        );
     }
 
     fn body(pem: String, etag: &str) -> Result<Fetched, FetchError> {

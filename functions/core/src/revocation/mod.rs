@@ -1,5 +1,5 @@
 //! Revocation: an X.509 CRL signed by the device's CA, loaded once per container, kept in a
-//! hash set for O(1) serial lookups, refreshed when stale, and never trusted unverified.
+//! compact sorted set for fast serial lookups, refreshed when stale, and never trusted unverified.
 //!
 //! Failing closed is the default: a CRL that cannot be read, does not verify or is past its
 //! nextUpdate is a retryable error, so the certificate stays pending until the list is fixed.
@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 mod cache;
 mod crl;
+mod serials;
 
 pub use cache::{REFRESH_INTERVAL_SECS, RevocationCache};
 pub use crl::RevocationList;

@@ -9,15 +9,17 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION, USER_AGENT};
+use http::header::{
+    CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION, USER_AGENT,
+};
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{FetchError, Fetched, Validator};
+use super::{BodyBuffer, FetchError, Fetched, MAX_DOCUMENT_BYTES, Validator};
 
 /// The bounds of one fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +33,11 @@ pub struct HttpLimits {
 }
 
 impl Default for HttpLimits {
-    /// 5 s, 10 MiB (a CRL of ~250,000 serials), 3 redirects.
+    /// 5 s, [`MAX_DOCUMENT_BYTES`], 3 redirects.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(5),
-            max_bytes: 10 * 1024 * 1024,
+            max_bytes: MAX_DOCUMENT_BYTES,
             max_redirects: 3,
         }
     }
@@ -126,17 +128,22 @@ impl HttpFetcher {
             let validator = header(ETAG)
                 .map(Validator::ETag)
                 .or_else(|| header(LAST_MODIFIED).map(Validator::LastModified));
-            let body = Limited::new(response.into_body(), self.limits.max_bytes);
-            let bytes = within(deadline, &here, body.collect())
-                .await?
-                .map_err(|e| {
-                    FetchError(format!(
-                        "{here}: body refused ({e}; the limit is {} bytes)",
-                        self.limits.max_bytes
-                    ))
-                })?
-                .to_bytes()
-                .to_vec();
+            let announced = header(CONTENT_LENGTH).and_then(|n| n.parse().ok());
+            let limit = self.limits.max_bytes;
+            let refused = |e: String| {
+                FetchError(format!(
+                    "{here}: body refused ({e}; the limit is {limit} bytes)"
+                ))
+            };
+            let mut buffer = BodyBuffer::new(announced, limit);
+            let mut body = response.into_body();
+            while let Some(frame) = within(deadline, &here, body.frame()).await? {
+                let frame = frame.map_err(|e| refused(e.to_string()))?;
+                if let Ok(chunk) = frame.into_data() {
+                    buffer.push(&chunk).map_err(refused)?;
+                }
+            }
+            let bytes = buffer.into_bytes();
             return Ok(Fetched::Body { bytes, validator });
         }
         Err(FetchError(format!(

@@ -96,6 +96,43 @@ impl Fetched {
     }
 }
 
+/// The largest document read from any source: 64 MiB holds a CRL of about 1.5 million
+/// 20-byte serials in DER (1.1 million in PEM), and leaves room within a 128 MB function for
+/// the list it is parsed into.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Gathers a body that arrives in chunks into one buffer, sized from the announced length
+/// when there is one (a growing buffer would briefly hold two copies of a large list), and
+/// refuses it beyond `limit`.
+#[derive(Debug)]
+pub(crate) struct BodyBuffer {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl BodyBuffer {
+    pub(crate) fn new(announced: Option<u64>, limit: usize) -> Self {
+        let capacity = announced.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        Self {
+            bytes: Vec::with_capacity(capacity.min(limit)),
+            limit,
+        }
+    }
+
+    /// Appends a chunk; `Err` when the body would pass the limit.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), String> {
+        if self.bytes.len() + chunk.len() > self.limit {
+            return Err(format!("larger than {} bytes", self.limit));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// Why a document could not be read (missing, denied, network, too large).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -173,6 +210,19 @@ async fn read_file(path: &std::path::Path) -> Result<Fetched, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_is_gathered_within_its_limit_into_one_buffer() {
+        let mut body = BodyBuffer::new(Some(6), 8);
+        body.push(b"abc").unwrap();
+        body.push(b"def").unwrap();
+        assert_eq!(body.bytes.capacity(), 6, "sized from the announced length");
+        let err = body.push(b"ghi").unwrap_err();
+        assert!(err.contains("larger than 8 bytes"), "{err}");
+        assert_eq!(body.into_bytes(), b"abcdef");
+        // An announced length beyond the limit reserves no more than the limit.
+        assert_eq!(BodyBuffer::new(Some(u64::MAX), 8).bytes.capacity(), 8);
+    }
 
     #[test]
     fn parses_sources() {

@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
-use super::{FetchError, Fetched, Validator};
+use super::{BodyBuffer, FetchError, Fetched, MAX_DOCUMENT_BYTES, Validator};
 use crate::s3::status;
 use crate::sdk_error::describe;
 
@@ -74,13 +74,15 @@ impl S3Fetcher {
         match request.send().await {
             Ok(output) => {
                 let validator = output.e_tag().map(|e| Validator::ETag(e.to_owned()));
-                let body = output
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| FetchError(format!("s3://{bucket}/{key}: body: {e}")))?;
+                let announced = output.content_length().and_then(|n| u64::try_from(n).ok());
+                let mut buffer = BodyBuffer::new(announced, MAX_DOCUMENT_BYTES);
+                let mut body = output.body;
+                let failed = |e: String| FetchError(format!("s3://{bucket}/{key}: body: {e}"));
+                while let Some(chunk) = body.try_next().await.map_err(|e| failed(e.to_string()))? {
+                    buffer.push(&chunk).map_err(failed)?;
+                }
                 Ok(Fetched::Body {
-                    bytes: body.into_bytes().to_vec(),
+                    bytes: buffer.into_bytes(),
                     validator,
                 })
             }
