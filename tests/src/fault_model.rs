@@ -107,10 +107,21 @@ enum Fate {
     Forwarded,
 }
 
+/// One call that reached the service, as the critical-path benchmark lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The API (IoT's by route, DynamoDB's by its target, S3 as `S3 <method>`).
+    pub api: String,
+    /// Since the model was made.
+    pub start: Duration,
+    pub end: Duration,
+}
+
 #[derive(Debug)]
 struct State {
     buckets: BTreeMap<&'static str, Bucket>,
     tallies: BTreeMap<&'static str, Tally>,
+    timeline: Vec<Call>,
     /// xorshift64*: reproducible draws without a dependency.
     seed: u64,
 }
@@ -120,6 +131,7 @@ struct State {
 pub struct FaultModel {
     faults: Faults,
     state: Mutex<State>,
+    epoch: Instant,
 }
 
 impl FaultModel {
@@ -133,8 +145,10 @@ impl FaultModel {
                     .map(|(api, rate)| (*api, Bucket::new(*rate)))
                     .collect(),
                 tallies: BTreeMap::new(),
+                timeline: Vec::new(),
                 seed: seed | 1,
             }),
+            epoch: Instant::now(),
         })
     }
 
@@ -162,6 +176,13 @@ impl FaultModel {
     /// The tallies so far, per API.
     pub fn tallies(&self) -> BTreeMap<&'static str, Tally> {
         self.lock().tallies.clone()
+    }
+
+    /// Takes the calls forwarded since the last take, in the order they started.
+    pub fn take_timeline(&self) -> Vec<Call> {
+        let mut calls = std::mem::take(&mut self.lock().timeline);
+        calls.sort_by_key(|c| c.start);
+        calls
     }
 
     /// Every API's tallies added up.
@@ -238,6 +259,9 @@ impl HttpConnector for Connector {
         let fate = self.model.decide(api);
         let faults = self.model.faults.clone();
         let inner = self.inner.clone();
+        let label = label(api, &request);
+        let model = Arc::clone(&self.model);
+        let start = model.epoch.elapsed();
         HttpConnectorFuture::new(async move {
             match fate {
                 Fate::Dropped => {
@@ -266,10 +290,32 @@ impl HttpConnector for Connector {
                     "ServiceUnavailableException",
                     "service unavailable (fault model)",
                 )),
-                _ => inner.call(request).await,
+                _ => {
+                    let answer = inner.call(request).await;
+                    let end = model.epoch.elapsed();
+                    let call = Call {
+                        api: label,
+                        start,
+                        end,
+                    };
+                    model.lock().timeline.push(call);
+                    answer
+                }
             }
         })
     }
+}
+
+/// A readable name for a call: the IoT API, the JSON protocol's operation (`GetItem`), or
+/// `S3 GET` for the rest.
+fn label(api: &'static str, request: &HttpRequest) -> String {
+    if let Some(target) = request.headers().get("x-amz-target") {
+        return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    if api == "OtherIot" {
+        return format!("S3 {}", request.method());
+    }
+    api.to_owned()
 }
 
 /// An AWS JSON error answer, as IoT Core sends it.

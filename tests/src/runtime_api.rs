@@ -1,8 +1,9 @@
 //! A minimal Lambda Runtime API on loopback: it hands the function one event and captures
 //! the response or error, so the real `registration` binary can be run as Lambda runs it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -17,16 +18,46 @@ pub enum Invocation {
     InitError(Value),
 }
 
+/// What the function did, and when (for the cold-start and first-event figures).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// It asked for its next event; `delivered` when one was handed over (none is left once the
+    /// events run out: the call then waits forever).
+    Polled { at: Instant, delivered: bool },
+    /// It answered.
+    Answered { at: Instant, invocation: Invocation },
+}
+
 /// Serves `event` once to the first `next` call; later `next` calls wait forever.
 pub async fn serve_one(event: Value, function_arn: String) -> (String, mpsc::Receiver<Invocation>) {
+    let (address, mut seen) = serve_observed(vec![event], function_arn).await;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(s) = seen.recv().await {
+            if let Seen::Answered { invocation, .. } = s {
+                let _ = tx.send(invocation).await;
+            }
+        }
+    });
+    (address, rx)
+}
+
+/// Serves `events` in order, one per `next` call, and reports every poll and answer.
+pub async fn serve_observed(
+    events: Vec<Value>,
+    function_arn: String,
+) -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind runtime API");
     let address = listener.local_addr().expect("address").to_string();
-    let (tx, rx) = mpsc::channel(4);
-    let pending = Arc::new(Mutex::new(Some(event)));
+    let (tx, rx) = mpsc::channel(16);
+    let pending = Arc::new(Mutex::new(VecDeque::from(events)));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            // Head and body go out in two writes: without this, Nagle's algorithm holds the
+            // second until the runtime's delayed ACK (about 40 ms), as ministack's API does.
+            let _ = stream.set_nodelay(true);
             tokio::spawn(connection(
                 stream,
                 Arc::clone(&pending),
@@ -40,9 +71,9 @@ pub async fn serve_one(event: Value, function_arn: String) -> (String, mpsc::Rec
 
 async fn connection(
     stream: TcpStream,
-    pending: Arc<Mutex<Option<Value>>>,
+    pending: Arc<Mutex<VecDeque<Value>>>,
     arn: String,
-    tx: mpsc::Sender<Invocation>,
+    tx: mpsc::Sender<Seen>,
 ) {
     let mut reader = BufReader::new(stream);
     loop {
@@ -80,7 +111,11 @@ async fn connection(
             .to_owned();
         let stream = reader.get_mut();
         if path.ends_with("/invocation/next") {
-            let Some(event) = pending.lock().await.take() else {
+            let at = Instant::now();
+            let event = pending.lock().await.pop_front();
+            let delivered = event.is_some();
+            let _ = tx.send(Seen::Polled { at, delivered }).await;
+            let Some(event) = event else {
                 std::future::pending::<()>().await;
                 return;
             };
@@ -99,6 +134,7 @@ async fn connection(
             let _ = stream.write_all(payload.as_bytes()).await;
             continue;
         }
+        let at = Instant::now();
         let invocation = if path.ends_with("/response") {
             Invocation::Response(body)
         } else if path.ends_with("/init/error") {
@@ -109,6 +145,6 @@ async fn connection(
         let _ = stream
             .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
             .await;
-        let _ = tx.send(invocation).await;
+        let _ = tx.send(Seen::Answered { at, invocation }).await;
     }
 }

@@ -228,7 +228,12 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 out.detail = format!("{status}: an operator's or the lifecycle's decision stands");
                 // What the checks say today, had it been pending: often the reason it is not.
                 let pending = self
-                    .assess_as(&event, now, Some(CertificateStatus::PendingActivation))
+                    .assess_as(
+                        &event,
+                        now,
+                        Some(CertificateStatus::PendingActivation),
+                        true,
+                    )
                     .await;
                 if let Ok(assessment) = pending {
                     out.profile = assessment.profile.as_ref().map(|p| p.name.clone());

@@ -1,6 +1,6 @@
-//! `apply` for an admissible certificate: the Thing first (created bound to the certificate's CA,
-//! or an existing one checked against that binding), then the policy and groups (concurrently),
-//! then the Thing-principal attachment, then activation strictly last. Each step is idempotent,
+//! `apply` for an admissible certificate: the Thing (created bound to the certificate's CA, or an
+//! existing one checked against that binding) beside the policy, then the groups beside the
+//! Thing-principal attachment, then activation strictly last. Each step is idempotent,
 //! so a failure anywhere leaves the certificate PENDING and a retry finishes the job.
 //! `rotate` then sets the device's previous certificates aside, per the rotation policy.
 
@@ -29,23 +29,14 @@ pub enum Provisioned {
     Refused(RejectReason),
 }
 
-/// Runs the plan.
+/// Runs the plan. The Thing and the certificate's policies are independent, so they are set up
+/// concurrently (each call a round trip the registration would otherwise wait for in turn); the
+/// groups and the attachment, which need the Thing, likewise. A certificate refused because the
+/// Thing belongs to another CA has its policies taken off again: it is left as it came.
 pub async fn provision<R: Registry>(
     registry: &R,
     plan: &ProvisionPlan,
 ) -> Result<Provisioned, JitrError> {
-    if let Err(reason) = ensure_thing(registry, plan).await? {
-        return Ok(Provisioned::Refused(reason));
-    }
-    let groups = async {
-        for group in &plan.thing_groups {
-            registry
-                .add_thing_to_group(&plan.thing.name, group)
-                .await
-                .map_err(|e| missing_if_not_found("thing group", group, e.into()))?;
-        }
-        Ok::<(), JitrError>(())
-    };
     let policies = async {
         for policy in &plan.policies {
             match registry.attach_policy(policy, &plan.certificate_arn).await {
@@ -62,19 +53,41 @@ pub async fn provision<R: Registry>(
         }
         Ok::<(), JitrError>(())
     };
-    let (groups, policies) = tokio::join!(groups, policies);
-    groups?;
+    let (thing, policies) = tokio::join!(ensure_thing(registry, plan), policies);
+    if let Err(reason) = thing? {
+        for policy in &plan.policies {
+            match registry.detach_policy(policy, &plan.certificate_arn).await {
+                Err(e) if e.kind() != RegistryErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        return Ok(Provisioned::Refused(reason));
+    }
     policies?;
+    let groups = async {
+        for group in &plan.thing_groups {
+            registry
+                .add_thing_to_group(&plan.thing.name, group)
+                .await
+                .map_err(|e| missing_if_not_found("thing group", group, e.into()))?;
+        }
+        Ok::<(), JitrError>(())
+    };
     // The Thing exists (just created or checked) and so does the certificate (just described):
     // a NotFound here is IoT Core not seeing them yet. A certificate really deleted meanwhile
     // shows on the retry, whose DescribeCertificate answers NotFound for good.
-    registry
-        .attach_thing_principal(&plan.thing.name, &plan.certificate_arn)
-        .await
-        .map_err(|e| match e.kind() {
-            RegistryErrorKind::NotFound => JitrError::not_yet_consistent(e),
-            _ => e.into(),
-        })?;
+    let attached = async {
+        registry
+            .attach_thing_principal(&plan.thing.name, &plan.certificate_arn)
+            .await
+            .map_err(|e| match e.kind() {
+                RegistryErrorKind::NotFound => JitrError::not_yet_consistent(e),
+                _ => e.into(),
+            })
+    };
+    let (groups, attached) = tokio::join!(groups, attached);
+    groups?;
+    attached?;
 
     if !plan.activate {
         return Ok(Provisioned::Done(Outcome::AlreadyActive));
@@ -95,23 +108,40 @@ pub async fn provision<R: Registry>(
     Ok(Provisioned::Done(outcome))
 }
 
+/// The Thing's principals, read only when the plan's rotation policy sets any aside (`None`
+/// for keep); it can be read beside other calls, once the plan's certificate is ACTIVE.
+pub async fn thing_principals_to_rotate<R: Registry>(
+    registry: &R,
+    plan: &ProvisionPlan,
+) -> Option<Result<Vec<String>, RegistryError>> {
+    if plan.rotation == RotationPolicy::Keep {
+        return None;
+    }
+    Some(registry.list_thing_principals(&plan.thing.name).await)
+}
+
 /// Applies the plan's rotation policy to the other certificates on the plan's Thing, once the
 /// plan's certificate is ACTIVE; returns the ids it set aside. It looks at the Thing itself
 /// (one ListThingPrincipals) rather than trusting that a Thing just "created" is new: CreateThing
 /// answers success for an existing Thing with the same attributes. Never touches a certificate
 /// another Thing also uses, one still pending (a registration in flight), or one newer than the
 /// plan's (a concurrent rotation: the newest certificate wins).
-pub async fn rotate<R: Registry>(
+/// `principals` is what `thing_principals_to_rotate` read.
+pub async fn rotate_among<R: Registry>(
     registry: &R,
     plan: &ProvisionPlan,
+    principals: Option<Result<Vec<String>, RegistryError>>,
 ) -> Result<Vec<String>, JitrError> {
     let to = match plan.rotation {
         RotationPolicy::Keep => return Ok(Vec::new()),
         RotationPolicy::DeactivatePrevious => CertificateStatus::Inactive,
         RotationPolicy::RevokePrevious => CertificateStatus::Revoked,
     };
+    let Some(principals) = principals else {
+        return Ok(Vec::new());
+    };
     let mut retired = Vec::new();
-    for arn in gone_is_empty(registry.list_thing_principals(&plan.thing.name).await)? {
+    for arn in gone_is_empty(principals)? {
         let Some(id) = certificate_id_from_arn(&arn) else {
             continue;
         };

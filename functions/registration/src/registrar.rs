@@ -3,6 +3,7 @@
 //! `assess` (look up and decide, no writes) is shared with `jitr explain`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jitr_core::certificate::{CaCertificate, distribution_points, inspect};
@@ -24,7 +25,7 @@ pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
 
-use crate::provision::{Provisioned, provision, rotate};
+use crate::provision::{Provisioned, provision, rotate_among, thing_principals_to_rotate};
 use crate::report::{Outcome, Report};
 
 /// How long a CA description is trusted before it is looked up again, so a CA deactivated
@@ -35,6 +36,11 @@ pub const CA_CACHE_TTL_SECS: i64 = 300;
 /// duplicates arrive within minutes, and a certificate deleted outside the lifecycle function
 /// (which forgets its admission) and registered again is handled afresh after this at most.
 pub const DUPLICATE_WINDOW_SECS: i64 = 3600;
+
+/// After a duplicate event, for this long the container checks for an admission before it
+/// describes the certificate (saving the DescribeCertificate quota in a storm); otherwise it
+/// does both at once (one round trip less for every first event).
+pub const DUPLICATE_STORM_SECS: i64 = 60;
 
 /// Revocation caches kept per container; distribution points are per CA, so this bounds memory
 /// even if a CA signs certificates naming many URLs.
@@ -85,6 +91,8 @@ pub struct Registrar<R, F, L = NoLedger> {
     cas: Mutex<HashMap<String, CachedCa>>,
     /// Per (source, CA): the version of the list the revocation sync last completed.
     pub(crate) synced: Mutex<HashMap<(ObjectSource, String), String>>,
+    /// When this container last answered a duplicate event (seconds since the epoch).
+    last_duplicate: AtomicI64,
 }
 
 impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
@@ -104,6 +112,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: Mutex::default(),
             cas: Mutex::default(),
             synced: Mutex::default(),
+            last_duplicate: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -121,6 +130,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: self.revocation,
             cas: self.cas,
             synced: self.synced,
+            last_duplicate: self.last_duplicate,
         }
     }
 }
@@ -170,21 +180,27 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         event.check_account(function_account)?;
         // A device reconnecting while its certificate is pending publishes the event again and
         // again; in a storm the copies queue up behind the first. Once the certificate is
-        // admitted they are answered from the ledger, without a call against IoT's quotas.
-        if let Some(at) = self.ledger.admitted(&event.certificate_id).await?
-            && (0..DUPLICATE_WINDOW_SECS).contains(&(now - at))
-        {
-            return Ok(Report {
-                certificate_id: event.certificate_id,
-                ca_certificate_id: event.ca_certificate_id,
-                outcome: Outcome::AlreadyActive,
-                thing_name: None,
-                profile: None,
-                reason: Some("AdmittedBefore".into()),
-                revocation_unchecked: false,
-            });
-        }
-        let assessment = self.assess(&event, now).await?;
+        // admitted they are answered from the ledger, without a call against IoT's quotas. Out
+        // of a storm the ledger is asked beside DescribeCertificate, saving a round trip.
+        let admitted =
+            |at: Option<i64>| at.is_some_and(|at| (0..DUPLICATE_WINDOW_SECS).contains(&(now - at)));
+        let storm =
+            now.saturating_sub(self.last_duplicate.load(Ordering::Relaxed)) < DUPLICATE_STORM_SECS;
+        let assessment = if storm {
+            if admitted(self.ledger.admitted(&event.certificate_id).await?) {
+                return Ok(self.duplicate(event, now));
+            }
+            self.assess_as(&event, now, None, false).await?
+        } else {
+            let (at, assessment) = tokio::join!(
+                self.ledger.admitted(&event.certificate_id),
+                self.assess_as(&event, now, None, false)
+            );
+            if admitted(at?) {
+                return Ok(self.duplicate(event, now));
+            }
+            assessment?
+        };
         let mut report = Report {
             certificate_id: event.certificate_id.clone(),
             ca_certificate_id: event.ca_certificate_id.clone(),
@@ -198,36 +214,24 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         let device_key = assessment.device_key.clone();
         let decision = match assessment.decision {
             Decision::Provision(plan) => match self.index_then_provision(&plan, now).await? {
-                Provisioned::Done(outcome) => match self.settle(&plan, outcome).await? {
-                    None => {
-                        report.outcome = outcome;
-                        if outcome == Outcome::LeftAlone {
-                            report.reason = Some("StatusChangedDuringProvisioning".into());
-                        }
-                        report.revocation_unchecked = plan.revocation_unchecked;
-                        let admission = async {
-                            if outcome == Outcome::LeftAlone {
-                                return Ok(());
-                            }
-                            self.ledger
-                                .record_admission(&event.certificate_id, now)
-                                .await
-                        };
-                        let (admission, history) = tokio::join!(
-                            admission,
-                            self.record_outcome(device_key.as_deref(), &report, now)
-                        );
-                        admission?;
-                        history?;
+                Admission::Provisioned(Provisioned::Done(outcome)) => {
+                    report.outcome = outcome;
+                    if outcome == Outcome::LeftAlone {
+                        report.reason = Some("StatusChangedDuringProvisioning".into());
                         return Ok(report);
                     }
-                    // The device-management side decided against it while it was provisioned.
-                    Some(decision) => decision,
-                },
-                Provisioned::Refused(reason) => {
+                    report.revocation_unchecked = plan.revocation_unchecked;
+                    match self.settle(&plan, &report, now).await? {
+                        None => return Ok(report),
+                        // The device-management side decided against it while it was provisioned.
+                        Some(decision) => decision,
+                    }
+                }
+                Admission::Provisioned(Provisioned::Refused(reason)) => {
                     tracing::warn!(certificate_id = %event.certificate_id, thing_name = %plan.thing.name, reason = reason.as_str(), "thing belongs to another CA; certificate refused");
                     Decision::Reject { reason }
                 }
+                Admission::Standing(decision) => decision,
             },
             other => other,
         };
@@ -271,24 +275,47 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         Ok(report)
     }
 
-    /// After provisioning: the ledger is read again, so a denial or decommission recorded while
+    /// The answer to a duplicate of an admitted certificate's event; the container checks the
+    /// ledger first for a while.
+    fn duplicate(&self, event: RegistrationEvent, now: i64) -> Report {
+        self.last_duplicate.store(now, Ordering::Relaxed);
+        Report {
+            certificate_id: event.certificate_id,
+            ca_certificate_id: event.ca_certificate_id,
+            outcome: Outcome::AlreadyActive,
+            thing_name: None,
+            profile: None,
+            reason: Some("AdmittedBefore".into()),
+            revocation_unchecked: false,
+        }
+    }
+
+    /// After activation: the ledger is read again, so a denial or decommission recorded while
     /// this certificate was being activated takes it out at once (the lifecycle function records
     /// first and reads IoT Core after, so one of the two always sees the other); and an older
-    /// certificate raced past a newer one is refused. Otherwise the rotation policy sets the
-    /// device's previous certificates aside. `Some` is the decision that replaces the admission.
+    /// certificate raced past a newer one is refused. Beside that read go the admission record,
+    /// the history entry and the rotation's look at the Thing; a decision found takes the
+    /// admission back. Otherwise the rotation policy sets the device's previous certificates
+    /// aside. `Some` is the decision that replaces the admission.
     async fn settle(
         &self,
         plan: &ProvisionPlan,
-        outcome: Outcome,
+        report: &Report,
+        now: i64,
     ) -> Result<Option<Decision>, JitrError> {
-        if outcome == Outcome::LeftAlone {
-            return Ok(None);
-        }
-        let device = self.ledger.device(&plan.device_key).await?;
-        if let Some(decision) = standing(plan, device.as_ref()) {
+        let (device, principals, admission, history) = tokio::join!(
+            self.ledger.device(&plan.device_key),
+            thing_principals_to_rotate(&self.registry, plan),
+            self.ledger.record_admission(&plan.certificate_id, now),
+            self.record_outcome(Some(&plan.device_key), report, now),
+        );
+        if let Some(decision) = standing(plan, device?.as_ref()) {
+            self.ledger.forget_admission(&plan.certificate_id).await?;
             return Ok(Some(decision));
         }
-        let retired = rotate(&self.registry, plan).await?;
+        admission?;
+        history?;
+        let retired = rotate_among(&self.registry, plan, principals).await?;
         if !retired.is_empty() {
             let holdings = Holdings {
                 retired,
@@ -331,12 +358,14 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
 
     /// Writes the ledger first, so an ACTIVE certificate is always indexed and held by its device
     /// (a failed write leaves it PENDING; the retry writes it again), then provisions. The serial
-    /// index entry and the device's holding are independent items, written concurrently.
+    /// index entry, the device's holding and the read of the device's standing (strongly
+    /// consistent) are independent, so they run concurrently; a standing that refuses the
+    /// certificate stops it before anything is provisioned.
     async fn index_then_provision(
         &self,
         plan: &ProvisionPlan,
         now: i64,
-    ) -> Result<Provisioned, JitrError> {
+    ) -> Result<Admission, JitrError> {
         let entry = SerialEntry {
             ca_certificate_id: plan.ca_certificate_id.clone(),
             serial_hex: plan.serial_hex.clone(),
@@ -353,13 +382,19 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             }),
             ..Holdings::default()
         };
-        let (indexed, held) = tokio::join!(
+        let (indexed, held, device) = tokio::join!(
             self.ledger.index_certificate(&entry),
-            self.ledger.add_certificates(&plan.device_key, &holdings)
+            self.ledger.add_certificates(&plan.device_key, &holdings),
+            self.ledger.device(&plan.device_key),
         );
         indexed?;
         held?;
-        provision(&self.registry, plan).await
+        if let Some(decision) = standing(plan, device?.as_ref()) {
+            return Ok(Admission::Standing(decision));
+        }
+        Ok(Admission::Provisioned(
+            provision(&self.registry, plan).await?,
+        ))
     }
 
     /// Looks everything up for `event` and decides, writing nothing. An unusable input the
@@ -371,16 +406,18 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         event: &RegistrationEvent,
         now: i64,
     ) -> Result<Assessment, JitrError> {
-        self.assess_as(event, now, None).await
+        self.assess_as(event, now, None, true).await
     }
 
     /// `assess`, as if the certificate had `status` (for `explain`: what the checks say about
-    /// an INACTIVE or REVOKED certificate were it pending).
+    /// an INACTIVE or REVOKED certificate were it pending). Without `read_device` the device's
+    /// standing is left to the caller (the handler reads it beside its ledger writes).
     pub(crate) async fn assess_as(
         &self,
         event: &RegistrationEvent,
         now: i64,
         status: Option<CertificateStatus>,
+        read_device: bool,
     ) -> Result<Assessment, JitrError> {
         let mut certificate = self
             .registry
@@ -443,9 +480,11 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         if let Decision::Provision(plan) = &decision {
             thing_name = Some(plan.thing.name.clone());
             device_key = Some(plan.device_key.clone());
-            device = self.ledger.device(&plan.device_key).await?;
-            if let Some(standing) = standing(plan, device.as_ref()) {
-                decision = standing;
+            if read_device {
+                device = self.ledger.device(&plan.device_key).await?;
+                if let Some(standing) = standing(plan, device.as_ref()) {
+                    decision = standing;
+                }
             }
         }
         Ok(Assessment {
@@ -582,6 +621,13 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     fn lock_cas(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCa>> {
         lock(&self.cas)
     }
+}
+
+/// What writing the ledger and provisioning came to.
+enum Admission {
+    Provisioned(Provisioned),
+    /// The device's standing in the ledger refuses the certificate; nothing was provisioned.
+    Standing(Decision),
 }
 
 /// `PENDING_TRANSFER` → `PendingTransfer`.

@@ -1,0 +1,378 @@
+//! The function-level figures of `make bench` (issue 11, items 5 to 7), measured on the emulator:
+//!
+//! - **critical path**: one warm registration (CA description and CRL cached, the device ledger
+//!   on) with 50 ms added to every AWS call (IoT, S3, DynamoDB) by the quota and fault model; it
+//!   lists the calls as they ran and counts the sequential round trips;
+//! - **cold start**: process start to the first Runtime API poll, for both functions and a
+//!   hello-world `lambda_runtime` binary built in the same run, behind a local Runtime API;
+//!   and the first event's duration beside a warm one's, so cost is not just moved from init
+//!   to the first invocation;
+//! - **memory**: the registration binary's peak RSS after admitting a device against a
+//!   1,000,000-entry CRL.
+//!
+//! Every figure is printed; with `BENCH_ROWS=<file>` each is also appended there as a row of the
+//! `make bench` table. Release binaries are expected beside this one (`make bench` builds them).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use jitr_core::config::Config;
+use jitr_core::ledger::DynamoLedger;
+use jitr_core::pki::DeviceSpec;
+use jitr_core::registry::IotRegistry;
+use jitr_core::source::{S3Fetcher, SourceFetcher};
+use jitr_registration::{Outcome, Registrar};
+use jitr_tests::fault_model::{Call, FaultModel, Faults};
+use jitr_tests::fleet::{Fleet, POLICY};
+use jitr_tests::runtime_api::{Seen, serve_observed};
+use time::{Duration as Span, OffsetDateTime};
+use tokio::process::Command;
+
+/// Added to every AWS call on the critical path.
+const CALL_LATENCY: Duration = Duration::from_millis(50);
+/// The issue's budget: six sequential round trips and 25 ms of our own.
+const ROUND_TRIP_BUDGET: usize = 6;
+const OWN_TIME_BUDGET: Duration = Duration::from_millis(25);
+/// Cold starts per binary (medians are reported).
+const COLD_STARTS: usize = 40;
+const COLD_START_RATIO: f64 = 1.5;
+/// Entries in the fleet-sized CRL, and the memory the template gives the function.
+const CRL_ENTRIES: usize = 1_000_000;
+const RSS_BUDGET_MB: f64 = 100.0;
+
+#[derive(Debug, Default)]
+struct Rows(String);
+
+impl Rows {
+    fn add(&mut self, figure: &str, target: &str, measured: String, pass: bool) {
+        let verdict = if pass { "PASS" } else { "FAIL" };
+        println!("  {figure}: {measured} (target {target}) {verdict}");
+        writeln!(self.0, "{figure}\t{target}\t{measured}\t{verdict}").unwrap();
+    }
+
+    fn save(&self) {
+        if let Ok(path) = std::env::var("BENCH_ROWS") {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            file.write_all(self.0.as_bytes()).unwrap();
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut rows = Rows::default();
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if wanted("critical-path") {
+        critical_path(&mut rows).await;
+    }
+    if wanted("cold-start") {
+        cold_start(&mut rows).await;
+    }
+    if wanted("memory") {
+        memory(&mut rows).await;
+    }
+    rows.save();
+}
+
+// ------------------------------------------------------------------ critical path (item 5)
+
+async fn critical_path(rows: &mut Rows) {
+    println!("critical path: one warm registration, {CALL_LATENCY:?} added to every AWS call");
+    let fleet = Fleet::new().await;
+    let model = FaultModel::new(
+        &[],
+        Faults {
+            latency: CALL_LATENCY,
+            ..Faults::default()
+        },
+        1,
+    );
+    let sdk = model.sdk_config(&fleet.account.sdk);
+    let bucket = format!("crl-{}", fleet.account.id);
+    let now = OffsetDateTime::now_utc();
+    let crl = fleet
+        .ca
+        .crl(&[vec![0x7f; 20]], now - Span::hours(1), now + Span::days(1))
+        .unwrap();
+    S3Fetcher::from_sdk_config(&fleet.account.sdk)
+        .publish(&bucket, "ca.crl", crl.into_bytes())
+        .await
+        .unwrap();
+    fleet.ledger().await;
+    let variables = HashMap::from([
+        ("DEVICE_POLICY_NAME", POLICY.to_owned()),
+        ("REVOCATION_LIST", format!("s3://{bucket}/ca.crl")),
+        ("DEVICE_LEDGER_TABLE", "jitr-ledger".to_owned()),
+    ]);
+    let config = Config::from_lookup(|name| variables.get(name).cloned()).unwrap();
+    let ledger = DynamoLedger::from_settings(&sdk, config.device_ledger.as_ref().unwrap());
+    let registrar = Registrar::new(
+        IotRegistry::from_sdk_config(&sdk),
+        config,
+        SourceFetcher::from_sdk_config(&sdk),
+    )
+    .with_ledger(ledger);
+
+    // The first registration fills the container's caches (CA description, CRL).
+    let first = fleet.pending_device(DeviceSpec::named("warm-0001")).await;
+    let report = registrar
+        .handle(&fleet.event(&first), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    let mut best: Option<(Duration, Vec<Call>)> = None;
+    for n in 2..=4 {
+        let device = fleet
+            .pending_device(DeviceSpec::named(&format!("warm-{n:04}")))
+            .await;
+        model.take_timeline();
+        let started = Instant::now();
+        let report = registrar
+            .handle(&fleet.event(&device), &fleet.account.id)
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(report.outcome, Outcome::Activated);
+        let calls = model.take_timeline();
+        if best.as_ref().is_none_or(|(t, _)| took < *t) {
+            best = Some((took, calls));
+        }
+    }
+    let (took, calls) = best.unwrap();
+    let trips = round_trips(&calls);
+    println!("  sequence of the fastest of 3 (ms from the first call):");
+    let origin = calls.first().map_or(Duration::ZERO, |c| c.start);
+    for call in &calls {
+        println!(
+            "    {:>5.0} → {:>5.0}  {}",
+            (call.start - origin).as_secs_f64() * 1e3,
+            (call.end - origin).as_secs_f64() * 1e3,
+            call.api
+        );
+    }
+    let budget = CALL_LATENCY * ROUND_TRIP_BUDGET as u32 + OWN_TIME_BUDGET;
+    rows.add(
+        "Warm registration, 50 ms per AWS call: sequential round trips",
+        &format!("<= {ROUND_TRIP_BUDGET}"),
+        format!("{trips} ({} calls)", calls.len()),
+        trips <= ROUND_TRIP_BUDGET,
+    );
+    rows.add(
+        "Warm registration, 50 ms per AWS call: duration",
+        &format!("<= {} ms", budget.as_millis()),
+        format!("{:.0} ms", took.as_secs_f64() * 1e3),
+        took <= budget,
+    );
+}
+
+/// The longest chain of calls each starting after the one before it ended: the round trips
+/// the registration waited for one after another.
+fn round_trips(calls: &[Call]) -> usize {
+    let mut chain = vec![0usize; calls.len()];
+    for i in 0..calls.len() {
+        chain[i] = 1
+            + (0..i)
+                .filter(|&j| calls[j].end <= calls[i].start)
+                .map(|j| chain[j])
+                .max()
+                .unwrap_or(0);
+    }
+    chain.into_iter().max().unwrap_or(0)
+}
+
+// ------------------------------------------------------------------ cold start (item 7)
+
+/// A release binary built beside this one.
+fn sibling(name: &str) -> PathBuf {
+    let path = std::env::current_exe().unwrap().with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --release -p jitr-tests --bin hello-lambda -p jitr-registration -p jitr-lifecycle)",
+        path.display()
+    );
+    path
+}
+
+/// A function binary with only Lambda's and the SDK's variables, behind `runtime_api`.
+fn function(binary: &str, fleet: &Fleet, runtime_api: &str) -> Command {
+    let mut command = Command::new(sibling(binary));
+    command
+        .env_clear()
+        .envs(fleet.ministack.sdk_variables(&fleet.account.id))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        .env("DEVICE_POLICY_NAME", POLICY)
+        .env("WEBHOOK_SECRET", "bench-webhook-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Spawn to first poll, in milliseconds (no event is served).
+async fn time_to_first_poll(binary: &str, fleet: &Fleet) -> f64 {
+    let (runtime_api, mut seen) = serve_observed(Vec::new(), String::new()).await;
+    let mut command = function(binary, fleet, &runtime_api);
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    let polled = tokio::time::timeout(Duration::from_secs(20), seen.recv()).await;
+    child.kill().await.ok();
+    match polled {
+        Ok(Some(Seen::Polled { at, .. })) => (at - started).as_secs_f64() * 1e3,
+        other => panic!("{binary} never polled: {other:?}"),
+    }
+}
+
+async fn cold_start(rows: &mut Rows) {
+    println!("cold start: process start to the first Runtime API poll, {COLD_STARTS} runs each");
+    let fleet = Fleet::new().await;
+    let binaries = ["hello-lambda", "registration", "lifecycle"];
+    let mut times: HashMap<&str, Vec<f64>> = HashMap::new();
+    for _ in 0..COLD_STARTS {
+        // Interleaved, so a slow moment of the machine falls on all three alike.
+        for binary in binaries {
+            let ms = time_to_first_poll(binary, &fleet).await;
+            times.entry(binary).or_default().push(ms);
+        }
+    }
+    let hello = median(times["hello-lambda"].clone());
+    println!("  hello-world lambda_runtime: median {hello:.1} ms");
+    for binary in ["registration", "lifecycle"] {
+        let ms = median(times[binary].clone());
+        let ratio = ms / hello;
+        rows.add(
+            &format!("Cold start to first poll, {binary} / hello-world"),
+            &format!("<= {COLD_START_RATIO}x"),
+            format!("{ratio:.2}x ({ms:.1} / {hello:.1} ms)"),
+            ratio <= COLD_START_RATIO,
+        );
+    }
+
+    // The first event after a cold start against a warm one, in one container.
+    let devices = [
+        fleet.pending_device(DeviceSpec::named("first-event")).await,
+        fleet.pending_device(DeviceSpec::named("warm-event")).await,
+    ];
+    let events = devices.iter().map(|d| fleet.event(d)).collect();
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:{}:function:registration",
+        fleet.account.id
+    );
+    let (runtime_api, mut seen) = serve_observed(events, arn).await;
+    let mut child = function("registration", &fleet, &runtime_api)
+        .spawn()
+        .unwrap();
+    let mut durations = Vec::new();
+    let mut delivered_at = None;
+    while durations.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
+            Ok(Some(Seen::Polled {
+                at,
+                delivered: true,
+            })) => delivered_at = Some(at),
+            Ok(Some(Seen::Answered { at, invocation })) => {
+                let jitr_tests::runtime_api::Invocation::Response(response) = invocation else {
+                    panic!("the registration failed: {invocation:?}");
+                };
+                assert_eq!(response["outcome"], "Activated", "{response}");
+                durations.push((at - delivered_at.take().unwrap()).as_secs_f64() * 1e3);
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+    child.kill().await.ok();
+    let (first, warm) = (durations[0], durations[1]);
+    rows.add(
+        "First event after a cold start (emulator, no added latency)",
+        "<= warm + 50 ms",
+        format!("{first:.1} ms (warm {warm:.1} ms)"),
+        first <= warm + 50.0,
+    );
+}
+
+// ------------------------------------------------------------------ memory (item 6)
+
+async fn memory(rows: &mut Rows) {
+    println!(
+        "memory: the registration binary admitting a device against a {CRL_ENTRIES}-entry CRL"
+    );
+    let fleet = Fleet::new().await;
+    let dir = std::env::temp_dir().join(format!("jitr-bench-lambda-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let crl = dir.join("fleet.crl");
+    let now = OffsetDateTime::now_utc();
+    let serials: Vec<Vec<u8>> = (0..CRL_ENTRIES as u64)
+        .map(|n| {
+            let mut serial = vec![0x4a; 12];
+            serial.extend_from_slice(&(n * 0x9e37_79b9).to_be_bytes());
+            serial
+        })
+        .collect();
+    let pem = fleet
+        .ca
+        .crl(&serials, now - Span::hours(1), now + Span::days(1))
+        .unwrap();
+    drop(serials);
+    let der = jitr_core::certificate::pem_to_der(&pem.replace("X509 CRL", "CERTIFICATE")).unwrap();
+    std::fs::write(&crl, &der).unwrap();
+    let size_mb = der.len() as f64 / 1e6;
+    drop((pem, der));
+
+    let device = fleet.pending_device(DeviceSpec::named("crl-scale")).await;
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:{}:function:registration",
+        fleet.account.id
+    );
+    let (runtime_api, mut seen) = serve_observed(vec![fleet.event(&device)], arn).await;
+    let mut command = function("registration", &fleet, &runtime_api);
+    command.env("REVOCATION_LIST", format!("file://{}", crl.display()));
+    let mut child = command.spawn().unwrap();
+    let pid = child.id().unwrap();
+    let answered = loop {
+        match tokio::time::timeout(Duration::from_secs(60), seen.recv()).await {
+            Ok(Some(Seen::Answered { invocation, .. })) => break invocation,
+            Ok(Some(_)) => {}
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    child.kill().await.ok();
+    std::fs::remove_dir_all(&dir).ok();
+    let jitr_tests::runtime_api::Invocation::Response(response) = &answered else {
+        panic!("the registration failed: {answered:?}");
+    };
+    assert_eq!(response["outcome"], "Activated", "{response}");
+    let peak_mb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap()
+        * 1024.0
+        / 1e6;
+    rows.add(
+        &format!("Peak RSS, registration with a 1M-entry CRL ({size_mb:.0} MB DER) loaded"),
+        &format!("<= {RSS_BUDGET_MB:.0} MB"),
+        format!("{peak_mb:.1} MB"),
+        peak_mb <= RSS_BUDGET_MB,
+    );
+}
