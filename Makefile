@@ -103,8 +103,16 @@ lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch + invoke (regis
 	$(CARGO) build -p jitr-cli --bin jitr -p jitr-registration -p jitr-lifecycle
 	$(VENV)/bin/python tests/e2e/lambda_loop.py
 
-bench: ## The decision-path benchmark (prints the median per event)
-	$(CARGO) bench -p jitr-core --bench decision_path
+BENCH_ROWS = $(TARGET_DIR)/bench-rows.tsv
+
+bench: venv ## Decision path, CRL at 1M entries, critical path, cold start, memory: one table, docs/benchmarks.md (~5 min after the release build)
+	rm -f $(BENCH_ROWS)
+	BENCH_ROWS=$(BENCH_ROWS) $(CARGO) bench -p jitr-core --bench decision_path
+	BENCH_ROWS=$(BENCH_ROWS) $(CARGO) bench -p jitr-core --bench crl_scale
+	$(CARGO) build --release -p jitr-tests --bin bench-lambda --bin hello-lambda -p jitr-registration --bin registration -p jitr-lifecycle --bin lifecycle
+	BENCH_ROWS=$(BENCH_ROWS) MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-lambda
+	@echo
+	@$(PYTHON) scripts/bench_table.py $(BENCH_ROWS) docs/benchmarks.md
 
 bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model (~20 s after the build)
 	$(CARGO) bench -p jitr-registration --bench revocation_sync

@@ -55,6 +55,11 @@ impl Rows {
         writeln!(self.0, "{figure}\t{target}\t{measured}\t{verdict}").unwrap();
     }
 
+    /// A line of notes for the report (the critical path's sequence).
+    fn note(&mut self, line: &str) {
+        writeln!(self.0, "# {line}").unwrap();
+    }
+
     fn save(&self) {
         if let Ok(path) = std::env::var("BENCH_ROWS") {
             use std::io::Write as _;
@@ -154,13 +159,28 @@ async fn critical_path(rows: &mut Rows) {
     println!("  sequence of the fastest of 3 (ms from the first call):");
     let origin = calls.first().map_or(Duration::ZERO, |c| c.start);
     for call in &calls {
-        println!(
-            "    {:>5.0} → {:>5.0}  {}",
+        let line = format!(
+            "{:>5.0} → {:>5.0} ms  {}",
             (call.start - origin).as_secs_f64() * 1e3,
             (call.end - origin).as_secs_f64() * 1e3,
             call.api
         );
+        println!("    {line}");
+        rows.note(&line);
     }
+    // Time with no call in flight is the handler's own; the rest of the time in calls beyond
+    // the added latency is the emulator serving them, which AWS's 50 ms would include.
+    let in_calls = busy(&calls);
+    let own = took.saturating_sub(in_calls);
+    let emulator = in_calls.saturating_sub(CALL_LATENCY * trips as u32);
+    let modeled = CALL_LATENCY * trips as u32 + own;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "  {:.1} ms measured: {trips} round trips of {CALL_LATENCY:?}, {:.1} ms of the emulator serving them, {:.1} ms in the handler",
+        ms(took),
+        ms(emulator),
+        ms(own)
+    );
     let budget = CALL_LATENCY * ROUND_TRIP_BUDGET as u32 + OWN_TIME_BUDGET;
     rows.add(
         "Warm registration, 50 ms per AWS call: sequential round trips",
@@ -169,11 +189,33 @@ async fn critical_path(rows: &mut Rows) {
         trips <= ROUND_TRIP_BUDGET,
     );
     rows.add(
-        "Warm registration, 50 ms per AWS call: duration",
+        "Warm registration, 50 ms per AWS call: duration (without the emulator's service time)",
         &format!("<= {} ms", budget.as_millis()),
-        format!("{:.0} ms", took.as_secs_f64() * 1e3),
-        took <= budget,
+        format!(
+            "{:.0} ms ({:.0} ms measured, {:.0} ms of it the emulator's)",
+            ms(modeled),
+            ms(took),
+            ms(emulator)
+        ),
+        modeled <= budget,
     );
+}
+
+/// How long at least one call was in flight.
+fn busy(calls: &[Call]) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut current: Option<(Duration, Duration)> = None;
+    for call in calls {
+        current = match current {
+            Some((start, end)) if call.start <= end => Some((start, end.max(call.end))),
+            Some((start, end)) => {
+                total += end - start;
+                Some((call.start, call.end))
+            }
+            None => Some((call.start, call.end)),
+        };
+    }
+    total + current.map_or(Duration::ZERO, |(start, end)| end - start)
 }
 
 /// The longest chain of calls each starting after the one before it ended: the round trips
@@ -228,10 +270,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Spawn to first poll, in milliseconds (no event is served).
+/// Spawn to first poll, in milliseconds (no event is served). Configured as on AWS, without
+/// the emulator's endpoint: no AWS call is made before the first poll, and a custom endpoint
+/// would make the functions trust the platform's roots instead of Amazon's.
 async fn time_to_first_poll(binary: &str, fleet: &Fleet) -> f64 {
     let (runtime_api, mut seen) = serve_observed(Vec::new(), String::new()).await;
     let mut command = function(binary, fleet, &runtime_api);
+    command.env_remove("AWS_ENDPOINT_URL");
     let started = Instant::now();
     let mut child = command.spawn().unwrap();
     let polled = tokio::time::timeout(Duration::from_secs(20), seen.recv()).await;
