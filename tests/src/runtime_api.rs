@@ -18,6 +18,28 @@ pub enum Invocation {
     InitError(Value),
 }
 
+/// The function binary at `path` as Lambda starts it, behind `runtime_api`: only Lambda's and
+/// the SDK's variables (pointed at the fleet's account on the emulator), output captured.
+pub fn function_command(
+    path: &std::path::Path,
+    name: &str,
+    fleet: &crate::fleet::Fleet,
+    runtime_api: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(path);
+    command
+        .env_clear()
+        .envs(fleet.ministack.sdk_variables(&fleet.account.id))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 /// What the function did, and when (for the cold-start and first-event figures).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {

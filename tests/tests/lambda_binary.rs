@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use jitr_core::pki::DeviceSpec;
@@ -11,7 +10,7 @@ use jitr_core::registry::CertificateStatus;
 use jitr_tests::device::Connect;
 use jitr_tests::fleet::{Fleet, POLICY};
 use jitr_tests::ministack::workspace_binary;
-use jitr_tests::runtime_api::{Invocation, serve_one};
+use jitr_tests::runtime_api::{self, Invocation, serve_one};
 use tokio::process::Command;
 
 fn lambda_command(fleet: &Fleet, runtime_api: &str) -> Command {
@@ -20,18 +19,7 @@ fn lambda_command(fleet: &Fleet, runtime_api: &str) -> Command {
 
 /// One of the workspace's Lambda binaries, with only the SDK's and Lambda's variables set.
 fn function_command(binary: &str, fleet: &Fleet, runtime_api: &str) -> Command {
-    let mut command = Command::new(workspace_binary(binary));
-    command
-        .env_clear()
-        .envs(fleet.ministack.sdk_variables(&fleet.account.id))
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+    runtime_api::function_command(&workspace_binary(binary), binary, fleet, runtime_api)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

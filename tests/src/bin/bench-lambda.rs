@@ -29,7 +29,7 @@ use jitr_core::source::{S3Fetcher, SourceFetcher};
 use jitr_registration::{Outcome, Registrar};
 use jitr_tests::fault_model::{Call, FaultModel, Faults};
 use jitr_tests::fleet::{Fleet, POLICY};
-use jitr_tests::runtime_api::{Seen, serve_observed};
+use jitr_tests::runtime_api::{Seen, function_command, serve_observed};
 use time::{Duration as Span, OffsetDateTime};
 use tokio::process::Command;
 
@@ -246,22 +246,15 @@ fn sibling(name: &str) -> PathBuf {
     path
 }
 
-/// A function binary with only Lambda's and the SDK's variables, behind `runtime_api`.
+/// A function binary built beside this one, behind `runtime_api`, quiet.
 fn function(binary: &str, fleet: &Fleet, runtime_api: &str) -> Command {
-    let mut command = Command::new(sibling(binary));
+    let mut command = function_command(&sibling(binary), binary, fleet, runtime_api);
     command
-        .env_clear()
-        .envs(fleet.ministack.sdk_variables(&fleet.account.id))
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
         .env("DEVICE_POLICY_NAME", POLICY)
         .env("WEBHOOK_SECRET", "bench-webhook-secret")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+        .stderr(Stdio::null());
     command
 }
 
