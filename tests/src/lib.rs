@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod device;
+pub mod failure_log;
 pub mod fault_model;
 pub mod fleet;
 pub mod ministack;

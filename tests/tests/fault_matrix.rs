@@ -1,8 +1,10 @@
 //! The fault matrix: registration and lifecycle under 30 % throttling, 5 % 5xx, dropped
 //! connections and timeouts on every AWS call, plus IoT's default per-API quotas, through the
 //! real adapters and their own retry configuration (`tests/src/fault_model.rs` sits between the
-//! SDK and the emulator). Lambda's async-invoke semantics are simulated around each handler: up
-//! to 3 attempts, then the on-failure destination (here a list).
+//! SDK and the emulator). Lambda's retry semantics are simulated around each handler: async
+//! invoke (up to 3 attempts, then the on-failure destination, here a list), and the SQS burst
+//! buffer (batches of 10 through the real entry point, only the reported failures redelivered,
+//! the dead-letter queue after the queue's maxReceiveCount).
 //!
 //! What must hold: every registration ends ACTIVE or dead-lettered with a classified error (none
 //! lost); an invariant checker sampling the registry throughout finds no ACTIVE certificate
@@ -12,10 +14,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -26,6 +28,7 @@ use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryErro
 use jitr_core::source::SourceFetcher;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
 use jitr_registration::{Outcome, Registrar};
+use jitr_tests::failure_log::FailureLog;
 use jitr_tests::fault_model::{DEFAULT_IOT_QUOTAS, FaultModel, Faults};
 use jitr_tests::fleet::Fleet;
 
@@ -63,6 +66,12 @@ where
     }
     Err(last)
 }
+
+/// The burst buffer as the template deploys it: BatchSize and maxReceiveCount.
+const SQS_BATCH: usize = 10;
+const SQS_MAX_RECEIVES: u32 = 5;
+/// The event source mapping's MaximumConcurrency (the template's default is 2).
+const SQS_POLLERS: usize = 2;
 
 /// Samples every certificate's status until stopped; returns what broke an invariant.
 fn invariant_checker(
@@ -281,6 +290,191 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
         let (things, policies) = fleet.attachments(device).await;
         assert!(!things.is_empty() && !policies.is_empty(), "{}", device.id);
     }
+}
+
+/// One message of the burst queue.
+#[derive(Debug, Clone)]
+struct Message {
+    id: String,
+    body: String,
+    receives: u32,
+}
+
+/// The SQS path: registration events go through the burst queue to the real entry point
+/// (`handle_lambda_event`) in batches; a failed message is redelivered until its receive count
+/// reaches maxReceiveCount, then dead-lettered. Every device ends ACTIVE with its Thing and
+/// policy, or in the dead-letter queue with the classified error the function logged for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_through_the_burst_queue_holds_under_faults() {
+    let log = FailureLog::global();
+    let fleet = Fleet::new().await;
+    fleet.ledger().await;
+    let mut devices: Vec<Device> = Vec::new();
+    for n in 0..DEVICES {
+        let name = format!("queued-{n:02}");
+        devices.push(fleet.pending_device(DeviceSpec::named(&name)).await);
+    }
+    let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let checker = invariant_checker(fleet.iot().clone(), ids.clone(), Arc::clone(&stop));
+
+    let model = FaultModel::new(&DEFAULT_IOT_QUOTAS, matrix(), 0x5eed_0003);
+    let sdk = model.sdk_config(&fleet.account.sdk);
+    let registrar = Arc::new(
+        Registrar::new(
+            IotRegistry::from_sdk_config(&sdk),
+            fleet.config(),
+            SourceFetcher::without_s3(),
+        )
+        .with_ledger(DynamoLedger::from_sdk_config(&sdk, "jitr-ledger")),
+    );
+    let mut messages: VecDeque<Message> = (devices.iter().enumerate())
+        .map(|(n, device)| Message {
+            id: format!("m-{n:02}"),
+            body: fleet.event(device).to_string(),
+            receives: 0,
+        })
+        .collect();
+    // Two that fail every time, so the dead-letter path always runs: an event published in
+    // another account (for a device pending here), and a body that is not JSON.
+    let foreign = fleet
+        .pending_device(DeviceSpec::named("queued-foreign"))
+        .await;
+    let mut foreign_event = fleet.event(&foreign);
+    foreign_event["awsAccountId"] = "999999999999".into();
+    for (id, body) in [
+        ("m-foreign", foreign_event.to_string()),
+        ("m-poison", "{not json".to_owned()),
+    ] {
+        let (id, receives) = (id.to_owned(), 0);
+        messages.push_back(Message { id, body, receives });
+    }
+    let queue = Arc::new(Mutex::new(messages));
+    let dead_letters: Arc<Mutex<Vec<Message>>> = Arc::default();
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:{}:function:registration",
+        fleet.account.id
+    );
+    let started = Instant::now();
+    let pollers: Vec<_> = (0..SQS_POLLERS)
+        .map(|_| {
+            let (queue, dead_letters) = (Arc::clone(&queue), Arc::clone(&dead_letters));
+            let (registrar, arn) = (Arc::clone(&registrar), arn.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch: Vec<Message> = {
+                        let mut queue = queue.lock().unwrap();
+                        let n = queue.len().min(SQS_BATCH);
+                        queue.drain(..n).collect()
+                    };
+                    if batch.is_empty() {
+                        return;
+                    }
+                    let records: Vec<serde_json::Value> = (batch.iter())
+                        .map(|m| {
+                            serde_json::json!({"messageId": m.id, "eventSource": "aws:sqs",
+                                "body": m.body, "attributes": {"ApproximateReceiveCount": (m.receives + 1).to_string()}})
+                        })
+                        .collect();
+                    let mut context = lambda_runtime::Context::default();
+                    context.invoked_function_arn.clone_from(&arn);
+                    let payload = serde_json::json!({ "Records": records });
+                    let answer = jitr_registration::handle_lambda_event(
+                        &registrar,
+                        lambda_runtime::LambdaEvent::new(payload, context),
+                    )
+                    .await;
+                    // A failed invocation returns the whole batch; otherwise only its failures.
+                    let failed: BTreeSet<String> = match answer {
+                        Ok(response) => response["batchItemFailures"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                            .collect(),
+                        Err(_) => batch.iter().map(|m| m.id.clone()).collect(),
+                    };
+                    for mut message in batch.into_iter().filter(|m| failed.contains(&m.id)) {
+                        message.receives += 1;
+                        if message.receives >= SQS_MAX_RECEIVES {
+                            dead_letters.lock().unwrap().push(message);
+                        } else {
+                            queue.lock().unwrap().push_back(message);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for poller in pollers {
+        poller.await.expect("poller");
+    }
+    print_tallies("registration (SQS)", &model, started.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let (samples, violations) = checker.await.expect("checker");
+    assert!(samples > 1, "the checker sampled throughout ({samples})");
+    assert!(violations.is_empty(), "{violations:#?}");
+
+    let dead: BTreeMap<String, u32> = (dead_letters.lock().unwrap().iter())
+        .map(|m| (m.id.clone(), m.receives))
+        .collect();
+    eprintln!("dead letters (message, receives): {dead:?}");
+    for (n, device) in devices.iter().enumerate() {
+        let message = format!("m-{n:02}");
+        if let Some(receives) = dead.get(&message) {
+            assert_eq!(
+                *receives, SQS_MAX_RECEIVES,
+                "{message}: dead-lettered early"
+            );
+            let errors = log.errors_of(&device.id);
+            assert_eq!(
+                errors.len(),
+                SQS_MAX_RECEIVES as usize,
+                "{message}: one logged failure per receive: {errors:?}"
+            );
+            for error_type in errors {
+                assert!(
+                    error_type.starts_with("Retryable.") || error_type.starts_with("Permanent."),
+                    "{message}: unclassified {error_type}"
+                );
+            }
+            // ACTIVE all the same when a step after the activation failed every time: then
+            // with its Thing and policy.
+            if fleet.status(device).await == CertificateStatus::Active {
+                let (things, policies) = fleet.attachments(device).await;
+                assert!(!things.is_empty() && !policies.is_empty(), "{message}");
+            }
+        } else {
+            assert_eq!(
+                fleet.status(device).await,
+                CertificateStatus::Active,
+                "{message}: neither ACTIVE nor dead-lettered"
+            );
+            let (things, policies) = fleet.attachments(device).await;
+            assert!(!things.is_empty() && !policies.is_empty(), "{}", device.id);
+        }
+    }
+    for (message, certificate_id) in [("m-foreign", foreign.id.as_str()), ("m-poison", "")] {
+        assert_eq!(dead.get(message), Some(&SQS_MAX_RECEIVES), "{message}");
+        let errors = log.errors_of(certificate_id);
+        assert_eq!(
+            errors.len(),
+            SQS_MAX_RECEIVES as usize,
+            "{message}: {errors:?}"
+        );
+        assert!(
+            errors.iter().all(|e| e.starts_with("Permanent.")),
+            "{message}: {errors:?}"
+        );
+    }
+    assert_eq!(
+        fleet.status(&foreign).await,
+        CertificateStatus::PendingActivation
+    );
+    assert!(
+        dead.len() - 2 <= DEVICES / 2,
+        "most registrations survive the matrix: {dead:?}"
+    );
 }
 
 /// The calls one registration makes against each IoT quota: at IoT's default quotas the account
