@@ -1,6 +1,6 @@
-//! `apply` for an admissible certificate: the Thing (created bound to the certificate's CA, or an
-//! existing one checked against that binding) beside the policy, then the groups beside the
-//! Thing-principal attachment, then activation strictly last. Each step is idempotent,
+//! `apply` for an admissible certificate: the Thing first (created bound to the certificate's CA,
+//! or an existing one checked against that binding), then the policy, groups and Thing-principal
+//! attachment (concurrently), then activation strictly last. Each step is idempotent,
 //! so a failure anywhere leaves the certificate PENDING and a retry finishes the job.
 //! `rotate` then sets the device's previous certificates aside, per the rotation policy.
 
@@ -29,14 +29,26 @@ pub enum Provisioned {
     Refused(RejectReason),
 }
 
-/// Runs the plan. The Thing and the certificate's policies are independent, so they are set up
-/// concurrently (each call a round trip the registration would otherwise wait for in turn); the
-/// groups and the attachment, which need the Thing, likewise. A certificate refused because the
-/// Thing belongs to another CA has its policies taken off again: it is left as it came.
+/// Runs the plan: the Thing first (nothing is attached to a certificate the Thing's binding
+/// refuses), then the policies, the groups and the Thing-principal attachment concurrently
+/// (independent calls, each a round trip the registration would otherwise wait for in turn),
+/// then activation strictly last.
 pub async fn provision<R: Registry>(
     registry: &R,
     plan: &ProvisionPlan,
 ) -> Result<Provisioned, JitrError> {
+    if let Err(reason) = ensure_thing(registry, plan).await? {
+        return Ok(Provisioned::Refused(reason));
+    }
+    let groups = async {
+        for group in &plan.thing_groups {
+            registry
+                .add_thing_to_group(&plan.thing.name, group)
+                .await
+                .map_err(|e| missing_if_not_found("thing group", group, e.into()))?;
+        }
+        Ok::<(), JitrError>(())
+    };
     let policies = async {
         for policy in &plan.policies {
             match registry.attach_policy(policy, &plan.certificate_arn).await {
@@ -53,26 +65,6 @@ pub async fn provision<R: Registry>(
         }
         Ok::<(), JitrError>(())
     };
-    let (thing, policies) = tokio::join!(ensure_thing(registry, plan), policies);
-    if let Err(reason) = thing? {
-        for policy in &plan.policies {
-            match registry.detach_policy(policy, &plan.certificate_arn).await {
-                Err(e) if e.kind() != RegistryErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
-        }
-        return Ok(Provisioned::Refused(reason));
-    }
-    policies?;
-    let groups = async {
-        for group in &plan.thing_groups {
-            registry
-                .add_thing_to_group(&plan.thing.name, group)
-                .await
-                .map_err(|e| missing_if_not_found("thing group", group, e.into()))?;
-        }
-        Ok::<(), JitrError>(())
-    };
     // The Thing exists (just created or checked) and so does the certificate (just described):
     // a NotFound here is IoT Core not seeing them yet. A certificate really deleted meanwhile
     // shows on the retry, whose DescribeCertificate answers NotFound for good.
@@ -82,11 +74,12 @@ pub async fn provision<R: Registry>(
             .await
             .map_err(|e| match e.kind() {
                 RegistryErrorKind::NotFound => JitrError::not_yet_consistent(e),
-                _ => e.into(),
+                _ => JitrError::from(e),
             })
     };
-    let (groups, attached) = tokio::join!(groups, attached);
+    let (groups, policies, attached) = tokio::join!(groups, policies, attached);
     groups?;
+    policies?;
     attached?;
 
     if !plan.activate {
