@@ -120,8 +120,8 @@ bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model 
 bench-cost: ## Calls and modeled duration per registration, with and without the device ledger (~5 s after the build)
 	$(CARGO) bench -p jitr-registration --bench registration_cost
 
-bench-burst: venv ## N devices (DEVICES=1000, ~2 min after the build; 10000, ~20 min) registering at once against IoT's quotas: rate, throttles, audit, docs/burst.svg
-	MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-burst -- --devices $(DEVICES) --concurrency $(CONCURRENCY)
+bench-burst: venv ## N devices (DEVICES=1000, ~2 min after the build; 10000, ~20 min) registering at once against IoT's quotas: rate, throttles, audit, docs/burst.svg (SQS=1: through the burst buffer, docs/burst-sqs.svg)
+	MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-burst -- --devices $(DEVICES) --concurrency $(CONCURRENCY) $(if $(SQS),--sqs)
 
 fuzz: ## cargo-fuzz on every parser of outside input, FUZZ_SECONDS (30) each, corpus in fuzz/corpus (nightly; ~10 min cold build)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh

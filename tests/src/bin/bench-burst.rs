@@ -3,9 +3,14 @@
 //! adapters, against the emulator behind the quota model (IoT's default per-API quotas,
 //! `tests/src/fault_model.rs`), with Lambda's concurrency (`--concurrency`, the template's
 //! reserved concurrency: that many containers, each with its own caches, one event at a time),
-//! Lambda's async retries (3 attempts, then the dead letters), and devices that keep reconnecting
-//! with exponential backoff while refused, each reconnect publishing the registered event again
-//! as IoT Core does for a pending certificate.
+//! Lambda's async retries (3 attempts, one and then two minutes apart, then the dead letters),
+//! and devices that keep reconnecting with exponential backoff while refused, each reconnect
+//! publishing the registered event again as IoT Core does for a pending certificate.
+//!
+//! `--sqs` takes the burst-buffer path instead (rule → SQS → Lambda, as the template deploys it
+//! with `BurstBuffer`): `--concurrency` pollers (the mapping's MaximumConcurrency) each take
+//! batches of up to 10 messages; a failed message reappears after the queue's visibility
+//! timeout (180 s) and is dead-lettered at its 5th receive.
 //!
 //! Prints completion time, registrations per second against the quota-bound rate, throttles,
 //! retries, dead letters and an audit of the registry; writes the registrations per second as CSV
@@ -37,8 +42,14 @@ use serde_json::Value;
 /// call against each 10/s quota (`tests/tests/fault_matrix.rs` counts them).
 const QUOTA_BOUND_RATE: f64 = 10.0;
 
-/// Lambda's asynchronous invocation: the first attempt and two retries.
+/// Lambda's asynchronous invocation: the first attempt and two retries, after about one and two
+/// minutes.
 const LAMBDA_ATTEMPTS: u32 = 3;
+const LAMBDA_RETRY_DELAYS: [f64; 2] = [60.0, 120.0];
+/// The burst buffer as the template deploys it.
+const SQS_BATCH: usize = 10;
+const SQS_MAX_RECEIVES: u32 = 5;
+const SQS_VISIBILITY_TIMEOUT: f64 = 180.0;
 /// Devices' reconnect backoff while refused: 1 s doubling to 32 s, with jitter.
 const FIRST_RECONNECT: Duration = Duration::from_secs(1);
 const LAST_RECONNECT: Duration = Duration::from_secs(32);
@@ -51,6 +62,8 @@ struct Args {
     /// `--no-quotas`: the same run without the quota model, to see what the emulator and this
     /// machine allow on their own.
     quotas: bool,
+    /// `--sqs`: through the burst buffer instead of async invokes.
+    sqs: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -59,6 +72,7 @@ fn args() -> Result<Args, String> {
         concurrency: 5,
         out: workspace_root().join("docs"),
         quotas: true,
+        sqs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,17 +88,37 @@ fn args() -> Result<Args, String> {
             }
             "--out" => args.out = PathBuf::from(value()?),
             "--no-quotas" => args.quotas = false,
+            "--sqs" => args.sqs = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
     Ok(args)
 }
 
-/// One event in Lambda's queue for the function.
+/// One event in Lambda's queue for the function (or one message of the burst queue).
 #[derive(Debug, Clone)]
 struct Queued {
     device: usize,
+    /// The attempt (async invoke) or the receive (SQS) this delivery is.
     attempt: u32,
+    /// Seconds since the start before which it is not delivered (a retry's delay).
+    due: f64,
+}
+
+impl Run {
+    /// Takes up to `n` deliveries that are due at `now`, oldest first.
+    fn take_due(&mut self, now: f64, n: usize) -> Vec<Queued> {
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len() && taken.len() < n {
+            if self.queue[i].due <= now {
+                taken.extend(self.queue.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
 }
 
 /// Everything the containers share: the queue, what happened, when.
@@ -93,7 +127,10 @@ struct Run {
     queue: VecDeque<Queued>,
     /// Per device: the second (from the start) its certificate became ACTIVE.
     activated: BTreeMap<usize, f64>,
+    /// Devices whose last dead-lettered event left them unadmitted, with its error.
     dead_letters: BTreeMap<usize, String>,
+    /// Events that reached the dead letters (the on-failure destination, or the queue's DLQ).
+    dead_letter_arrivals: u64,
     /// Per device: events published (the first connect and each reconnect while refused).
     published: BTreeMap<usize, u32>,
     lambda_retries: u64,
@@ -114,8 +151,13 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "burst of {} devices, reserved concurrency {}, IoT default quotas (quota model)",
-        args.devices, args.concurrency
+        "burst of {} devices, {}, IoT default quotas (quota model)",
+        args.devices,
+        if args.sqs {
+            format!("through the SQS burst buffer, {} pollers", args.concurrency)
+        } else {
+            format!("reserved concurrency {}", args.concurrency)
+        }
     );
     let fleet = Arc::new(Fleet::new().await);
     fleet.ledger().await;
@@ -156,7 +198,11 @@ async fn main() -> ExitCode {
     {
         let mut run = lock(&run);
         for device in 0..devices.len() {
-            run.queue.push_back(Queued { device, attempt: 1 });
+            run.queue.push_back(Queued {
+                device,
+                attempt: 1,
+                due: 0.0,
+            });
             run.published.insert(device, 1);
         }
     }
@@ -189,40 +235,57 @@ async fn main() -> ExitCode {
             Arc::clone(&events),
             fleet.account.id.clone(),
         );
+        let (batch, sqs) = if args.sqs {
+            (SQS_BATCH, true)
+        } else {
+            (1, false)
+        };
         containers.push(tokio::spawn(async move {
             loop {
-                let next = {
+                let deliveries = {
                     let mut run = lock(&run);
                     if run.activated.len() == events.len() || started.elapsed() > deadline {
                         return;
                     }
-                    run.queue.pop_front()
+                    run.take_due(started.elapsed().as_secs_f64(), batch)
                 };
-                let Some(item) = next else {
+                if deliveries.is_empty() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
-                };
-                let result = registrar.handle(&events[item.device], &account).await;
-                let at = started.elapsed().as_secs_f64();
-                let mut run = lock(&run);
-                match result {
-                    Ok(report) => {
-                        *run.outcomes.entry(report.outcome.as_str()).or_default() += 1;
-                        if matches!(report.outcome, Outcome::Activated) {
-                            run.activated.entry(item.device).or_insert(at);
-                            run.dead_letters.remove(&item.device);
+                }
+                // A batch's messages are handled one after another, as the entry point does.
+                for item in deliveries {
+                    let result = registrar.handle(&events[item.device], &account).await;
+                    let at = started.elapsed().as_secs_f64();
+                    let mut run = lock(&run);
+                    match result {
+                        Ok(report) => {
+                            *run.outcomes.entry(report.outcome.as_str()).or_default() += 1;
+                            if matches!(report.outcome, Outcome::Activated) {
+                                run.activated.entry(item.device).or_insert(at);
+                                run.dead_letters.remove(&item.device);
+                            }
                         }
-                    }
-                    Err(_) if item.attempt < LAMBDA_ATTEMPTS => {
-                        run.lambda_retries += 1;
-                        run.queue.push_back(Queued {
-                            device: item.device,
-                            attempt: item.attempt + 1,
-                        });
-                    }
-                    Err(e) => {
-                        if !run.activated.contains_key(&item.device) {
-                            run.dead_letters.insert(item.device, e.error_type());
+                        Err(e) => {
+                            let (attempts, delay) = if sqs {
+                                (SQS_MAX_RECEIVES, SQS_VISIBILITY_TIMEOUT)
+                            } else {
+                                let retry = (item.attempt as usize - 1).min(1);
+                                (LAMBDA_ATTEMPTS, LAMBDA_RETRY_DELAYS[retry])
+                            };
+                            if item.attempt < attempts {
+                                run.lambda_retries += 1;
+                                run.queue.push_back(Queued {
+                                    device: item.device,
+                                    attempt: item.attempt + 1,
+                                    due: at + delay,
+                                });
+                            } else {
+                                run.dead_letter_arrivals += 1;
+                                if !run.activated.contains_key(&item.device) {
+                                    run.dead_letters.insert(item.device, e.error_type());
+                                }
+                            }
                         }
                     }
                 }
@@ -257,7 +320,11 @@ async fn main() -> ExitCode {
                         continue;
                     }
                     // Refused again: the connect publishes the registered event again.
-                    run.queue.push_back(Queued { device, attempt: 1 });
+                    run.queue.push_back(Queued {
+                        device,
+                        attempt: 1,
+                        due: now,
+                    });
                     *run.published.entry(device).or_default() += 1;
                     *backoff = (*backoff * 2).min(LAST_RECONNECT);
                     *at = now + backoff.as_secs_f64() * (0.5 + jitter(device, round));
@@ -308,11 +375,17 @@ async fn main() -> ExitCode {
         run.outcomes
     );
     println!(
-        "  IoT calls {}: {} throttled at the quotas, answered {}; Lambda retries {}; events dead-lettered {} (their devices reconnect)",
+        "  IoT calls {}: {} throttled at the quotas, answered {}; {} {}; dead-letter arrivals {}, devices left there unadmitted {} (they reconnect)",
         tally.calls,
         tally.over_quota,
         tally.forwarded,
+        if args.sqs {
+            "redeliveries"
+        } else {
+            "Lambda retries"
+        },
         run.lambda_retries,
+        run.dead_letter_arrivals,
         run.dead_letters.len()
     );
     for (api, t) in model.tallies() {
@@ -330,7 +403,8 @@ async fn main() -> ExitCode {
         }
     );
     let per_second = per_second(&run.activated, elapsed);
-    if let Err(e) = write_outputs(&args.out, &per_second, bound) {
+    let stem = if args.sqs { "burst-sqs" } else { "burst" };
+    if let Err(e) = write_outputs(&args.out, stem, &per_second, bound) {
         eprintln!("bench-burst: {e}");
     }
     println!(
@@ -364,15 +438,20 @@ fn per_second(activated: &BTreeMap<usize, f64>, elapsed: f64) -> Vec<u32> {
     seconds
 }
 
-fn write_outputs(dir: &std::path::Path, per_second: &[u32], bound: f64) -> Result<(), String> {
+fn write_outputs(
+    dir: &std::path::Path,
+    stem: &str,
+    per_second: &[u32],
+    bound: f64,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut csv = String::from("second,registrations\n");
     for (second, n) in per_second.iter().enumerate() {
         let _ = writeln!(csv, "{second},{n}");
     }
-    let csv_path = dir.join("burst.csv");
+    let csv_path = dir.join(format!("{stem}.csv"));
     std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
-    let svg_path = dir.join("burst.svg");
+    let svg_path = dir.join(format!("{stem}.svg"));
     std::fs::write(&svg_path, chart(per_second, bound))
         .map_err(|e| format!("{}: {e}", svg_path.display()))?;
     println!("  wrote {} and {}", csv_path.display(), svg_path.display());

@@ -102,10 +102,24 @@ pub fn timeout_config() -> TimeoutConfig {
 }
 
 fn sdk_config_loader() -> aws_config::ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest())
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
         .retry_config(retry_config())
-        .timeout_config(timeout_config())
+        .timeout_config(timeout_config());
+    // In Lambda the execution role's credentials are in the environment: the default chain
+    // (profile files, web identity with its STS client, the container and IMDS providers) would
+    // only be built to reach them, a fifth of a cold start.
+    if in_lambda_with_credentials(|name| std::env::var_os(name).is_some()) {
+        return loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader
+}
+
+/// Lambda sets the function's name and its role's credentials.
+fn in_lambda_with_credentials(set: impl Fn(&str) -> bool) -> bool {
+    set("AWS_LAMBDA_FUNCTION_NAME") && set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY")
 }
 
 /// The registry port over AWS IoT Core.
@@ -754,6 +768,23 @@ fn kind_for(code: Option<&str>, status: u16) -> RegistryErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lambdas_own_credentials_are_read_from_the_environment_only_in_lambda() {
+        fn set<'a>(names: &'a [&'a str]) -> impl Fn(&str) -> bool + 'a {
+            move |name| names.contains(&name)
+        }
+        let lambda = [
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ];
+        assert!(in_lambda_with_credentials(set(&lambda)));
+        // A developer's shell or CI: the default chain (profiles, SSO, web identity).
+        assert!(!in_lambda_with_credentials(set(&lambda[1..])));
+        // In Lambda without keys in the environment (never, today): the default chain too.
+        assert!(!in_lambda_with_credentials(set(&lambda[..1])));
+    }
 
     /// The embedded roots are five self-signed CA certificates of Amazon Trust Services, and
     /// the TLS context accepts them.

@@ -1,6 +1,8 @@
 //! The S3 adapter for documents (revocation lists, profiles): a conditional GET on the ETag, so
 //! a refresh of an unchanged object costs one small request. S3 types stay in this file.
 
+use std::sync::{Arc, OnceLock};
+
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use super::{BodyBuffer, FetchError, Fetched, MAX_DOCUMENT_BYTES, Validator};
@@ -8,25 +10,38 @@ use crate::s3::status;
 use crate::sdk_error::describe;
 
 /// Fetches objects (revocation lists, profiles) from S3.
+///
+/// The client is built on first use: a function whose documents are not in S3 never pays for it
+/// at cold start (an SDK client parses its endpoint rules and partitions when built).
 #[derive(Debug, Clone)]
 pub struct S3Fetcher {
-    client: aws_sdk_s3::Client,
+    sdk: aws_config::SdkConfig,
+    client: Arc<OnceLock<aws_sdk_s3::Client>>,
 }
 
 impl S3Fetcher {
-    /// Builds the client from shared SDK configuration (path-style for a custom endpoint).
+    /// Keeps the shared SDK configuration for the client (path-style for a custom endpoint).
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
         Self {
-            client: crate::s3::client(sdk),
+            sdk: sdk.clone(),
+            client: Arc::default(),
         }
+    }
+
+    fn client(&self) -> &aws_sdk_s3::Client {
+        self.client.get_or_init(|| crate::s3::client(&self.sdk))
     }
 
     /// Publishes an object, creating the bucket in the client's region if needed (for
     /// `jitr seed` and tests; the functions only read).
     pub async fn publish(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), String> {
-        let mut create = self.client.create_bucket().bucket(bucket);
+        let mut create = self.client().create_bucket().bucket(bucket);
         // As on AWS, a bucket outside us-east-1 must name its region.
-        let region = self.client.config().region().map(|r| r.as_ref().to_owned());
+        let region = self
+            .client()
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_owned());
         if let Some(region) = region.filter(|r| r != "us-east-1") {
             create = create.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
@@ -48,7 +63,7 @@ impl S3Fetcher {
                 ));
             }
         }
-        self.client
+        self.client()
             .put_object()
             .bucket(bucket)
             .key(key)
@@ -65,7 +80,7 @@ impl S3Fetcher {
         key: &str,
         validator: Option<&Validator>,
     ) -> Result<Fetched, FetchError> {
-        let mut request = self.client.get_object().bucket(bucket).key(key);
+        let mut request = self.client().get_object().bucket(bucket).key(key);
         match validator {
             Some(Validator::ETag(etag)) => request = request.if_none_match(etag),
             // S3 always sends an ETag; a Last-Modified validator would come from elsewhere.
