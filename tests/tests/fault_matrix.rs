@@ -144,21 +144,29 @@ fn print_tallies(what: &str, model: &FaultModel, elapsed: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registration_and_decommission_hold_under_quotas_and_faults() {
+/// A fleet of `DEVICES` pending devices named `<prefix>-NN`, the invariant checker sampling them,
+/// and the registration handler on the real adapters behind the matrix (`seed` for its draws).
+struct Matrix {
+    fleet: Fleet,
+    devices: Vec<Device>,
+    stop: Arc<AtomicBool>,
+    checker: tokio::task::JoinHandle<(usize, Vec<String>)>,
+    model: Arc<FaultModel>,
+    registrar: Arc<Registrar<IotRegistry, SourceFetcher, DynamoLedger>>,
+}
+
+async fn matrix_of(prefix: &str, seed: u64) -> Matrix {
     let fleet = Fleet::new().await;
     fleet.ledger().await;
     let mut devices: Vec<Device> = Vec::new();
     for n in 0..DEVICES {
-        let name = format!("matrix-{n:02}");
+        let name = format!("{prefix}-{n:02}");
         devices.push(fleet.pending_device(DeviceSpec::named(&name)).await);
     }
     let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let checker = invariant_checker(fleet.iot().clone(), ids.clone(), Arc::clone(&stop));
-
-    // ------------------------------------------------------------ registration, all at once
-    let model = FaultModel::new(&DEFAULT_IOT_QUOTAS, matrix(), 0x5eed_0001);
+    let checker = invariant_checker(fleet.iot().clone(), ids, Arc::clone(&stop));
+    let model = FaultModel::new(&DEFAULT_IOT_QUOTAS, matrix(), seed);
     let sdk = model.sdk_config(&fleet.account.sdk);
     let registrar = Arc::new(
         Registrar::new(
@@ -168,6 +176,26 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
         )
         .with_ledger(DynamoLedger::from_sdk_config(&sdk, "jitr-ledger")),
     );
+    Matrix {
+        fleet,
+        devices,
+        stop,
+        checker,
+        model,
+        registrar,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_decommission_hold_under_quotas_and_faults() {
+    let Matrix {
+        fleet,
+        devices,
+        stop,
+        checker,
+        model,
+        registrar,
+    } = matrix_of("matrix", 0x5eed_0001).await;
     let started = Instant::now();
     let runs: Vec<_> = devices
         .iter()
@@ -307,27 +335,14 @@ struct Message {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_through_the_burst_queue_holds_under_faults() {
     let log = FailureLog::global();
-    let fleet = Fleet::new().await;
-    fleet.ledger().await;
-    let mut devices: Vec<Device> = Vec::new();
-    for n in 0..DEVICES {
-        let name = format!("queued-{n:02}");
-        devices.push(fleet.pending_device(DeviceSpec::named(&name)).await);
-    }
-    let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let checker = invariant_checker(fleet.iot().clone(), ids.clone(), Arc::clone(&stop));
-
-    let model = FaultModel::new(&DEFAULT_IOT_QUOTAS, matrix(), 0x5eed_0003);
-    let sdk = model.sdk_config(&fleet.account.sdk);
-    let registrar = Arc::new(
-        Registrar::new(
-            IotRegistry::from_sdk_config(&sdk),
-            fleet.config(),
-            SourceFetcher::without_s3(),
-        )
-        .with_ledger(DynamoLedger::from_sdk_config(&sdk, "jitr-ledger")),
-    );
+    let Matrix {
+        fleet,
+        devices,
+        stop,
+        checker,
+        model,
+        registrar,
+    } = matrix_of("queued", 0x5eed_0003).await;
     let mut messages: VecDeque<Message> = (devices.iter().enumerate())
         .map(|(n, device)| Message {
             id: format!("m-{n:02}"),
