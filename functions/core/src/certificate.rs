@@ -177,18 +177,15 @@ pub(crate) fn is_canonical_signed(
     if signature.unused_bits != 0 {
         return false;
     }
-    let mut inner = vec![0x06];
-    der_length(&mut inner, signed.algorithm.as_bytes().len());
-    inner.extend_from_slice(signed.algorithm.as_bytes());
-    if let Some(parameters) = &signed.parameters {
-        match parameters.to_der_vec() {
-            Ok(bytes) => inner.extend_from_slice(&bytes),
-            Err(_) => return false,
-        }
-    }
-    let mut tail = vec![0x30];
-    der_length(&mut tail, inner.len());
-    tail.extend_from_slice(&inner);
+    let mut oid = vec![0x06];
+    der_length(&mut oid, signed.algorithm.as_bytes().len());
+    oid.extend_from_slice(signed.algorithm.as_bytes());
+    let parameters = match signed.parameters.as_ref().map(|p| p.to_der_vec()) {
+        None => Vec::new(),
+        Some(Ok(bytes)) => bytes,
+        Some(Err(_)) => return false,
+    };
+    let mut tail = der_sequence(&[&oid, &parameters]);
     tail.push(0x03);
     der_length(&mut tail, signature.data.len() + 1);
     tail.push(0);
@@ -203,7 +200,18 @@ pub(crate) fn is_canonical_signed(
         && whole[at + signed_part.len()..] == tail[..]
 }
 
-pub(crate) fn der_length(out: &mut Vec<u8>, len: usize) {
+/// A DER SEQUENCE of the given encoded elements.
+pub(crate) fn der_sequence(elements: &[&[u8]]) -> Vec<u8> {
+    let len: usize = elements.iter().map(|e| e.len()).sum();
+    let mut out = vec![0x30];
+    der_length(&mut out, len);
+    for element in elements {
+        out.extend_from_slice(element);
+    }
+    out
+}
+
+fn der_length(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
     } else {

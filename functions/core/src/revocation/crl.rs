@@ -13,7 +13,7 @@ use x509_parser::verify::verify_signature;
 
 use super::RevocationError;
 use super::serials::{SerialSet, SerialSetBuilder};
-use crate::certificate::{CaCertificate, is_canonical_signed, normalized_serial};
+use crate::certificate::{CaCertificate, der_sequence, is_canonical_signed, normalized_serial};
 
 /// The serials revoked by one CA, with the window in which the list is current.
 #[derive(Debug, Clone)]
@@ -263,17 +263,6 @@ fn revoked_serials(mut entries: &[u8]) -> Option<SerialSet> {
         entries = rest;
     }
     Some(serials.build())
-}
-
-/// A DER SEQUENCE of the given encoded elements.
-fn der_sequence(elements: &[&[u8]]) -> Vec<u8> {
-    let len: usize = elements.iter().map(|e| e.len()).sum();
-    let mut out = vec![0x30];
-    crate::certificate::der_length(&mut out, len);
-    for element in elements {
-        out.extend_from_slice(element);
-    }
-    out
 }
 
 /// Replaces a PEM document in `bytes` by the DER in its `label` block, decoding in place
