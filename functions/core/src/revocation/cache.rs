@@ -173,10 +173,10 @@ fn reverify_for(state: &mut State, ca: &CaCertificate) {
         held.ca = ca.clone();
         return;
     }
+    // The fetch this makes due replaces `last_error` with its own outcome.
     state.verified = None;
     state.validator = None;
     state.fetched_at = None;
-    state.last_error = Some(RevocationError::BadSignature);
 }
 
 #[cfg(test)]
