@@ -34,16 +34,13 @@ impl SerialSetBuilder {
 
     /// Sorts every group in place and drops repeated serials.
     pub fn build(mut self) -> SerialSet {
-        let mut len = usize::from(self.zero);
         for (width, group) in self.groups.iter_mut().enumerate().skip(1) {
             sort_and_dedup(group, width);
             group.shrink_to_fit();
-            len += group.len() / width;
         }
         SerialSet {
             groups: self.groups,
             zero: self.zero,
-            len,
         }
     }
 }
@@ -53,7 +50,6 @@ impl SerialSetBuilder {
 pub struct SerialSet {
     groups: Vec<Vec<u8>>,
     zero: bool,
-    len: usize,
 }
 
 impl SerialSet {
@@ -90,12 +86,13 @@ impl SerialSet {
 
     /// How many serials.
     pub fn len(&self) -> usize {
-        self.len
+        let sized = (self.groups.iter().enumerate().skip(1)).map(|(width, g)| g.len() / width);
+        usize::from(self.zero) + sized.sum::<usize>()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        !self.zero && self.groups.iter().all(Vec::is_empty)
     }
 
     /// Heap bytes held, for the memory figures.
@@ -121,19 +118,7 @@ fn sort_and_dedup(group: &mut Vec<u8>, width: usize) {
     macro_rules! fixed {
         ($($w:literal)*) => {
             match width {
-                $($w => {
-                    let (entries, _) = group.as_chunks_mut::<$w>();
-                    entries.sort_unstable();
-                    let mut kept = 0;
-                    for i in 0..entries.len() {
-                        if kept == 0 || entries[i] != entries[kept - 1] {
-                            entries[kept] = entries[i];
-                            kept += 1;
-                        }
-                    }
-                    group.truncate(kept * $w);
-                    return;
-                })*
+                $($w => return sort_and_dedup_fixed::<$w>(group),)*
                 _ => {}
             }
         };
@@ -148,6 +133,20 @@ fn sort_and_dedup(group: &mut Vec<u8>, width: usize) {
         .flat_map(|&i| entry(i).iter().copied())
         .collect();
     *group = sorted;
+}
+
+/// `sort_and_dedup` for entries of `W` bytes, sorted as arrays in place.
+fn sort_and_dedup_fixed<const W: usize>(group: &mut Vec<u8>) {
+    let (entries, _) = group.as_chunks_mut::<W>();
+    entries.sort_unstable();
+    let mut kept = 0;
+    for i in 0..entries.len() {
+        if kept == 0 || entries[i] != entries[kept - 1] {
+            entries[kept] = entries[i];
+            kept += 1;
+        }
+    }
+    group.truncate(kept * W);
 }
 
 #[cfg(test)]
