@@ -230,12 +230,13 @@ fn target_dir() -> PathBuf {
     profile.parent().map(Path::to_path_buf).unwrap_or(profile)
 }
 
-/// A binary of this workspace, built by `cargo test --workspace` or `cargo build --workspace`.
+/// A binary of this workspace in the profile this one was built in (`target/debug` for the
+/// tests, `target/release` for `bench-lambda`), wherever `CARGO_TARGET_DIR` puts it.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let binary = profile_dir().join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
+        "{} is missing: run `cargo build --workspace --bins` first (with `--release` for the benchmarks' binaries)",
         binary.display()
     );
     binary
