@@ -14,6 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "support/rows.rs"]
+mod rows;
+use rows::Rows;
+
 use jitr_core::certificate::CaCertificate;
 use jitr_core::pki::Ca;
 use jitr_core::revocation::{RevocationCache, RevocationList};
@@ -157,39 +161,38 @@ fn main() {
     );
     std::fs::remove_dir_all(&dir).ok();
 
-    let rows = [
-        row(
-            "CRL 1M entries: load + verify (DER)",
-            "<= 1 s",
-            der_s <= 1.0,
-            format!("{der_s:.3} s"),
-        ),
-        row(
-            "CRL 1M entries: load + verify (PEM)",
-            "<= 1 s",
-            pem_s <= 1.0,
-            format!("{pem_s:.3} s"),
-        ),
-        row(
-            "CRL 1M entries: lookup",
-            "<= 1 µs",
-            lookup_ns <= 1000.0,
-            format!("{lookup_ns:.0} ns"),
-        ),
-        row(
-            "CRL 1M entries: refresh, ETag unchanged",
-            "no second copy",
-            unchanged_peak < 1.0,
-            format!("+{unchanged_peak:.2} MiB"),
-        ),
-        row(
-            "CRL 1M entries: refresh, changed",
-            "only body + new list",
-            changed_peak <= body + held + 2.0 && after < 2.0,
-            format!("+{changed_peak:.1} MiB (body {body:.1} + list {held:.1})"),
-        ),
-    ];
-    append_rows(&rows);
+    let mut rows = Rows::default();
+    rows.add(
+        "CRL 1M entries: load + verify (DER)",
+        "<= 1 s",
+        format!("{der_s:.3} s"),
+        der_s <= 1.0,
+    );
+    rows.add(
+        "CRL 1M entries: load + verify (PEM)",
+        "<= 1 s",
+        format!("{pem_s:.3} s"),
+        pem_s <= 1.0,
+    );
+    rows.add(
+        "CRL 1M entries: lookup",
+        "<= 1 µs",
+        format!("{lookup_ns:.0} ns"),
+        lookup_ns <= 1000.0,
+    );
+    rows.add(
+        "CRL 1M entries: refresh, ETag unchanged",
+        "no second copy",
+        format!("+{unchanged_peak:.2} MiB"),
+        unchanged_peak < 1.0,
+    );
+    rows.add(
+        "CRL 1M entries: refresh, changed",
+        "only body + new list",
+        format!("+{changed_peak:.1} MiB (body {body:.1} + list {held:.1})"),
+        changed_peak <= body + held + 2.0 && after < 2.0,
+    );
+    rows.save();
 }
 
 fn path(p: &Path) -> &str {
@@ -259,23 +262,4 @@ fn refresh(ca: &Path, lists: &[String]) {
     assert_eq!(taken.unwrap().crl_number().as_deref(), Some("2"));
     let after = status_mib("VmRSS:") - before;
     println!("{unchanged:.2} {changed:.2} {after:.2}");
-}
-
-fn row(figure: &str, target: &str, pass: bool, measured: String) -> String {
-    let verdict = if pass { "PASS" } else { "FAIL" };
-    format!("{figure}\t{target}\t{measured}\t{verdict}\n")
-}
-
-/// Appends rows to `$BENCH_ROWS` when set (`make bench` gathers them into one table).
-fn append_rows(rows: &[String]) {
-    let Ok(path) = std::env::var("BENCH_ROWS") else {
-        return;
-    };
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all(rows.concat().as_bytes()).unwrap();
 }

@@ -16,8 +16,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -29,6 +27,7 @@ use jitr_core::source::{S3Fetcher, SourceFetcher};
 use jitr_registration::{Outcome, Registrar};
 use jitr_tests::fault_model::{Call, FaultModel, Faults};
 use jitr_tests::fleet::{Fleet, POLICY};
+use jitr_tests::ministack::workspace_binary;
 use jitr_tests::runtime_api::{Seen, function_command, serve_observed};
 use time::{Duration as Span, OffsetDateTime};
 use tokio::process::Command;
@@ -45,33 +44,9 @@ const COLD_START_RATIO: f64 = 1.5;
 const CRL_ENTRIES: usize = 1_000_000;
 const RSS_BUDGET_MB: f64 = 100.0;
 
-#[derive(Debug, Default)]
-struct Rows(String);
-
-impl Rows {
-    fn add(&mut self, figure: &str, target: &str, measured: String, pass: bool) {
-        let verdict = if pass { "PASS" } else { "FAIL" };
-        println!("  {figure}: {measured} (target {target}) {verdict}");
-        writeln!(self.0, "{figure}\t{target}\t{measured}\t{verdict}").unwrap();
-    }
-
-    /// A line of notes for the report (the critical path's sequence).
-    fn note(&mut self, line: &str) {
-        writeln!(self.0, "# {line}").unwrap();
-    }
-
-    fn save(&self) {
-        if let Ok(path) = std::env::var("BENCH_ROWS") {
-            use std::io::Write as _;
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .unwrap();
-            file.write_all(self.0.as_bytes()).unwrap();
-        }
-    }
-}
+#[path = "../../../functions/core/benches/support/rows.rs"]
+mod rows;
+use rows::Rows;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -235,20 +210,9 @@ fn round_trips(calls: &[Call]) -> usize {
 
 // ------------------------------------------------------------------ cold start (item 7)
 
-/// A release binary built beside this one.
-fn sibling(name: &str) -> PathBuf {
-    let path = std::env::current_exe().unwrap().with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build --release -p jitr-tests --bin hello-lambda -p jitr-registration -p jitr-lifecycle)",
-        path.display()
-    );
-    path
-}
-
 /// A function binary built beside this one, behind `runtime_api`, quiet.
 fn function(binary: &str, fleet: &Fleet, runtime_api: &str) -> Command {
-    let mut command = function_command(&sibling(binary), binary, fleet, runtime_api);
+    let mut command = function_command(&workspace_binary(binary), binary, fleet, runtime_api);
     command
         .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
         .env("DEVICE_POLICY_NAME", POLICY)
