@@ -2,7 +2,8 @@
 //! or an existing one checked against that binding), then the policy, groups and Thing-principal
 //! attachment (concurrently), then activation strictly last. Each step is idempotent,
 //! so a failure anywhere leaves the certificate PENDING and a retry finishes the job.
-//! `rotate` then sets the device's previous certificates aside, per the rotation policy.
+//! After activation `rotate_among` sets the device's previous certificates aside, per the
+//! rotation policy, among the Thing's principals `thing_principals_to_rotate` read.
 
 use jitr_core::JitrError;
 use jitr_core::binding::{AttachedPrincipal, BINDING_ATTRIBUTE, Binding, bind};

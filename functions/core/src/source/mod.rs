@@ -96,9 +96,9 @@ impl Fetched {
     }
 }
 
-/// The largest document read from any source: 64 MiB holds a CRL of about 1.5 million
-/// 20-byte serials in DER (1.1 million in PEM), and leaves room within a 128 MB function for
-/// the list it is parsed into.
+/// The largest document read from S3 or over HTTP (a `file://` document, the operator's own,
+/// is read whole): 64 MiB holds a CRL of about 1.5 million 20-byte serials in DER (1.1 million
+/// in PEM), and leaves room within a 128 MB function for the list it is parsed into.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Gathers a body that arrives in chunks into one buffer, sized from the announced length
