@@ -16,7 +16,7 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
+.PHONY: help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -113,6 +113,19 @@ bench: venv ## Decision path, CRL at 1M entries, critical path, cold start, memo
 	BENCH_ROWS=$(BENCH_ROWS) MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-lambda
 	@echo
 	@$(PYTHON) scripts/bench_table.py $(BENCH_ROWS) docs/benchmarks.md
+
+# Not what ships: the functions linked without PIE, beside the shipped ones, to show what PIE's
+# start-up relocations cost a cold start (docs/cold-start.md). The last build relinks the shipped,
+# PIE binaries.
+NO_PIE = -C relocation-model=static -C link-arg=-no-pie
+bench-no-pie: venv ## Cold start of both functions with and without PIE, against hello-world (~3 min after the release build)
+	$(CARGO) build --release -p jitr-tests --bin bench-lambda --bin hello-lambda
+	$(CARGO) rustc --release -p jitr-registration --bin registration -- $(NO_PIE)
+	cp $(TARGET_DIR)/release/registration $(TARGET_DIR)/release/registration-no-pie
+	$(CARGO) rustc --release -p jitr-lifecycle --bin lifecycle -- $(NO_PIE)
+	cp $(TARGET_DIR)/release/lifecycle $(TARGET_DIR)/release/lifecycle-no-pie
+	$(CARGO) build --release -p jitr-registration --bin registration -p jitr-lifecycle --bin lifecycle
+	MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-lambda -- cold-start-no-pie
 
 bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model (~20 s after the build)
 	$(CARGO) bench -p jitr-registration --bench revocation_sync
