@@ -274,6 +274,9 @@ async fn cold_start(rows: &mut Rows, fleet: &Fleet, functions: &[&str]) {
     }
     let hello = median(times["hello-lambda"].clone());
     println!("  hello-world lambda_runtime: median {hello:.1} ms");
+    for &binary in &binaries {
+        println!("  {binary}: {}", load_time_writes(binary));
+    }
     for &binary in functions {
         let ms = median(times[binary].clone());
         let ratio = ms / hello;
@@ -284,6 +287,39 @@ async fn cold_start(rows: &mut Rows, fleet: &Fleet, functions: &[&str]) {
             ratio <= COLD_START_RATIO,
         );
     }
+}
+
+/// What the dynamic loader writes before `main`: the binary's relative relocations and the pages
+/// they fall in, each copied on write (most of what is left of a cold start: docs/cold-start.md).
+/// Read with binutils' `readelf`, which is where the linker Rust uses is.
+fn load_time_writes(binary: &str) -> String {
+    let output = std::process::Command::new("readelf")
+        .arg("-rW")
+        .arg(workspace_binary(binary))
+        .output();
+    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+        return "relocations not counted (no readelf)".to_owned();
+    };
+    let (mut relative, mut pages) = (0, std::collections::HashSet::new());
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let mut columns = line.split_whitespace();
+        let (Some(offset), Some(_info), Some(kind)) =
+            (columns.next(), columns.next(), columns.next())
+        else {
+            continue;
+        };
+        let Ok(offset) = u64::from_str_radix(offset, 16) else {
+            continue;
+        };
+        if kind.starts_with("R_") {
+            pages.insert(offset >> 12);
+            relative += usize::from(kind.ends_with("_RELATIVE"));
+        }
+    }
+    format!(
+        "{relative} relative relocations, {} pages written at load",
+        pages.len()
+    )
 }
 
 /// The first event after a cold start against a warm one, in one container.
