@@ -118,7 +118,7 @@ bench: venv ## Decision path, CRL at 1M entries, critical path, cold start, memo
 # start-up relocations cost a cold start (docs/cold-start.md). The last build relinks the shipped,
 # PIE binaries.
 NO_PIE = -C relocation-model=static -C link-arg=-no-pie
-bench-no-pie: venv ## Cold start of both functions with and without PIE, against hello-world (~3 min after the release build)
+bench-no-pie: venv ## Cold start of both functions with and without PIE, against hello-world (~4 min after the release build)
 	$(CARGO) build --release -p jitr-tests --bin bench-lambda --bin hello-lambda
 	$(CARGO) rustc --release -p jitr-registration --bin registration -- $(NO_PIE)
 	cp $(TARGET_DIR)/release/registration $(TARGET_DIR)/release/registration-no-pie

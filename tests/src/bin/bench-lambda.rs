@@ -291,7 +291,7 @@ async fn cold_start(rows: &mut Rows, fleet: &Fleet, functions: &[&str]) {
 
 /// What the dynamic loader writes before `main`: the binary's relative relocations and the pages
 /// they fall in, each copied on write (most of what is left of a cold start: docs/cold-start.md).
-/// Read with binutils' `readelf`, which is where the linker Rust uses is.
+/// Read with binutils' `readelf`, which comes with the linker Rust links with.
 fn load_time_writes(binary: &str) -> String {
     let output = std::process::Command::new("readelf")
         .arg("-rW")
