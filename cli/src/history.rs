@@ -3,6 +3,7 @@
 //! `DEVICE_LEDGER_TABLE`. With `DEVICE_ID_ATTRIBUTE` the ledger knows devices by their
 //! device-management id: a Thing is looked up for it, or the id is given as is.
 
+use jitr_core::event::printable;
 use jitr_core::ledger::{DeviceRecord, DynamoLedger, HistoryEntry, Ledger, device_key, id_key};
 use jitr_core::registry::iot::{IotRegistry, load_sdk_config, load_sdk_config_for_endpoint};
 use jitr_core::registry::{Registry, RegistryErrorKind};
@@ -80,8 +81,8 @@ pub fn print_ledger(
         Some(d) => format!(
             "{} (by {} {} at {}{})",
             d.state.as_str(),
-            d.action,
-            d.event.id,
+            printable(&d.action),
+            printable(&d.event.id),
             time_ms(d.event.at_ms),
             if device.applied(&d.event) {
                 ""
@@ -118,17 +119,18 @@ pub fn print_ledger(
             .certificate_id
             .as_deref()
             .map_or("-".to_owned(), |id| id.chars().take(16).collect());
+        // Stored as sent before control characters were refused, perhaps: shown escaped.
         let reason = match (&entry.reason, &entry.event_id) {
-            (Some(reason), Some(id)) => format!("{reason} [{id}]"),
-            (Some(reason), None) => reason.clone(),
-            (None, Some(id)) => format!("[{id}]"),
+            (Some(reason), Some(id)) => format!("{} [{}]", printable(reason), printable(id)),
+            (Some(reason), None) => printable(reason).into_owned(),
+            (None, Some(id)) => format!("[{}]", printable(id)),
             (None, None) => String::new(),
         };
         line(format!(
             "{:<24}  {:<20}  {:<14}  {:<16}  {reason}",
             time_ms(entry.at_ms),
-            entry.source,
-            entry.what,
+            printable(&entry.source),
+            printable(&entry.what),
             certificate
         ))?;
     }

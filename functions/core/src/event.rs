@@ -145,6 +145,25 @@ pub fn is_certificate_id(s: &str) -> bool {
 }
 
 /// Escapes a hostile value for a message or a log line and bounds its length.
+/// `s` with its control characters escaped (`\n`, `\u{1b}`), for text shown to an operator
+/// that a sender or a stored record supplied: no row forged by a newline, no terminal escape.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
 pub fn escape(s: &str) -> String {
     const LIMIT: usize = 80;
     let mut out: String = s.chars().take(LIMIT).flat_map(char::escape_debug).collect();
@@ -217,6 +236,13 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("stolen, état 2"), "stolen, état 2");
+        assert_eq!(printable("ok\n2026 forged"), "ok\\n2026 forged");
+        assert_eq!(printable("\u{1b}[2J"), "\\u{1b}[2J");
+    }
     use serde_json::json;
 
     const CERT: &str = "7a1fd6b5c6b6e0bc32e40f26c5ee7e5c8c1a1ac6b0b1f0f4e5ad6d5f3c2b1a09";

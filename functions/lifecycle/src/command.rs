@@ -12,7 +12,7 @@
 
 use jitr_core::JitrError;
 use jitr_core::event::escape;
-use jitr_core::ledger::EventStamp;
+use jitr_core::ledger::{EventStamp, MAX_EVENT_ID_LEN, is_printable, is_printable_id};
 use jitr_core::naming::is_valid_thing_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,9 +58,6 @@ impl Action {
 
 /// The longest `reason` kept.
 pub const MAX_REASON_LEN: usize = 1024;
-
-/// The longest `eventId` kept.
-pub const MAX_EVENT_ID_LEN: usize = 128;
 
 /// An RFC 3339 time as milliseconds since the epoch.
 pub fn rfc3339_ms(text: &str) -> Option<i64> {
@@ -130,10 +127,10 @@ impl DeviceCommand {
         let stamp = match (sent.event_id, sent.event_time) {
             (None, None) => None,
             (Some(id), Some(time)) => {
-                if id.is_empty() || id.chars().count() > MAX_EVENT_ID_LEN {
+                if !is_printable_id(&id) {
                     return Err(malformed(
                         "eventId",
-                        format!("1 to {MAX_EVENT_ID_LEN} characters"),
+                        format!("1 to {MAX_EVENT_ID_LEN} characters, none a control character"),
                     ));
                 }
                 let at_ms = rfc3339_ms(&time).ok_or_else(|| {
@@ -163,11 +160,11 @@ impl DeviceCommand {
         if self
             .reason
             .as_ref()
-            .is_some_and(|r| r.chars().count() > MAX_REASON_LEN)
+            .is_some_and(|r| r.chars().count() > MAX_REASON_LEN || !is_printable(r))
         {
             return Err(malformed(
                 "reason",
-                format!("longer than {MAX_REASON_LEN} characters"),
+                format!("at most {MAX_REASON_LEN} characters, none a control character"),
             ));
         }
         Ok(())
@@ -249,6 +246,20 @@ mod tests {
             ),
             (
                 json!({"deviceId": "d", "action": "revoke", "eventId": "", "eventTime": "2026-01-02T03:04:05Z"}),
+                "eventId",
+            ),
+            // Issue 18, defect 9: control characters would be stored and printed as they are
+            // (a forged history row, a terminal escape).
+            (
+                json!({"deviceId": "d", "action": "revoke", "reason": "ok\n2026-01-01  forged row"}),
+                "reason",
+            ),
+            (
+                json!({"deviceId": "d", "action": "revoke", "reason": "\u{1b}[2J"}),
+                "reason",
+            ),
+            (
+                json!({"deviceId": "d", "action": "revoke", "eventId": "e\r1", "eventTime": "2026-01-02T03:04:05Z"}),
                 "eventId",
             ),
         ];

@@ -9,7 +9,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlResponse;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use jitr_core::JitrError;
-use jitr_core::ledger::{EventStamp, Ledger};
+use jitr_core::ledger::{EventStamp, Ledger, StampError};
 use jitr_core::registry::Registry;
 use jitr_core::telemetry;
 use serde::Deserialize;
@@ -30,21 +30,26 @@ pub async fn handle_payload<R: Registry, L: Ledger>(
     }
     if payload.get("Records").is_some_and(Value::is_array) {
         let batch = SqsEvent::deserialize(payload).map_err(|e| malformed("Records", &e))?;
-        return Ok(json!(handle_sqs(lifecycle, batch).await));
+        return Ok(json!(handle_sqs(lifecycle, batch, now).await));
     }
     let summary = if payload.get("detail-type").is_some() {
         let event = EventBridgeEvent::<Value>::deserialize(payload)
             .map_err(|e| malformed("detail-type", &e))?;
         // The envelope's id and time stamp the command unless it carries its own.
-        let stamp = event.id.zip(event.time).map(|(id, time)| EventStamp {
-            at_ms: time.timestamp_millis(),
-            id: format!("eventbridge:{id}"),
+        // PutEvents lets the sender set `time`: it is bounded like any sender's stamp.
+        let stamp = event.id.zip(event.time).map(|(id, time)| Stamped {
+            stamp: EventStamp {
+                at_ms: time.timestamp_millis(),
+                id: format!("eventbridge:{id}"),
+            },
+            time_field: "time",
+            id_field: "id",
         });
         let command = DeviceCommand::from_value(&event.detail);
-        run_command(lifecycle, "eventbridge", command, stamp).await?
+        run_command(lifecycle, "eventbridge", command, stamp, now).await?
     } else {
         let command = DeviceCommand::from_value(payload);
-        run_command(lifecycle, "direct", command, None).await?
+        run_command(lifecycle, "direct", command, None, now).await?
     };
     Ok(json!(summary))
 }
@@ -57,13 +62,39 @@ fn malformed(field: &'static str, err: &serde_json::Error) -> JitrError {
     }
 }
 
+/// A sender's stamp and the fields it was read from, to name the one refused.
+#[derive(Debug)]
+struct Stamped {
+    stamp: EventStamp,
+    time_field: &'static str,
+    id_field: &'static str,
+}
+
+impl Stamped {
+    /// Refuses a stamp out of bounds at `now` (seconds), naming its field (invariant 9): a time
+    /// far ahead would make every later decision stale, one far behind is no real event.
+    fn check(&self, now: i64) -> Result<(), JitrError> {
+        self.stamp
+            .check(now.saturating_mul(1000))
+            .map_err(|err| JitrError::MalformedEvent {
+                field: match err {
+                    StampError::BadId => self.id_field,
+                    StampError::TooOld | StampError::InFuture => self.time_field,
+                },
+                problem: err.to_string(),
+            })
+    }
+}
+
 /// Applies a parsed (or unparseable) command, with one log line and one metric line. The
-/// command's own stamp wins over its envelope's, which wins over its arrival time.
+/// command's own stamp wins over its envelope's, which wins over its arrival time; a sender's
+/// stamp out of bounds at `now` refuses the command.
 async fn run_command<R: Registry, L: Ledger>(
     lifecycle: &Lifecycle<R, L>,
     source: &str,
     command: Result<DeviceCommand, JitrError>,
-    envelope: Option<EventStamp>,
+    envelope: Option<Stamped>,
+    now: i64,
 ) -> Result<Summary, JitrError> {
     let started = Instant::now();
     let (device_id, action) = command
@@ -72,12 +103,22 @@ async fn run_command<R: Registry, L: Ledger>(
         .unwrap_or_default();
     let result = match command {
         Ok(command) => {
-            let stamp = command
+            let stamped = command
                 .stamp
                 .clone()
-                .or(envelope)
-                .unwrap_or_else(EventStamp::arrival);
-            lifecycle.apply(&command, &stamp, source).await
+                .map(|stamp| Stamped {
+                    stamp,
+                    time_field: "eventTime",
+                    id_field: "eventId",
+                })
+                .or(envelope);
+            match stamped.as_ref().map(|s| s.check(now)).transpose() {
+                Ok(_) => {
+                    let stamp = stamped.map_or_else(EventStamp::arrival, |s| s.stamp);
+                    lifecycle.apply(&command, &stamp, source).await
+                }
+                Err(err) => Err(err),
+            }
         }
         Err(e) => Err(e),
     };
@@ -115,6 +156,7 @@ async fn run_command<R: Registry, L: Ledger>(
 async fn handle_sqs<R: Registry, L: Ledger>(
     lifecycle: &Lifecycle<R, L>,
     batch: SqsEvent,
+    now: i64,
 ) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for message in batch.records {
@@ -134,11 +176,15 @@ async fn handle_sqs<R: Registry, L: Ledger>(
             .attributes
             .get("SentTimestamp")
             .and_then(|ms| ms.parse::<i64>().ok());
-        let envelope = sent.filter(|_| !id.is_empty()).map(|at_ms| EventStamp {
-            at_ms,
-            id: format!("sqs:{id}"),
+        let envelope = sent.filter(|_| !id.is_empty()).map(|at_ms| Stamped {
+            stamp: EventStamp {
+                at_ms,
+                id: format!("sqs:{id}"),
+            },
+            time_field: "SentTimestamp",
+            id_field: "messageId",
         });
-        if run_command(lifecycle, "sqs", command, envelope)
+        if run_command(lifecycle, "sqs", command, envelope, now)
             .await
             .is_err()
         {
@@ -160,11 +206,19 @@ async fn handle_webhook<R: Registry, L: Ledger>(
     let secrets = lifecycle.webhook_secrets();
     let authenticated = async {
         let request = WebhookRequest::from_event(payload)?;
-        match request.authenticate(secrets.current().as_ref()) {
-            // Perhaps rotated in Secrets Manager since the cold start: read it again (at most
-            // once a minute) and check once more.
-            Err(WebhookError::BadSignature) if secrets.reread().await => {
-                request.authenticate(secrets.current().as_ref())?;
+        let secret = secrets.current().await.map_err(|err| {
+            tracing::warn!(error = %err, "webhook secret past its maximum age and unreadable");
+            WebhookError::SecretUnavailable
+        })?;
+        match request.authenticate(secret.as_ref()) {
+            // Perhaps rotated in Secrets Manager since it was read: read it again (shared, at
+            // most once per interval) and check once more.
+            Err(WebhookError::BadSignature) if secrets.reread(secret.as_ref()).await => {
+                let again = secrets
+                    .current()
+                    .await
+                    .map_err(|_| WebhookError::SecretUnavailable)?;
+                request.authenticate(again.as_ref())?;
             }
             other => other?,
         }
@@ -183,12 +237,18 @@ async fn handle_webhook<R: Registry, L: Ledger>(
         Err(err) => return refuse(&err),
     };
     tracing::info!(webhook_id = %jitr_core::event::escape(&event.id), webhook_type = %event.kind, device_id = %command.device_id, "webhook authenticated");
-    match run_command(lifecycle, "webhook", Ok(command), Some(event.stamp())).await {
+    let stamp = Stamped {
+        stamp: event.stamp(),
+        time_field: "time",
+        id_field: "id",
+    };
+    match run_command(lifecycle, "webhook", Ok(command), Some(stamp), now).await {
         Ok(summary) => http(200, &json!(summary)),
         Err(err) => {
-            let status = match err.class() {
-                jitr_core::ErrorClass::Retryable => 503,
-                jitr_core::ErrorClass::Permanent => 500,
+            let status = match (&err, err.class()) {
+                (JitrError::MalformedEvent { .. }, _) => 400,
+                (_, jitr_core::ErrorClass::Retryable) => 503,
+                (_, jitr_core::ErrorClass::Permanent) => 500,
             };
             http(status, &json!({"error": err.error_type()}))
         }

@@ -6,7 +6,7 @@
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
-use jitr_lifecycle::secret::{REREAD_INTERVAL, WebhookSecrets, secrets_manager};
+use jitr_lifecycle::secret::{SecretTimings, WebhookSecrets, secrets_manager};
 use jitr_lifecycle::{Lifecycle, LifecycleConfig, handle_lambda_event};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         Lifecycle::new(IotRegistry::from_sdk_config(&sdk), config).with_ledger(ledger);
     if let Some(arn) = secret_arn {
         let reader = secrets_manager(aws_sdk_secretsmanager::Client::new(&sdk), arn);
-        let secrets = WebhookSecrets::read_through(reader, REREAD_INTERVAL).await?;
+        let secrets = WebhookSecrets::read_through(reader, SecretTimings::default()).await?;
         lifecycle = lifecycle.with_webhook_secrets(secrets);
     }
     let lifecycle = &lifecycle;

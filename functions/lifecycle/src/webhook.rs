@@ -38,6 +38,8 @@ pub enum WebhookError {
     BadEncoding,
     #[error("no webhook secret is configured; webhooks are refused")]
     NoSecret,
+    #[error("the webhook secret could not be read again after its maximum age; retry later")]
+    SecretUnavailable,
     #[error("missing X-Men-Signature header")]
     MissingSignature,
     #[error("unsupported X-Men-Algorithm {0}")]
@@ -61,6 +63,7 @@ impl WebhookError {
             Self::MethodNotAllowed(_) => 405,
             Self::BodyTooLarge => 413,
             Self::NoSecret => 500,
+            Self::SecretUnavailable => 503,
             Self::MissingSignature | Self::UnsupportedAlgorithm(_) | Self::BadSignature => 401,
             _ => 400,
         }
@@ -73,6 +76,7 @@ impl WebhookError {
             Self::BodyTooLarge => "BodyTooLarge",
             Self::BadEncoding => "BadEncoding",
             Self::NoSecret => "NoSecret",
+            Self::SecretUnavailable => "SecretUnavailable",
             Self::MissingSignature => "MissingSignature",
             Self::UnsupportedAlgorithm(_) => "UnsupportedAlgorithm",
             Self::BadSignature => "BadSignature",
@@ -249,9 +253,11 @@ impl MenderEvent {
         }
     }
 
-    /// Refuses an event whose `time` is further than `window` seconds from `now`, either way.
+    /// Refuses an event whose `time` is more than `window` seconds before `now`, or ahead of it
+    /// by more than clock skew (a time ahead would make later decisions about the device stale).
     pub fn check_fresh(&self, now: i64, window: i64) -> Result<(), WebhookError> {
-        if (now - self.time).abs() <= window {
+        let ahead = window.min(jitr_core::ledger::MAX_STAMP_SKEW_SECS);
+        if now.saturating_sub(self.time) <= window && self.time.saturating_sub(now) <= ahead {
             Ok(())
         } else {
             let event_time = OffsetDateTime::from_unix_timestamp(self.time)
@@ -493,13 +499,14 @@ mod tests {
         let event = parse_envelope(body("device-status-changed", "accepted").as_bytes()).unwrap();
         assert_eq!(event.time, NOW);
         assert!(event.check_fresh(NOW + 900, 900).is_ok());
-        assert!(event.check_fresh(NOW - 900, 900).is_ok());
+        // Ahead of the clock by skew at most (issue 18, defect 9), whatever the window.
+        assert!(event.check_fresh(NOW - 300, 900).is_ok());
         assert_eq!(
-            event.check_fresh(NOW + 901, 900).unwrap_err().code(),
+            event.check_fresh(NOW - 301, 900).unwrap_err().code(),
             "Replay"
         );
         assert_eq!(
-            event.check_fresh(NOW - 901, 900).unwrap_err().code(),
+            event.check_fresh(NOW + 901, 900).unwrap_err().code(),
             "Replay"
         );
     }

@@ -852,3 +852,55 @@ async fn function_url_answers_are_whole_function_url_responses() {
         assert!(!typed.is_base64_encoded);
     }
 }
+
+/// Issue 18, defect 9: a sender's stamp far in the future would make every later decision about
+/// the device stale; one far in the past is no real event. Either is refused naming its field,
+/// records nothing, and a genuine decision after it still applies.
+#[tokio::test]
+async fn sender_stamps_out_of_bounds_are_refused_and_record_nothing() {
+    let world = World::new();
+    let id = world
+        .certificate("stamped", CertificateStatus::Active, &["stamped"], true)
+        .await;
+    let lifecycle = world.lifecycle(true);
+    let now = 1_800_000_000;
+    let rfc = |at: i64| {
+        time::OffsetDateTime::from_unix_timestamp(at)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let direct = |event_time: String| json!({"deviceId": "stamped", "action": "deactivate", "eventId": "e-1", "eventTime": event_time});
+    let eventbridge = |time: String| {
+        json!({"version": "0", "id": "eb-1", "detail-type": "DeviceCommand", "source": "dm",
+               "account": "123456789012", "time": time, "region": "eu-west-1", "resources": [],
+               "detail": {"deviceId": "stamped", "action": "deactivate"}})
+    };
+    let cases = [
+        (direct("9999-12-31T23:59:59Z".into()), "eventTime"),
+        (direct(rfc(now + 301)), "eventTime"),
+        (direct(rfc(now - 15 * 86_400)), "eventTime"),
+        (direct("1970-01-01T00:00:00Z".into()), "eventTime"),
+        (eventbridge(rfc(now + 86_400)), "time"),
+    ];
+    for (payload, field) in cases {
+        match handle_payload(&lifecycle, &payload, now).await {
+            Err(jitr_core::JitrError::MalformedEvent { field: got, .. }) => {
+                assert_eq!(got, field, "{payload}")
+            }
+            other => panic!("{payload}: {other:?}"),
+        }
+        assert_eq!(world.ledger.device("stamped").await.unwrap(), None);
+        assert_eq!(world.status(&id), Some(CertificateStatus::Active));
+    }
+    // Within the bounds (a little skew ahead, or a command queued for days) it applies.
+    let response = handle_payload(&lifecycle, &direct(rfc(now + 299)), now)
+        .await
+        .unwrap();
+    assert_eq!(response["outcome"], "Changed", "{response}");
+    assert_eq!(world.status(&id), Some(CertificateStatus::Inactive));
+    let later = json!({"deviceId": "stamped", "action": "activate", "eventId": "e-2",
+                       "eventTime": rfc(now + 300)});
+    let response = handle_payload(&lifecycle, &later, now + 1).await.unwrap();
+    assert_eq!(response["outcome"], "Changed", "{response}");
+}

@@ -14,6 +14,17 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Text a sender gave that is stored and shown (event ids, reasons): no control characters, so
+/// nothing printed from the ledger can forge a row or drive a terminal.
+pub fn is_printable(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
+/// An event id: 1 to [`MAX_EVENT_ID_LEN`] printable characters.
+pub fn is_printable_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_EVENT_ID_LEN && is_printable(id)
+}
+
 /// The ledger key of a device known by its device-management id: `<attribute>=<id>`. `=` is not
 /// allowed in a Thing name, so such a key never collides with a device keyed by its Thing.
 pub fn id_key(attribute: &str, id: &str) -> String {
@@ -71,7 +82,44 @@ pub struct EventStamp {
     pub id: String,
 }
 
+/// How old a sender's stamp may be: SQS keeps a message at most 14 days, so a queued command
+/// is never older; anything older is a forged or broken stamp.
+pub const MAX_STAMP_AGE_SECS: i64 = 14 * 86_400;
+
+/// How far ahead of this function's clock a sender's stamp may be: clock skew, no more. A stamp
+/// further ahead would make every later decision about the device stale.
+pub const MAX_STAMP_SKEW_SECS: i64 = 300;
+
+/// The longest event id kept.
+pub const MAX_EVENT_ID_LEN: usize = 128;
+
+/// Why a sender's stamp was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StampError {
+    #[error("more than {MAX_STAMP_AGE_SECS} s in the past")]
+    TooOld,
+    #[error("more than {MAX_STAMP_SKEW_SECS} s in the future")]
+    InFuture,
+    #[error("1 to {MAX_EVENT_ID_LEN} printable characters")]
+    BadId,
+}
+
 impl EventStamp {
+    /// Whether a sender's stamp may order decisions at `now_ms`: its time within
+    /// [now − 14 days, now + 5 minutes] and its id printable (invariant 9).
+    pub fn check(&self, now_ms: i64) -> Result<(), StampError> {
+        if now_ms.saturating_sub(self.at_ms) > MAX_STAMP_AGE_SECS * 1000 {
+            return Err(StampError::TooOld);
+        }
+        if self.at_ms.saturating_sub(now_ms) > MAX_STAMP_SKEW_SECS * 1000 {
+            return Err(StampError::InFuture);
+        }
+        if !is_printable_id(&self.id) {
+            return Err(StampError::BadId);
+        }
+        Ok(())
+    }
+
     /// The stamp of a command that brought none, nor an envelope with one: when it arrived, with
     /// a per-process sequence number so two arrivals in the same millisecond stay ordered, after
     /// a random per-process tag so two containers' arrivals are never taken for one event.

@@ -503,7 +503,9 @@ impl Ledger for DynamoLedger {
         entry: &HistoryEntry,
     ) -> Result<(), LedgerError> {
         const OP: &str = "PutItem";
-        let expires_at = entry.at_ms / 1000 + i64::from(self.history_days) * 86_400;
+        // Kept from when it was written, not from the sender's stamp: an old stamp must not
+        // give its entry a TTL that erases it at once (invariant 9).
+        let expires_at = history_expiry(entry, crate::unix_now(), self.history_days);
         let mut request = self
             .client
             .put_item()
@@ -569,5 +571,34 @@ impl Ledger for DynamoLedger {
             .await
             .map_err(|e| ledger_error(OP, classify(OP, e)))?;
         Ok(items.iter().filter_map(history_entry).collect())
+    }
+}
+
+/// When a history entry expires: `days` after the later of its time and `now` (seconds).
+fn history_expiry(entry: &HistoryEntry, now: i64, days: u32) -> i64 {
+    (entry.at_ms / 1000).max(now) + i64::from(days) * 86_400
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18, defect 9: a far-past stamp must not give its history entry a TTL in the past.
+    #[test]
+    fn history_expires_from_when_it_was_written() {
+        let entry = |at_ms| HistoryEntry {
+            at_ms,
+            source: "lifecycle:direct".into(),
+            what: "deactivate".into(),
+            certificate_id: None,
+            reason: None,
+            event_id: Some("e".into()),
+        };
+        let now = 1_800_000_000;
+        assert_eq!(history_expiry(&entry(0), now, 400), now + 400 * 86_400);
+        assert_eq!(
+            history_expiry(&entry((now + 60) * 1000), now, 1),
+            now + 60 + 86_400
+        );
     }
 }

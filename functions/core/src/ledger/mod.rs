@@ -22,7 +22,8 @@ pub mod memory;
 
 pub use device::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings,
-    LatestCertificate, Recorded, device_key, id_key,
+    LatestCertificate, MAX_EVENT_ID_LEN, MAX_STAMP_AGE_SECS, MAX_STAMP_SKEW_SECS, Recorded,
+    StampError, device_key, id_key, is_printable, is_printable_id,
 };
 pub use dynamodb::DynamoLedger;
 pub use memory::MemoryLedger;
