@@ -574,3 +574,103 @@ async fn the_decision_stands_at_every_interleaving_in_memory() {
 async fn the_decision_stands_at_every_interleaving_on_the_emulator() {
     the_decision_stands_at_every_interleaving(&OnEmulator::new().await).await;
 }
+
+// ---------------------------------------------------------------- faults after the decision
+
+/// Runs the device-management decision (the lifecycle function, to completion) just before the
+/// registration's first UpdateCertificate: the denial lands while the certificate is PENDING, so
+/// only registration's own read after activation can enforce it.
+struct DecideBeforeActivation<R, L> {
+    registry: R,
+    ledger: L,
+    command: DeviceCommand,
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// The hook that runs it, shared with the test that reads `done`.
+struct Deciding<R, L>(Arc<DecideBeforeActivation<R, L>>);
+
+impl<R: Registry + Clone + 'static, L: Ledger + Clone + 'static> jitr_core::interpose::Hook
+    for Deciding<R, L>
+{
+    async fn before(&self, operation: &'static str) -> Result<(), RegistryErrorKind> {
+        use std::sync::atomic::Ordering;
+        let decide = &self.0;
+        if operation == "UpdateCertificate" && !decide.done.swap(true, Ordering::SeqCst) {
+            lifecycle(decide.registry.clone(), decide.ledger.clone())
+                .apply_now(&decide.command)
+                .await
+                .unwrap();
+        }
+        Ok(())
+    }
+}
+
+/// Issue 18, defect 3: a denial that lands just before activation, and a fault at any one of the
+/// registration's ledger calls: the registration fails (retryable) or finishes, then the event
+/// is delivered again. Whatever the call that failed, the device ends kept out: the duplicate
+/// shortcut never answers from an admission recorded before the read that would have refused it.
+async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped(world: &impl World) {
+    use jitr_core::interpose::FailNth;
+    let mut faults = 0;
+    for n in 0.. {
+        let name = format!("faulted-{n}");
+        let (event, id) = world.pending(&name).await;
+        let account = world.account();
+        let decide = Arc::new(DecideBeforeActivation {
+            registry: world.registry(),
+            ledger: world.ledger(),
+            command: command(&name, Action::Deactivate),
+            done: false.into(),
+        });
+        let fault = FailNth::new(n, RegistryErrorKind::Unavailable);
+        let first = registrar(
+            Interposed::new(world.registry(), Deciding(Arc::clone(&decide))),
+            Interposed::new(world.ledger(), Arc::clone(&fault)),
+        )
+        .handle(&event, &account)
+        .await;
+        if let Err(e) = &first {
+            assert_eq!(
+                e.class(),
+                jitr_core::ErrorClass::Retryable,
+                "fault {n}: {e}"
+            );
+        }
+        // A fault before activation stopped the run short of it: the decision lands now.
+        if !decide.done.load(std::sync::atomic::Ordering::SeqCst) {
+            lifecycle(world.registry(), world.ledger())
+                .apply_now(&decide.command)
+                .await
+                .unwrap();
+        }
+        // Lambda's retry, or IoT Core's next duplicate, a moment later.
+        let again = registrar(world.registry(), world.ledger())
+            .handle(&event, &account)
+            .await
+            .unwrap_or_else(|e| panic!("fault {n}: the retry failed: {e}"));
+        let end = status(&world.registry(), &id).await;
+        assert_kept_out(
+            Action::Deactivate,
+            end.as_ref(),
+            &format!("fault at ledger call {n}, retry answered {again:?}"),
+        );
+        if !fault.tripped() {
+            break;
+        }
+        faults += 1;
+        assert!(n < 30, "more ledger calls than a registration makes");
+    }
+    assert!(faults >= 4, "only {faults} ledger calls faulted");
+    eprintln!("kept out with a fault at each of {faults} ledger calls");
+}
+
+#[tokio::test]
+async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped_in_memory() {
+    a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped(&InMemory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped_on_the_emulator() {
+    a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped(&OnEmulator::new().await).await;
+}

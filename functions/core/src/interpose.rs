@@ -17,12 +17,20 @@ use crate::ledger::{
 };
 use crate::registry::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
-    ThingDescription, ThingSpec,
+    RegistryErrorKind, ThingDescription, ThingSpec,
 };
 
-/// What runs before each call; `operation` is the AWS API name.
+/// What runs before each call; `operation` is the AWS API name. `Err` fails the call with that
+/// kind, before it reaches the port (a fault at exactly that point).
 pub trait Hook: Send + Sync {
-    fn before(&self, operation: &'static str) -> impl Future<Output = ()> + Send;
+    fn before(
+        &self,
+        operation: &'static str,
+    ) -> impl Future<Output = Result<(), RegistryErrorKind>> + Send;
+}
+
+fn injected(kind: RegistryErrorKind, operation: &'static str) -> RegistryError {
+    RegistryError::new(kind, operation, "injected failure")
 }
 
 /// Every call takes this much longer (an AWS round trip).
@@ -30,8 +38,47 @@ pub trait Hook: Send + Sync {
 pub struct Latency(pub Duration);
 
 impl Hook for Latency {
-    async fn before(&self, _: &'static str) {
+    async fn before(&self, _: &'static str) -> Result<(), RegistryErrorKind> {
         tokio::time::sleep(self.0).await;
+        Ok(())
+    }
+}
+
+/// Fails the `n`-th call through the ports it is shared by (0 = the first), once, with `kind`:
+/// run a flow once per `n` to put a fault at every call it makes.
+#[derive(Debug)]
+pub struct FailNth {
+    calls: AtomicUsize,
+    at: usize,
+    kind: RegistryErrorKind,
+}
+
+impl FailNth {
+    pub fn new(at: usize, kind: RegistryErrorKind) -> Arc<Self> {
+        Arc::new(Self {
+            calls: AtomicUsize::new(0),
+            at,
+            kind,
+        })
+    }
+
+    /// How many calls went through (failed one included).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Whether the fault was reached.
+    pub fn tripped(&self) -> bool {
+        self.calls() > self.at
+    }
+}
+
+impl Hook for Arc<FailNth> {
+    async fn before(&self, _: &'static str) -> Result<(), RegistryErrorKind> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
+            return Err(self.kind);
+        }
+        Ok(())
     }
 }
 
@@ -78,12 +125,13 @@ impl Gate {
 }
 
 impl Hook for Arc<Gate> {
-    async fn before(&self, _: &'static str) {
+    async fn before(&self, _: &'static str) -> Result<(), RegistryErrorKind> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if n == self.hold_at.load(Ordering::SeqCst) {
             self.held.notify_one();
             self.released.notified().await;
         }
+        Ok(())
     }
 }
 
@@ -109,27 +157,45 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         &self,
         id: &str,
     ) -> Result<CertificateDescription, RegistryError> {
-        self.hook.before("DescribeCertificate").await;
+        self.hook
+            .before("DescribeCertificate")
+            .await
+            .map_err(|kind| injected(kind, "DescribeCertificate"))?;
         self.inner.describe_certificate(id).await
     }
     async fn describe_ca_certificate(&self, id: &str) -> Result<CaDescription, RegistryError> {
-        self.hook.before("DescribeCACertificate").await;
+        self.hook
+            .before("DescribeCACertificate")
+            .await
+            .map_err(|kind| injected(kind, "DescribeCACertificate"))?;
         self.inner.describe_ca_certificate(id).await
     }
     async fn policy_exists(&self, policy: &str) -> Result<bool, RegistryError> {
-        self.hook.before("GetPolicy").await;
+        self.hook
+            .before("GetPolicy")
+            .await
+            .map_err(|kind| injected(kind, "GetPolicy"))?;
         self.inner.policy_exists(policy).await
     }
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
-        self.hook.before("ListCACertificates").await;
+        self.hook
+            .before("ListCACertificates")
+            .await
+            .map_err(|kind| injected(kind, "ListCACertificates"))?;
         self.inner.list_ca_certificates().await
     }
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
-        self.hook.before("CreateThing").await;
+        self.hook
+            .before("CreateThing")
+            .await
+            .map_err(|kind| injected(kind, "CreateThing"))?;
         self.inner.create_thing(spec).await
     }
     async fn describe_thing(&self, thing: &str) -> Result<ThingDescription, RegistryError> {
-        self.hook.before("DescribeThing").await;
+        self.hook
+            .before("DescribeThing")
+            .await
+            .map_err(|kind| injected(kind, "DescribeThing"))?;
         self.inner.describe_thing(thing).await
     }
     async fn set_thing_attribute(
@@ -139,17 +205,26 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         value: &str,
         expected_version: i64,
     ) -> Result<(), RegistryError> {
-        self.hook.before("UpdateThing").await;
+        self.hook
+            .before("UpdateThing")
+            .await
+            .map_err(|kind| injected(kind, "UpdateThing"))?;
         self.inner
             .set_thing_attribute(thing, name, value, expected_version)
             .await
     }
     async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
-        self.hook.before("AddThingToThingGroup").await;
+        self.hook
+            .before("AddThingToThingGroup")
+            .await
+            .map_err(|kind| injected(kind, "AddThingToThingGroup"))?;
         self.inner.add_thing_to_group(thing, group).await
     }
     async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-        self.hook.before("AttachPolicy").await;
+        self.hook
+            .before("AttachPolicy")
+            .await
+            .map_err(|kind| injected(kind, "AttachPolicy"))?;
         self.inner.attach_policy(policy, target).await
     }
     async fn attach_thing_principal(
@@ -157,7 +232,10 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         thing: &str,
         principal: &str,
     ) -> Result<(), RegistryError> {
-        self.hook.before("AttachThingPrincipal").await;
+        self.hook
+            .before("AttachThingPrincipal")
+            .await
+            .map_err(|kind| injected(kind, "AttachThingPrincipal"))?;
         self.inner.attach_thing_principal(thing, principal).await
     }
     async fn update_certificate_status(
@@ -165,15 +243,24 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         id: &str,
         status: &CertificateStatus,
     ) -> Result<(), RegistryError> {
-        self.hook.before("UpdateCertificate").await;
+        self.hook
+            .before("UpdateCertificate")
+            .await
+            .map_err(|kind| injected(kind, "UpdateCertificate"))?;
         self.inner.update_certificate_status(id, status).await
     }
     async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
-        self.hook.before("ListThingPrincipals").await;
+        self.hook
+            .before("ListThingPrincipals")
+            .await
+            .map_err(|kind| injected(kind, "ListThingPrincipals"))?;
         self.inner.list_thing_principals(thing).await
     }
     async fn list_principal_things(&self, principal: &str) -> Result<Vec<String>, RegistryError> {
-        self.hook.before("ListPrincipalThings").await;
+        self.hook
+            .before("ListPrincipalThings")
+            .await
+            .map_err(|kind| injected(kind, "ListPrincipalThings"))?;
         self.inner.list_principal_things(principal).await
     }
     async fn things_with_attribute(
@@ -181,11 +268,17 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         name: &str,
         value: &str,
     ) -> Result<Vec<String>, RegistryError> {
-        self.hook.before("ListThings").await;
+        self.hook
+            .before("ListThings")
+            .await
+            .map_err(|kind| injected(kind, "ListThings"))?;
         self.inner.things_with_attribute(name, value).await
     }
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
-        self.hook.before("ListAttachedPolicies").await;
+        self.hook
+            .before("ListAttachedPolicies")
+            .await
+            .map_err(|kind| injected(kind, "ListAttachedPolicies"))?;
         self.inner.list_attached_policies(target).await
     }
     async fn detach_thing_principal(
@@ -193,26 +286,45 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         thing: &str,
         principal: &str,
     ) -> Result<(), RegistryError> {
-        self.hook.before("DetachThingPrincipal").await;
+        self.hook
+            .before("DetachThingPrincipal")
+            .await
+            .map_err(|kind| injected(kind, "DetachThingPrincipal"))?;
         self.inner.detach_thing_principal(thing, principal).await
     }
     async fn detach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-        self.hook.before("DetachPolicy").await;
+        self.hook
+            .before("DetachPolicy")
+            .await
+            .map_err(|kind| injected(kind, "DetachPolicy"))?;
         self.inner.detach_policy(policy, target).await
     }
     async fn delete_certificate(&self, id: &str) -> Result<(), RegistryError> {
-        self.hook.before("DeleteCertificate").await;
+        self.hook
+            .before("DeleteCertificate")
+            .await
+            .map_err(|kind| injected(kind, "DeleteCertificate"))?;
         self.inner.delete_certificate(id).await
     }
     async fn delete_thing(&self, thing: &str) -> Result<(), RegistryError> {
-        self.hook.before("DeleteThing").await;
+        self.hook
+            .before("DeleteThing")
+            .await
+            .map_err(|kind| injected(kind, "DeleteThing"))?;
         self.inner.delete_thing(thing).await
     }
 }
 
 impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
     async fn index_certificate(&self, entry: &SerialEntry) -> Result<(), LedgerError> {
-        self.hook.before("UpdateItem").await;
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.index_certificate(entry).await
     }
     async fn certificates_with_serial(
@@ -220,7 +332,14 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         ca: &str,
         serial: &str,
     ) -> Result<Vec<SerialEntry>, LedgerError> {
-        self.hook.before("Query").await;
+        self.hook
+            .before("Query")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "Query",
+                message: "injected failure".into(),
+            })?;
         self.inner.certificates_with_serial(ca, serial).await
     }
     async fn mark_revoked(
@@ -230,13 +349,27 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         certificate: &str,
         revoked: &Revoked,
     ) -> Result<(), LedgerError> {
-        self.hook.before("UpdateItem").await;
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
         self.inner
             .mark_revoked(ca, serial, certificate, revoked)
             .await
     }
     async fn device(&self, thing: &str) -> Result<Option<DeviceRecord>, LedgerError> {
-        self.hook.before("GetItem").await;
+        self.hook
+            .before("GetItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "GetItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.device(thing).await
     }
     async fn record_decision(
@@ -244,35 +377,91 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         thing: &str,
         decision: &DeviceDecision,
     ) -> Result<Recorded, LedgerError> {
-        self.hook.before("UpdateItem").await;
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.record_decision(thing, decision).await
     }
     async fn mark_applied(&self, thing: &str, event_id: &str) -> Result<(), LedgerError> {
-        self.hook.before("UpdateItem").await;
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.mark_applied(thing, event_id).await
     }
     async fn add_certificates(&self, thing: &str, holdings: &Holdings) -> Result<(), LedgerError> {
-        self.hook.before("UpdateItem").await;
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.add_certificates(thing, holdings).await
     }
     async fn admitted(&self, certificate: &str) -> Result<Option<i64>, LedgerError> {
-        self.hook.before("GetItem").await;
+        self.hook
+            .before("GetItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "GetItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.admitted(certificate).await
     }
     async fn record_admission(&self, certificate: &str, at: i64) -> Result<(), LedgerError> {
-        self.hook.before("PutItem").await;
+        self.hook
+            .before("PutItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "PutItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.record_admission(certificate, at).await
     }
     async fn forget_admission(&self, certificate: &str) -> Result<(), LedgerError> {
-        self.hook.before("PutItem").await;
+        self.hook
+            .before("PutItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "PutItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.forget_admission(certificate).await
     }
     async fn append_history(&self, thing: &str, entry: &HistoryEntry) -> Result<(), LedgerError> {
-        self.hook.before("PutItem").await;
+        self.hook
+            .before("PutItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "PutItem",
+                message: "injected failure".into(),
+            })?;
         self.inner.append_history(thing, entry).await
     }
     async fn history(&self, thing: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
-        self.hook.before("Query").await;
+        self.hook
+            .before("Query")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "Query",
+                message: "injected failure".into(),
+            })?;
         self.inner.history(thing).await
     }
 }

@@ -13,7 +13,7 @@ use jitr_core::Config;
 use jitr_core::interpose::{Hook, Interposed};
 use jitr_core::ledger::{Ledger, MemoryLedger, NoLedger};
 use jitr_core::pki::{Ca, DeviceSpec, registered_event};
-use jitr_core::registry::MemoryRegistry;
+use jitr_core::registry::{MemoryRegistry, RegistryErrorKind};
 use jitr_core::source::SourceFetcher;
 use jitr_registration::{Outcome, Registrar};
 use time::OffsetDateTime;
@@ -35,7 +35,7 @@ impl Tally {
 }
 
 impl Hook for Tally {
-    async fn before(&self, operation: &'static str) {
+    async fn before(&self, operation: &'static str) -> Result<(), RegistryErrorKind> {
         *self.0.lock().unwrap().entry(operation).or_default() += 1;
         let latency = if LEDGER_CALLS.contains(&operation) {
             LEDGER_LATENCY
@@ -43,6 +43,7 @@ impl Hook for Tally {
             IOT_LATENCY
         };
         tokio::time::sleep(latency).await;
+        Ok(())
     }
 }
 

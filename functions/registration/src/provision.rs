@@ -5,6 +5,8 @@
 //! After activation `rotate_among` sets the device's previous certificates aside, per the
 //! rotation policy, among the Thing's principals `thing_principals_to_rotate` read.
 
+use std::future::Future;
+
 use jitr_core::JitrError;
 use jitr_core::binding::{AttachedPrincipal, BINDING_ATTRIBUTE, Binding, bind};
 use jitr_core::certificate::summary;
@@ -31,13 +33,19 @@ pub enum Provisioned {
 }
 
 /// Runs the plan: the Thing first (nothing is attached to a certificate the Thing's binding
-/// refuses), then the policies, the groups and the Thing-principal attachment concurrently
-/// (independent calls, each a round trip the registration would otherwise wait for in turn),
-/// then activation strictly last.
-pub async fn provision<R: Registry>(
+/// refuses), then the policies, the groups, the Thing-principal attachment and `hold` (the
+/// device ledger's record that the device holds the certificate) concurrently (independent
+/// calls, each a round trip the registration would otherwise wait for in turn), then activation
+/// strictly last. `hold` runs only once the binding judged the certificate the device's: another
+/// CA's certificate never changes what the ledger records for the device (invariant 3).
+pub async fn provision<R: Registry, H>(
     registry: &R,
     plan: &ProvisionPlan,
-) -> Result<Provisioned, JitrError> {
+    hold: H,
+) -> Result<Provisioned, JitrError>
+where
+    H: Future<Output = Result<(), JitrError>>,
+{
     if let Err(reason) = ensure_thing(registry, plan).await? {
         return Ok(Provisioned::Refused(reason));
     }
@@ -78,10 +86,11 @@ pub async fn provision<R: Registry>(
                 _ => JitrError::from(e),
             })
     };
-    let (groups, policies, attached) = tokio::join!(groups, policies, attached);
+    let (groups, policies, attached, held) = tokio::join!(groups, policies, attached, hold);
     groups?;
     policies?;
     attached?;
+    held?;
 
     if !plan.activate {
         return Ok(Provisioned::Done(Outcome::AlreadyActive));
@@ -119,7 +128,8 @@ pub async fn thing_principals_to_rotate<R: Registry>(
 /// (one ListThingPrincipals) rather than trusting that a Thing just "created" is new: CreateThing
 /// answers success for an existing Thing with the same attributes. Never touches a certificate
 /// another Thing also uses, one still pending (a registration in flight), or one newer than the
-/// plan's (a concurrent rotation: the newest certificate wins).
+/// plan's (a concurrent rotation: the newest certificate wins), nor another CA's certificate
+/// (a rotation stays within the CA the Thing is bound to).
 /// `principals` is what `thing_principals_to_rotate` read.
 pub async fn rotate_among<R: Registry>(
     registry: &R,
@@ -151,6 +161,9 @@ pub async fn rotate_among<R: Registry>(
             Err(e) if e.kind() == RegistryErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
+        if certificate.ca_certificate_id.as_deref() != Some(plan.ca_certificate_id.as_str()) {
+            continue;
+        }
         let newer = summary(&certificate.pem).is_none_or(|s| s.not_before > plan.not_before);
         let applies = match certificate.status {
             CertificateStatus::Active => true,

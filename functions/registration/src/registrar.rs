@@ -25,7 +25,9 @@ pub use jitr_core::unix_now;
 use jitr_core::{Config, JitrError};
 use serde_json::Value;
 
-use crate::provision::{Provisioned, provision, rotate_among, thing_principals_to_rotate};
+use crate::provision::{
+    Provisioned, judge_binding, provision, rotate_among, thing_principals_to_rotate,
+};
 use crate::report::{Outcome, Report};
 
 /// How long a CA description is trusted before it is looked up again, so a CA deactivated
@@ -293,29 +295,32 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     /// After activation: the ledger is read again, so a denial or decommission recorded while
     /// this certificate was being activated takes it out at once (the lifecycle function records
     /// first and reads IoT Core after, so one of the two always sees the other); and an older
-    /// certificate raced past a newer one is refused. Beside that read go the admission record,
-    /// the history entry and the rotation's look at the Thing; a decision found takes the
-    /// admission back. Otherwise the rotation policy sets the device's previous certificates
-    /// aside. `Some` is the decision that replaces the admission.
+    /// certificate raced past a newer one is refused. Beside that read go the history entry and
+    /// the rotation's look at the Thing. Only once the read found nothing against it is the
+    /// admission recorded (beside the rotation): a duplicate is answered from that record
+    /// without a look at the device, so it must never exist before the device was looked at. A
+    /// failed read leaves no record, and the retry settles again. `Some` is the decision that
+    /// replaces the admission.
     async fn settle(
         &self,
         plan: &ProvisionPlan,
         report: &Report,
         now: i64,
     ) -> Result<Option<Decision>, JitrError> {
-        let (device, principals, admission, history) = tokio::join!(
+        let (device, principals, history) = tokio::join!(
             self.ledger.device(&plan.device_key),
             thing_principals_to_rotate(&self.registry, plan),
-            self.ledger.record_admission(&plan.certificate_id, now),
             self.record_outcome(Some(&plan.device_key), report, now),
         );
         if let Some(decision) = standing(plan, device?.as_ref()) {
-            self.ledger.forget_admission(&plan.certificate_id).await?;
             return Ok(Some(decision));
         }
-        admission?;
         history?;
-        let retired = rotate_among(&self.registry, plan, principals).await?;
+        let (admission, retired) = tokio::join!(
+            self.ledger.record_admission(&plan.certificate_id, now),
+            rotate_among(&self.registry, plan, principals),
+        );
+        let retired = retired?;
         if !retired.is_empty() {
             let holdings = Holdings {
                 retired,
@@ -325,6 +330,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 .add_certificates(&plan.device_key, &holdings)
                 .await?;
         }
+        admission?;
         Ok(None)
     }
 
@@ -356,11 +362,12 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         Ok(self.ledger.append_history(device_key, &entry).await?)
     }
 
-    /// Writes the ledger first, so an ACTIVE certificate is always indexed and held by its device
-    /// (a failed write leaves it PENDING; the retry writes it again), then provisions. The serial
-    /// index entry, the device's holding and the read of the device's standing (strongly
-    /// consistent) are independent, so they run concurrently; a standing that refuses the
-    /// certificate stops it before anything is provisioned.
+    /// Writes the ledger before activation, so an ACTIVE certificate is always indexed and held
+    /// by its device (a failed write leaves it PENDING; the retry writes it again). The serial
+    /// index entry (keyed by its own CA) and the read of the device's standing (strongly
+    /// consistent) run concurrently first; a standing that refuses the certificate stops it
+    /// before anything is provisioned. The device's holding (held, latest) is written only once
+    /// the Thing's binding judged the certificate the device's, beside the attachments.
     async fn index_then_provision(
         &self,
         plan: &ProvisionPlan,
@@ -382,18 +389,30 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             }),
             ..Holdings::default()
         };
-        let (indexed, held, device) = tokio::join!(
+        let (indexed, device) = tokio::join!(
             self.ledger.index_certificate(&entry),
-            self.ledger.add_certificates(&plan.device_key, &holdings),
             self.ledger.device(&plan.device_key),
         );
         indexed?;
-        held?;
         if let Some(decision) = standing(plan, device?.as_ref()) {
+            // Another CA's certificate naming this device is refused for its CA, not recorded
+            // against the device's standing.
+            if let Some(reason) = judge_binding(&self.registry, plan)
+                .await?
+                .and_then(|binding| binding.refusal())
+            {
+                return Ok(Admission::Provisioned(Provisioned::Refused(reason)));
+            }
             return Ok(Admission::Standing(decision));
         }
+        let hold = async {
+            Ok(self
+                .ledger
+                .add_certificates(&plan.device_key, &holdings)
+                .await?)
+        };
         Ok(Admission::Provisioned(
-            provision(&self.registry, plan).await?,
+            provision(&self.registry, plan, hold).await?,
         ))
     }
 
@@ -535,7 +554,9 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
 
     /// The document a source names for this certificate. A distribution point is read from
     /// the certificate only once it verifies against its CA (the URL is the CA's word, not the
-    /// device's); an unverifiable certificate needs no list (`None`): decide rejects it.
+    /// device's); an unverifiable certificate needs no list (`None`): decide rejects it. Only
+    /// an http(s) point is followed: a `file://` one would read the function's own disk (whole:
+    /// `/dev/zero`), an `s3://` one any bucket its role can read.
     fn resolve(
         &self,
         source: &RevocationSource,
@@ -551,7 +572,10 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 }
                 distribution_points(&certificate.pem)
                     .into_iter()
-                    .find_map(|url| url.parse::<ObjectSource>().ok())
+                    .find_map(|url| match url.parse::<ObjectSource>() {
+                        Ok(http @ ObjectSource::Http(_)) => Some(http),
+                        _ => None,
+                    })
                     .map(Some)
                     .ok_or(RevocationError::NoDistributionPoint)
             }

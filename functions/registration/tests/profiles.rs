@@ -498,3 +498,67 @@ async fn explain_tells_why_and_writes_nothing() {
     );
     assert_eq!(registry.snapshot(), before, "explain wrote nothing");
 }
+
+/// Issue 18, defect 5: a verified certificate's distribution points are followed only when they
+/// are http(s) URLs. A `file://` point (`/dev/zero` would be read whole) or an `s3://` point
+/// (another bucket the role can read) is passed over, whatever its place in the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_http_distribution_points_are_followed() {
+    let fleet = Fleet::new("dp-kinds");
+    let server = CrlServer::start().await.unwrap();
+    server.publish("/partner.crl", crl(&fleet.partner, 1, &[vec![0x42; 8]]));
+    let document = format!(
+        r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
+        fleet.partner_id
+    );
+    let registrar = fleet.registrar(&document);
+    let secret = fleet.dir.path().join("not-a-crl");
+    std::fs::write(&secret, "operator's file").unwrap();
+    let file_url = format!("file://{}", secret.display());
+
+    // Only non-HTTP points: nothing may be followed, so the certificate has none (fail closed).
+    for points in [
+        vec![file_url.clone()],
+        vec!["file:///dev/zero".to_owned()],
+        vec!["s3://other-bucket/ca.crl".to_owned(), file_url.clone()],
+    ] {
+        let (id, event) = fleet.pending(
+            &fleet.partner,
+            DeviceSpec {
+                crl_distribution_points: points.clone(),
+                ..DeviceSpec::named(&format!("p-{}", points.len()))
+            },
+        );
+        let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+        assert_eq!(
+            err.error_type(),
+            "Retryable.RevocationListNoDistributionPoint",
+            "{points:?}"
+        );
+        assert_eq!(
+            fleet.status(&id).await,
+            CertificateStatus::PendingActivation
+        );
+    }
+
+    // A file point before an HTTP one: the HTTP one is the list consulted.
+    let (id, event) = fleet.pending(
+        &fleet.partner,
+        DeviceSpec {
+            serial: vec![0x42; 8],
+            crl_distribution_points: vec![file_url, server.url("/partner.crl")],
+            ..DeviceSpec::named("p-mixed")
+        },
+    );
+    let report = registrar.handle(&event, ACCOUNT).await.unwrap();
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("SerialRevoked:4242"),
+        "{report:?}"
+    );
+    assert_eq!(fleet.status(&id).await, CertificateStatus::Revoked);
+    assert_eq!(server.requests(), 1);
+}

@@ -196,3 +196,64 @@ async fn when_two_certificates_race_the_newest_wins() {
         assert_ne!(world.status(&old), CertificateStatus::Active, "{context}");
     }
 }
+
+/// Issue 18, defect 8: another CA's certificate naming a device bound to this CA is refused for
+/// its CA and leaves the device's ledger record as it was, so the device's own next certificate
+/// is admitted (not `Superseded` by the refused one); and a rotation never sets aside another
+/// CA's certificate on the Thing.
+#[tokio::test]
+async fn another_cas_certificate_changes_nothing_the_device_holds() {
+    let world = World::new(RotationPolicy::DeactivatePrevious);
+    let partner = Ca::new("Partner CA", "Partner").unwrap();
+    let partner_id = world.registry.register_ca(&partner.pem, true).unwrap();
+    let genuine = world.pending("meter-9", 30);
+    assert_eq!(world.register(&genuine).await.outcome, Outcome::Activated);
+    let before = world.ledger.device("meter-9").await.unwrap().unwrap();
+
+    // A partner certificate naming the factory's Thing, newer than anything the device holds.
+    let forged = partner.issue(&DeviceSpec::named("meter-9")).unwrap();
+    let forged_id = world
+        .registry
+        .register_pending(&forged.cert_pem, &partner_id)
+        .unwrap();
+    let report = world
+        .registrar
+        .handle(&registered_event(&forged_id, &partner_id, ACCOUNT), ACCOUNT)
+        .await
+        .unwrap();
+    assert_eq!(report.reason.as_deref(), Some("ThingBoundToOtherCa"));
+    assert_eq!(world.status(&forged_id), CertificateStatus::Inactive);
+    assert_eq!(
+        world.ledger.device("meter-9").await.unwrap().unwrap(),
+        before,
+        "the refused certificate is neither held nor latest"
+    );
+
+    // The device's own next certificate (older than the forged one) is admitted.
+    let next = world.pending("meter-9", 2);
+    assert_eq!(world.register(&next).await.outcome, Outcome::Activated);
+    assert_eq!(world.status(&genuine), CertificateStatus::Inactive);
+
+    // An operator attached another CA's ACTIVE certificate to the Thing by hand: a rotation
+    // within the factory CA leaves it alone.
+    let other = partner
+        .issue(&DeviceSpec::named("operator-attached"))
+        .unwrap();
+    let other_id = world
+        .registry
+        .register_certificate(
+            &other.cert_pem,
+            Some(&partner_id),
+            CertificateStatus::Active,
+        )
+        .unwrap();
+    world
+        .registry
+        .attach_thing_principal("meter-9", &world.registry.certificate_arn(&other_id))
+        .await
+        .unwrap();
+    let newest = world.pending("meter-9", 1);
+    assert_eq!(world.register(&newest).await.outcome, Outcome::Activated);
+    assert_eq!(world.status(&next), CertificateStatus::Inactive);
+    assert_eq!(world.status(&other_id), CertificateStatus::Active);
+}
