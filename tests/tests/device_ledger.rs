@@ -674,3 +674,52 @@ async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped_in_memory() {
 async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped_on_the_emulator() {
     a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped(&OnEmulator::new().await).await;
 }
+
+// ---------------------------------------------------------------- one id alphabet
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Issue 18, defect 4 (invariant 7): whatever id a certificate carries, either registration
+    /// refuses it (`DeviceIdInvalid`, `DeviceIdMissing`), or the lifecycle function reaches the
+    /// admitted device by that id through the neutral command as a sender would write it.
+    #[test]
+    fn any_id_registration_admits_a_command_can_reach(
+        id in "[a-zA-Z0-9_.,@/:#=\\[\\]-]{1,140}|[a-zA-Z0-9 é#=/.-]{1,12}",
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let world = InMemory::new();
+            let (event, certificate) = world
+                .pending_with(DeviceSpec {
+                    subject_serial_number: Some(id.clone()),
+                    ..DeviceSpec::named("any-id")
+                })
+                .await;
+            let report = registrar_by_id(world.registry(), world.ledger())
+                .handle(&event, ACCOUNT)
+                .await
+                .unwrap();
+            if report.outcome != Outcome::Activated {
+                assert!(
+                    matches!(report.reason.as_deref(), Some("DeviceIdInvalid" | "DeviceIdMissing")),
+                    "{id:?}: {report:?}"
+                );
+                return;
+            }
+            let sent = serde_json::json!({"deviceId": id, "action": "deactivate"});
+            let command = DeviceCommand::from_value(&sent)
+                .unwrap_or_else(|e| panic!("{id:?} was admitted but a command cannot name it: {e}"));
+            let summary = lifecycle_with(world.registry(), world.ledger(), Some(ID_ATTRIBUTE))
+                .apply_now(&command)
+                .await
+                .unwrap();
+            assert_eq!(summary.outcome, "Changed", "{id:?}: {summary:?}");
+            assert_eq!(
+                status(&world.registry(), &certificate).await,
+                Some(CertificateStatus::Inactive),
+                "{id:?}"
+            );
+        });
+    }
+}

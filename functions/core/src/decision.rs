@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::JitrError;
 use crate::event::{RegistrationEvent, escape};
 use crate::ledger::{DeviceRecord, DeviceState, device_key};
-use crate::naming::{is_valid_attribute_value, is_valid_thing_name};
+use crate::naming::{is_valid_attribute_value, is_valid_device_id, is_valid_thing_name};
 use crate::profiles::Profile;
 use crate::profiles::template::FieldValues;
 use crate::registry::{CaDescription, CertificateDescription, CertificateStatus, ThingSpec};
@@ -85,6 +85,9 @@ pub enum RejectReason {
     /// lacks the subject field it comes from: admitted, the device could never be governed by
     /// its device-management id.
     DeviceIdMissing,
+    /// `DEVICE_ID_ATTRIBUTE`'s value from this certificate is outside the device-id alphabet
+    /// (`naming::is_valid_device_id`, too long): the lifecycle function could not address it.
+    DeviceIdInvalid,
 }
 
 impl RejectReason {
@@ -104,6 +107,7 @@ impl RejectReason {
             Self::DeviceDenied => "DeviceDenied",
             Self::Superseded => "Superseded",
             Self::DeviceIdMissing => "DeviceIdMissing",
+            Self::DeviceIdInvalid => "DeviceIdInvalid",
         }
     }
 }
@@ -260,6 +264,13 @@ pub fn decide(
             if profile_names(profile, attribute) && !attributes.contains_key(attribute) =>
         {
             return reject(RejectReason::DeviceIdMissing);
+        }
+        Some(attribute)
+            if attributes
+                .get(attribute)
+                .is_some_and(|id| !is_valid_device_id(id)) =>
+        {
+            return reject(RejectReason::DeviceIdInvalid);
         }
         id_attribute => device_key(&name, &attributes, id_attribute),
     };
@@ -578,6 +589,25 @@ mod tests {
         assert_eq!(attributes["commonName"], "sensor-9");
         assert_eq!(attributes.len(), 3, "an untyped Thing carries at most 3");
         assert_eq!(key(&without_id, &by_id).unwrap_err(), "DeviceIdMissing");
+        // Issue 18, defect 4: any id in the one alphabet is admitted and keyed as it is; one
+        // outside it (too long for the lifecycle function) is refused.
+        for (id, expected) in [
+            ("SN.0001", Ok("menderId=SN.0001")),
+            ("a/b@c#d=[e]", Ok("menderId=a/b@c#d=[e]")),
+            (&*"n".repeat(129), Err("DeviceIdInvalid")),
+        ] {
+            let device =
+                w.ca.issue(&DeviceSpec {
+                    subject_serial_number: Some(id.to_owned()),
+                    ..DeviceSpec::named("sensor-11")
+                })
+                .unwrap();
+            assert_eq!(
+                key(&device, &by_id).map(|(key, _)| key),
+                expected.map(str::to_owned).map_err(str::to_owned),
+                "{id}"
+            );
+        }
         assert_eq!(key(&with_id, &by_name).unwrap().0, "sensor-9");
         assert_eq!(key(&without_id, &by_name).unwrap().0, "sensor-10");
     }

@@ -66,6 +66,20 @@ pub fn is_valid_attribute_value(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#=[]-".contains(&b))
 }
 
+/// The longest device-management id (`DEVICE_ID_ATTRIBUTE`'s value). IoT Core would take 800
+/// characters in an attribute value; device-management ids are UUIDs and serial numbers, and a
+/// ledger key stays short.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+
+/// The one alphabet of device-management ids, for both functions (invariant 7): IoT Core's
+/// attribute-value characters, 1 to [`MAX_DEVICE_ID_LEN`]. Registration refuses a certificate
+/// whose id is outside it (`DeviceIdInvalid`), and the lifecycle function takes every id inside
+/// it, so every device registration admits can be governed. A Thing name (`[a-zA-Z0-9:_-]`, at
+/// most 128) is always a valid id.
+pub fn is_valid_device_id(id: &str) -> bool {
+    (1..=MAX_DEVICE_ID_LEN).contains(&id.len()) && is_valid_attribute_value(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +114,25 @@ mod tests {
         assert!(is_valid_attribute_value("Acme-Devices,Ltd."));
         assert!(!is_valid_attribute_value("Acme Devices"));
         assert!(!is_valid_attribute_value(&"v".repeat(801)));
+    }
+
+    #[test]
+    fn device_ids_take_attribute_value_characters() {
+        for id in [
+            "SN.0001",
+            "a/b",
+            "x@y",
+            "#",
+            "=",
+            "[1]",
+            "5f3c0e2a-mender",
+            "a,b:c_d",
+        ] {
+            assert!(is_valid_device_id(id), "{id:?}");
+        }
+        for id in ["", "a b", "new\nline", "ü", &"x".repeat(129)] {
+            assert!(!is_valid_device_id(id), "{id:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use jitr_core::JitrError;
 use jitr_core::event::escape;
 use jitr_core::ledger::{EventStamp, MAX_EVENT_ID_LEN, is_printable, is_printable_id};
-use jitr_core::naming::is_valid_thing_name;
+use jitr_core::naming::{MAX_DEVICE_ID_LEN, is_valid_device_id};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -151,10 +151,15 @@ impl DeviceCommand {
     }
 
     fn validate(&self) -> Result<(), JitrError> {
-        if !is_valid_thing_name(&self.device_id) {
+        // The one id alphabet registration admits (invariant 7); whether the id must also be
+        // a Thing name depends on DEVICE_ID_ATTRIBUTE (`Lifecycle::apply`).
+        if !is_valid_device_id(&self.device_id) {
             return Err(malformed(
                 "deviceId",
-                format!("{} is not a valid thing name", escape(&self.device_id)),
+                format!(
+                    "{} is not a device id (1 to {MAX_DEVICE_ID_LEN} of a-z A-Z 0-9 _ . , @ / : # = [ ] -)",
+                    escape(&self.device_id)
+                ),
             ));
         }
         if self
@@ -217,7 +222,11 @@ mod tests {
         let cases = [
             (json!({"action": "revoke"}), "deviceId"),
             (
-                json!({"deviceId": "bad/name", "action": "revoke"}),
+                json!({"deviceId": "bad name", "action": "revoke"}),
+                "deviceId",
+            ),
+            (
+                json!({"deviceId": "x".repeat(129), "action": "revoke"}),
                 "deviceId",
             ),
             (json!({"deviceId": 7, "action": "revoke"}), "deviceId"),

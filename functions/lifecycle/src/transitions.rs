@@ -21,6 +21,7 @@ use jitr_core::ledger::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings, Ledger,
     NoLedger, Recorded, id_key,
 };
+use jitr_core::naming::is_valid_thing_name;
 use jitr_core::registry::{
     CertificateDescription, CertificateStatus, Registry, RegistryError, RegistryErrorKind,
     certificate_id_from_arn,
@@ -153,10 +154,20 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         source: &str,
     ) -> Result<Summary, JitrError> {
         let device = command.device_id.as_str();
-        // The ledger's key for the device: the same rule registration keys by.
+        // The ledger's key for the device: the same rule registration keys by. Without
+        // DEVICE_ID_ATTRIBUTE the id is the Thing's name, so it must be one.
         let key = match &self.config.device_id_attribute {
             Some(attribute) => id_key(attribute, device),
-            None => device.to_owned(),
+            None if is_valid_thing_name(device) => device.to_owned(),
+            None => {
+                return Err(JitrError::MalformedEvent {
+                    field: "deviceId",
+                    problem: format!(
+                        "{} is not a thing name (ids that are not need DEVICE_ID_ATTRIBUTE)",
+                        jitr_core::event::escape(device)
+                    ),
+                });
+            }
         };
         let key = key.as_str();
         let decision = DeviceDecision {

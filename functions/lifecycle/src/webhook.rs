@@ -490,7 +490,7 @@ mod tests {
         }
         let mut bad_id =
             parse_envelope(body("device-status-changed", "accepted").as_bytes()).unwrap();
-        bad_id.device_id = "../etc".into();
+        bad_id.device_id = "../etc passwd".into();
         assert_eq!(bad_id.command().unwrap_err().status(), 400);
     }
 

@@ -323,6 +323,19 @@ mod tests {
         }
     }
 
+    /// Issue 18, defect 4: ids carry `#`, `=`, `/` and `[`, yet no id's key can be another
+    /// device's: a Thing-name key has no `=`, every id key starts `<attribute>=` (one attribute
+    /// per deployment), so the rest is the id itself, and the partition key only prefixes it.
+    #[test]
+    fn ids_with_key_characters_cannot_forge_another_key() {
+        let ids = ["a", "a=b", "a#b", "menderId=a", "#", "=", "a/b", "[x]"];
+        let things = ["a", "menderId", "DEVICE", "STATE"];
+        let mut keys: Vec<String> = ids.iter().map(|id| id_key("menderId", id)).collect();
+        keys.extend(things.iter().map(|t| (*t).to_owned()));
+        let partitions: BTreeSet<String> = keys.iter().map(|k| device_pk(k)).collect();
+        assert_eq!(partitions.len(), ids.len() + things.len(), "{keys:?}");
+    }
+
     #[test]
     fn arrivals_are_ordered_even_within_a_millisecond() {
         let stamps: Vec<EventStamp> = (0..100).map(|_| EventStamp::arrival()).collect();
