@@ -62,7 +62,7 @@ pub async fn run(
         }
         (Function::Registration, Some(sdk)) => {
             let config = registration_config(&sample)?;
-            let fetcher = SourceFetcher::from_sdk_config(&sdk);
+            let fetcher = SourceFetcher::from_sdk_config(&sdk, config.address_policy());
             let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher);
             let failed = replay_registration(&registrar, files, &sample.account, out).await?;
             out.state(registrar.registry(), &certificates, &things)

@@ -136,7 +136,7 @@ impl Fleet {
 
     /// The real handler on the real SDK client for this account.
     pub fn registrar(&self, config: Config) -> Registrar<IotRegistry, SourceFetcher> {
-        let fetcher = SourceFetcher::from_sdk_config(&self.account.sdk);
+        let fetcher = SourceFetcher::from_sdk_config(&self.account.sdk, config.address_policy());
         Registrar::new(self.iot().clone(), config, fetcher)
     }
 

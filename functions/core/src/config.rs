@@ -31,6 +31,10 @@ pub struct Config {
     pub revocation_list: Option<RevocationSource>,
     /// `REVOCATION_FAIL_OPEN`.
     pub revocation_fail_open: bool,
+    /// `REVOCATION_ALLOW_PRIVATE_NETWORKS` (false): HTTP revocation sources and distribution
+    /// points may reach private addresses (an on-premises PKI through the function's VPC).
+    /// Loopback and link-local (metadata) addresses are refused whatever it says.
+    pub revocation_private_networks: bool,
     /// What to do with an existing Thing that carries no CA binding (profiles can override).
     pub thing_binding: BindingRule,
     /// `REGISTRATION_PROFILES`: the per-CA profiles document, if any.
@@ -55,6 +59,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The addresses HTTP revocation sources may reach under this configuration.
+    pub fn address_policy(&self) -> crate::source::AddressPolicy {
+        if self.revocation_private_networks {
+            crate::source::AddressPolicy::AllowPrivate
+        } else {
+            crate::source::AddressPolicy::PublicOnly
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, JitrError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -122,6 +135,11 @@ impl Config {
             .map_err(|e| config_error("REVOCATION_LIST", &e))?;
         let revocation_fail_open =
             bool_variable("REVOCATION_FAIL_OPEN", get("REVOCATION_FAIL_OPEN"), false)?;
+        let revocation_private_networks = bool_variable(
+            "REVOCATION_ALLOW_PRIVATE_NETWORKS",
+            get("REVOCATION_ALLOW_PRIVATE_NETWORKS"),
+            false,
+        )?;
         let registration_profiles = get("REGISTRATION_PROFILES")
             .map(|v| v.parse::<ObjectSource>())
             .transpose()
@@ -175,6 +193,7 @@ impl Config {
             thing_group_names,
             revocation_list,
             revocation_fail_open,
+            revocation_private_networks,
             thing_binding: BindingRule::default(),
             registration_profiles,
             device_ledger,
@@ -196,6 +215,7 @@ impl Config {
             thing_group_names: Vec::new(),
             revocation_list: None,
             revocation_fail_open: false,
+            revocation_private_networks: false,
             thing_binding: BindingRule::default(),
             registration_profiles: None,
             device_ledger: None,

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     jitr_core::telemetry::init_logging();
     let config = Config::from_env()?;
     let sdk = load_sdk_config().await;
-    let fetcher = SourceFetcher::from_sdk_config(&sdk);
+    let fetcher = SourceFetcher::from_sdk_config(&sdk, config.address_policy());
     let ledger = (config.device_ledger.as_ref()).map(|s| DynamoLedger::from_settings(&sdk, s));
     let registrar =
         Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher).with_ledger(ledger);

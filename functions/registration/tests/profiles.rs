@@ -10,7 +10,7 @@ use jitr_core::Config;
 use jitr_core::crl_server::CrlServer;
 use jitr_core::pki::{Ca, DeviceSpec, registered_event};
 use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
-use jitr_core::source::SourceFetcher;
+use jitr_core::source::{AddressPolicy, HttpLimits, SourceFetcher};
 use jitr_registration::{Outcome, Registrar};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
@@ -94,18 +94,28 @@ impl Fleet {
         (id, event)
     }
 
-    /// A registrar whose REGISTRATION_PROFILES is `document` (written to a file).
+    /// A registrar whose REGISTRATION_PROFILES is `document` (written to a file), fetching
+    /// lists from the loopback server these tests publish them on.
     fn registrar(&self, document: &str) -> Registrar<Arc<MemoryRegistry>, SourceFetcher> {
+        let loopback = SourceFetcher::with_http(HttpLimits {
+            addresses: AddressPolicy::AllowLoopback,
+            ..HttpLimits::default()
+        });
+        self.registrar_fetching(document, loopback)
+    }
+
+    /// The same with `fetcher` (a deployed function's: public addresses only).
+    fn registrar_fetching(
+        &self,
+        document: &str,
+        fetcher: SourceFetcher,
+    ) -> Registrar<Arc<MemoryRegistry>, SourceFetcher> {
         let path = self.dir.path().join("profiles.json");
         std::fs::write(&path, document).unwrap();
         let mut config = Config::with_policy("jitr-device");
         config.thing_group_names = vec!["fleet".into()];
         config.registration_profiles = Some(format!("file://{}", path.display()).parse().unwrap());
-        Registrar::new(
-            Arc::clone(&self.registry),
-            config,
-            SourceFetcher::without_s3(),
-        )
+        Registrar::new(Arc::clone(&self.registry), config, fetcher)
     }
 
     async fn status(&self, id: &str) -> CertificateStatus {
@@ -561,4 +571,67 @@ async fn only_http_distribution_points_are_followed() {
     );
     assert_eq!(fleet.status(&id).await, CertificateStatus::Revoked);
     assert_eq!(server.requests(), 1);
+}
+
+/// Issue 18, defect 6: a verified certificate's distribution point aimed at loopback (the Lambda
+/// Runtime API listens on 127.0.0.1:9001), a private address or a name resolving to one is never
+/// requested by a function with the default policy: the registration fails closed and the
+/// listener sees nothing. The private-network option admits private addresses, never loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distribution_points_never_reach_loopback_or_private_addresses() {
+    let fleet = Fleet::new("dp-addresses");
+    let server = CrlServer::start().await.unwrap();
+    server.publish("/partner.crl", crl(&fleet.partner, 1, &[]));
+    let document = format!(
+        r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
+        fleet.partner_id
+    );
+    let port = server
+        .url("/")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let aimed = [
+        server.url("/partner.crl"),
+        format!("http://localhost:{port}/partner.crl"),
+        format!("http://[::ffff:127.0.0.1]:{port}/partner.crl"),
+        format!("http://2130706433:{port}/partner.crl"),
+        "http://10.0.0.1/crl".to_owned(),
+        "http://[::ffff:169.254.169.254]/latest/meta-data/iam/".to_owned(),
+    ];
+    for policy in [AddressPolicy::PublicOnly, AddressPolicy::AllowPrivate] {
+        let fetcher = SourceFetcher::with_http(HttpLimits {
+            addresses: policy,
+            timeout: std::time::Duration::from_millis(300),
+            ..HttpLimits::default()
+        });
+        let registrar = fleet.registrar_fetching(&document, fetcher);
+        for (n, url) in aimed.iter().enumerate() {
+            // 10.0.0.1 is allowed under AllowPrivate: nothing answers there, so it times out,
+            // failing closed just the same (a real on-premises PKI would answer).
+            let (id, event) = fleet.pending(
+                &fleet.partner,
+                DeviceSpec {
+                    crl_distribution_points: vec![url.clone()],
+                    ..DeviceSpec::named(&format!("aimed-{policy:?}-{n}"))
+                },
+            );
+            let err = registrar.handle(&event, ACCOUNT).await.unwrap_err();
+            assert!(
+                err.error_type().starts_with("Retryable.RevocationList"),
+                "{policy:?} {url}: {err}"
+            );
+            assert_eq!(
+                fleet.status(&id).await,
+                CertificateStatus::PendingActivation
+            );
+        }
+    }
+    assert_eq!(
+        server.requests(),
+        0,
+        "nothing reached the loopback listener"
+    );
 }

@@ -14,6 +14,7 @@ use jitr_core::ledger::{Ledger, MemoryLedger};
 use jitr_core::pki::{Ca, Device, DeviceSpec, registered_event};
 use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
 use jitr_core::source::SourceFetcher;
+use jitr_core::source::{AddressPolicy, HttpLimits};
 use jitr_registration::{Outcome, Registrar, SyncBudget, handle_lambda_event};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
@@ -51,12 +52,8 @@ impl World {
         let mut config = Config::with_policy("device");
         config.allowed_ca_certificate_ids = [self.ca_id.clone()].into();
         config.revocation_list = Some(self.server.url("/ca.crl").parse().unwrap());
-        Registrar::new(
-            Arc::clone(&self.registry),
-            config,
-            SourceFetcher::without_s3(),
-        )
-        .with_ledger(Arc::clone(&self.ledger))
+        Registrar::new(Arc::clone(&self.registry), config, loopback_fetcher())
+            .with_ledger(Arc::clone(&self.ledger))
     }
 
     fn publish(&self, number: u64, revoked: &[&Device]) {
@@ -255,12 +252,8 @@ async fn the_default_list_is_synced_for_its_ca_without_an_allow_list() {
     world.publish(1, &[]);
     let mut config = Config::with_policy("device");
     config.revocation_list = Some(world.server.url("/ca.crl").parse().unwrap());
-    let registrar = Registrar::new(
-        Arc::clone(&world.registry),
-        config,
-        SourceFetcher::without_s3(),
-    )
-    .with_ledger(Arc::clone(&world.ledger));
+    let registrar = Registrar::new(Arc::clone(&world.registry), config, loopback_fetcher())
+        .with_ledger(Arc::clone(&world.ledger));
     let device = world.admit(&registrar, "default-profile").await;
     world.publish(2, &[&device]);
     let reports = registrar
@@ -276,4 +269,12 @@ async fn the_default_list_is_synced_for_its_ca_without_an_allow_list() {
     assert_eq!(reports[0].revoked, 1, "{reports:?}");
     assert!(reports[0].error.is_none());
     assert_eq!(world.status(&device).await, CertificateStatus::Revoked);
+}
+
+/// Lists are served on loopback here: the fetcher says it may reach it (a function never does).
+fn loopback_fetcher() -> SourceFetcher {
+    SourceFetcher::with_http(HttpLimits {
+        addresses: AddressPolicy::AllowLoopback,
+        ..HttpLimits::default()
+    })
 }

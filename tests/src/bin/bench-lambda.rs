@@ -113,12 +113,9 @@ async fn critical_path(rows: &mut Rows) {
     ]);
     let config = Config::from_lookup(|name| variables.get(name).cloned()).unwrap();
     let ledger = DynamoLedger::from_settings(&sdk, config.device_ledger.as_ref().unwrap());
-    let registrar = Registrar::new(
-        IotRegistry::from_sdk_config(&sdk),
-        config,
-        SourceFetcher::from_sdk_config(&sdk),
-    )
-    .with_ledger(ledger);
+    let fetcher = SourceFetcher::from_sdk_config(&sdk, config.address_policy());
+    let registrar =
+        Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher).with_ledger(ledger);
 
     // The first registration fills the container's caches (CA description, CRL).
     let first = fleet.pending_device(DeviceSpec::named("warm-0001")).await;

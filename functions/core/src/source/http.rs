@@ -20,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::address::{AddressPolicy, CheckedResolver, check_address};
 use super::{BodyBuffer, FetchError, Fetched, MAX_DOCUMENT_BYTES, Validator};
 
 /// The bounds of one fetch.
@@ -31,20 +32,23 @@ pub struct HttpLimits {
     pub max_bytes: usize,
     /// How many redirects are followed.
     pub max_redirects: usize,
+    /// Which addresses a request may reach (every hop, every resolved address).
+    pub addresses: AddressPolicy,
 }
 
 impl Default for HttpLimits {
-    /// 5 s, [`MAX_DOCUMENT_BYTES`], 3 redirects.
+    /// 5 s, [`MAX_DOCUMENT_BYTES`], 3 redirects, public addresses only.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(5),
             max_bytes: MAX_DOCUMENT_BYTES,
             max_redirects: 3,
+            addresses: AddressPolicy::PublicOnly,
         }
     }
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpsClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Empty<Bytes>>;
 
 /// Fetches `http://` and `https://` URLs (TLS on the platform's root certificates).
 ///
@@ -76,12 +80,17 @@ impl HttpFetcher {
     /// The client, built on first use. Without platform roots (a bare container) HTTPS cannot
     /// be verified: fetches then fail with a message saying so rather than the process failing.
     fn client(&self) -> Option<&HttpsClient> {
+        let policy = self.limits.addresses;
         let client = self.client.get_or_init(|| {
             hyper_rustls::HttpsConnectorBuilder::new()
                 .with_native_roots()
                 .ok()
                 .map(|builder| {
-                    let connector = builder.https_or_http().enable_http1().build();
+                    // Host names are resolved and checked by the resolver, which hands the
+                    // connector the checked addresses only; IP literals are checked by check_url.
+                    let mut http = HttpConnector::new_with_resolver(CheckedResolver { policy });
+                    http.enforce_http(false);
+                    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
                     Client::builder(TokioExecutor::new()).build(connector)
                 })
         });
@@ -101,7 +110,7 @@ impl HttpFetcher {
             .ok_or_else(|| FetchError(format!("{shown}: no TLS root certificates available")))?;
         let mut current = url.to_owned();
         for _ in 0..=self.limits.max_redirects {
-            let uri = check_url(&current).map_err(FetchError)?;
+            let uri = check_url(&current, self.limits.addresses).map_err(FetchError)?;
             let here = redacted(&current);
             let mut request = Request::get(uri.clone()).header(USER_AGENT, "iot-jitr");
             match validator {
@@ -180,8 +189,9 @@ async fn within<T>(
         .map_err(|_| FetchError(format!("{url}: timed out")))
 }
 
-/// A URL this fetcher will request: http or https, a host, no credentials, not link-local.
-pub(super) fn check_url(url: &str) -> Result<Uri, String> {
+/// A URL this fetcher will request: http or https, a host, no credentials, and a literal address
+/// `policy` allows (a host name's addresses are checked when it is resolved).
+pub(super) fn check_url(url: &str, policy: AddressPolicy) -> Result<Uri, String> {
     let shown = redacted(url);
     let uri: Uri = url.parse().map_err(|e| format!("{shown:?}: {e}"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
@@ -200,15 +210,8 @@ pub(super) fn check_url(url: &str) -> Result<Uri, String> {
     if host.is_empty() {
         return Err(format!("{shown:?}: no host"));
     }
-    let link_local = match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
-        Ok(std::net::IpAddr::V6(ip)) => {
-            (ip.segments()[0] & 0xffc0) == 0xfe80 || ip.segments()[..2] == [0xfd00, 0x0ec2]
-        }
-        Err(_) => false,
-    };
-    if link_local {
-        return Err(format!("{shown:?}: link-local hosts are refused"));
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        check_address(ip, policy).map_err(|why| format!("{shown:?}: {why}"))?;
     }
     Ok(uri)
 }
@@ -326,6 +329,7 @@ mod tests {
             timeout: Duration::from_millis(400),
             max_bytes: 1024,
             max_redirects: 2,
+            addresses: AddressPolicy::AllowLoopback,
         });
         let url = |p: &str| format!("{base}{p}");
         let first = fetcher.get(&url("/crl"), None).await.unwrap();
@@ -358,17 +362,22 @@ mod tests {
 
     #[test]
     fn refuses_urls_it_should_not_request() {
+        let public = AddressPolicy::PublicOnly;
         for bad in [
             "http://169.254.169.254/latest/meta-data/",
             "http://[fe80::1]/crl",
             "http://[fd00:ec2::254]/crl",
+            "http://[::ffff:169.254.169.254]/latest/meta-data/",
+            "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next",
+            "http://10.0.0.1/crl",
             "http://user:pw@host/crl",
             "gopher://host/crl",
             "http:///crl",
         ] {
-            assert!(check_url(bad).is_err(), "{bad}");
+            assert!(check_url(bad, public).is_err(), "{bad}");
         }
-        assert!(check_url("https://pki.example.com:8443/ca.crl").is_ok());
+        assert!(check_url("https://pki.example.com:8443/ca.crl", public).is_ok());
+        assert!(check_url("http://10.0.0.1/crl", AddressPolicy::AllowPrivate).is_ok());
         let base: Uri = "http://h:1/a/b/c.crl".parse().unwrap();
         assert_eq!(resolve(&base, "/x.crl"), "http://h:1/x.crl");
         assert_eq!(resolve(&base, "d.crl"), "http://h:1/a/b/d.crl");

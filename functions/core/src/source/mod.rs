@@ -7,9 +7,11 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+mod address;
 mod http;
 mod s3;
 
+pub use address::{AddressPolicy, CheckedResolver, check_address};
 pub use http::{HttpFetcher, HttpLimits};
 pub use s3::S3Fetcher;
 
@@ -49,7 +51,9 @@ impl FromStr for ObjectSource {
             return Err(format!("{s:?}: expected s3://bucket/key"));
         }
         if s.starts_with("http://") || s.starts_with("https://") {
-            http::check_url(s)?;
+            // What no policy allows (metadata, unspecified) is refused at once; loopback and
+            // private addresses are judged when fetched, under the function's policy.
+            http::check_url(s, AddressPolicy::AllowLoopback)?;
             return Ok(Self::Http(s.to_owned()));
         }
         Err(format!(
@@ -160,19 +164,29 @@ impl SourceFetcher {
         Self { s3: Some(s3), http }
     }
 
-    /// S3 through the shared SDK configuration, URLs within the default limits.
-    pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
+    /// S3 through the shared SDK configuration, URLs within the default limits to the
+    /// addresses `policy` allows.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, policy: AddressPolicy) -> Self {
         Self::new(
             S3Fetcher::from_sdk_config(sdk),
-            HttpFetcher::new(HttpLimits::default()),
+            HttpFetcher::new(HttpLimits {
+                addresses: policy,
+                ..HttpLimits::default()
+            }),
         )
     }
 
-    /// Files and URLs only (tests and the offline demo): S3 sources are refused.
+    /// Files and URLs to public addresses only (tests and the offline demo): S3 sources are
+    /// refused.
     pub fn without_s3() -> Self {
+        Self::with_http(HttpLimits::default())
+    }
+
+    /// Files and URLs within `limits` (tests serving lists from loopback say so here).
+    pub fn with_http(limits: HttpLimits) -> Self {
         Self {
             s3: None,
-            http: HttpFetcher::new(HttpLimits::default()),
+            http: HttpFetcher::new(limits),
         }
     }
 }
