@@ -238,16 +238,25 @@ fn refresh(ca: &Path, lists: &[String]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let cache = RevocationCache::new(ObjectSource::S3 {
-        bucket: "crl".into(),
-        key: "fleet.crl".into(),
-    });
+    let cache = RevocationCache::new(
+        ObjectSource::S3 {
+            bucket: "crl".into(),
+            key: "fleet.crl".into(),
+        },
+        "bench-ca",
+    );
     let t = OffsetDateTime::now_utc().unix_timestamp();
     let first = Fetched::body(std::fs::read(&lists[0]).unwrap(), Some("\"v1\""));
     let fetcher = Source(std::sync::Mutex::new(vec![first]));
-    drop(runtime.block_on(cache.get(&fetcher, &ca, t)).unwrap());
+    drop(
+        runtime
+            .block_on(cache.get(&fetcher, &jitr_core::ledger::NoLedger, &ca, t))
+            .unwrap(),
+    );
     fetcher.0.lock().unwrap().push(Fetched::NotModified);
-    let (kept, unchanged) = peak_above(|| runtime.block_on(cache.refresh(&fetcher, &ca, t + 1)));
+    let (kept, unchanged) = peak_above(|| {
+        runtime.block_on(cache.refresh(&fetcher, &jitr_core::ledger::NoLedger, &ca, t + 1))
+    });
     assert_eq!(kept.unwrap().crl_number().as_deref(), Some("1"));
     let before = status_mib("VmRSS:");
     let (taken, changed) = peak_above(|| {
@@ -257,7 +266,7 @@ fn refresh(ca: &Path, lists: &[String]) {
             .lock()
             .unwrap()
             .push(Fetched::body(body, Some("\"v2\"")));
-        runtime.block_on(cache.refresh(&fetcher, &ca, t + 2))
+        runtime.block_on(cache.refresh(&fetcher, &jitr_core::ledger::NoLedger, &ca, t + 2))
     });
     assert_eq!(taken.unwrap().crl_number().as_deref(), Some("2"));
     let after = status_mib("VmRSS:") - before;

@@ -464,4 +464,20 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
             })?;
         self.inner.history(thing).await
     }
+    async fn raise_list_mark(
+        &self,
+        source: &str,
+        ca: &str,
+        mark: &crate::revocation::ListMark,
+    ) -> Result<crate::revocation::ListMark, LedgerError> {
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
+        self.inner.raise_list_mark(source, ca, mark).await
+    }
 }

@@ -29,7 +29,10 @@ use serde_json::{Value, json};
 
 pub use explain::{CertificateFacts, Explanation, Target, ThingFacts};
 pub use provision::{Provisioned, judge_binding, provision};
-pub use registrar::{Assessment, CA_CACHE_TTL_SECS, Registrar, unix_now};
+pub use registrar::{
+    Assessment, CA_CACHE_TTL_SECS, DISTRIBUTION_POINT_WINDOW_SECS,
+    MAX_DISTRIBUTION_POINTS_PER_WINDOW, Registrar, unix_now,
+};
 pub use report::{Outcome, Report};
 pub use revocation_sync::{SyncBudget, SyncReport};
 

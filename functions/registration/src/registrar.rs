@@ -2,7 +2,7 @@
 //! port and the document fetcher so the same code runs on AWS, the emulator and in memory.
 //! `assess` (look up and decide, no writes) is shared with `jitr explain`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,9 +44,16 @@ pub const DUPLICATE_WINDOW_SECS: i64 = 3600;
 /// does both at once (one round trip less for every first event).
 pub const DUPLICATE_STORM_SECS: i64 = 60;
 
-/// Revocation caches kept per container; distribution points are per CA, so this bounds memory
-/// even if a CA signs certificates naming many URLs.
-const MAX_REVOCATION_SOURCES: usize = 64;
+/// Revocation caches kept per CA in a container: a CA whose certificates name many URLs evicts
+/// its own caches, never another CA's (whose rollback guard is in the ledger either way).
+const MAX_SOURCES_PER_CA: usize = 16;
+
+/// Distinct distribution-point URLs one CA's certificates may make a container fetch in a
+/// window: one CA cannot spend the fetch time (and so the concurrency) the others need.
+pub const MAX_DISTRIBUTION_POINTS_PER_WINDOW: usize = 8;
+
+/// The window of [`MAX_DISTRIBUTION_POINTS_PER_WINDOW`] (seconds): the lists' refresh interval.
+pub const DISTRIBUTION_POINT_WINDOW_SECS: i64 = jitr_core::revocation::REFRESH_INTERVAL_SECS;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CachedCa {
@@ -91,6 +98,8 @@ pub struct Registrar<R, F, L = NoLedger> {
     /// Per (source, CA id): a URL shared by two CAs must not let one evict the other's list.
     revocation: Mutex<HashMap<(ObjectSource, String), Arc<RevocationCache>>>,
     cas: Mutex<HashMap<String, CachedCa>>,
+    /// Per CA: when its distribution-point window opened, and the URLs fetched in it.
+    distribution_points: Mutex<HashMap<String, (i64, BTreeSet<ObjectSource>)>>,
     /// Per (source, CA): the version of the list the revocation sync last completed.
     pub(crate) synced: Mutex<HashMap<(ObjectSource, String), String>>,
     /// When this container last answered a duplicate event (seconds since the epoch).
@@ -113,6 +122,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             default_profiles: Arc::new(Profiles::only(default)),
             revocation: Mutex::default(),
             cas: Mutex::default(),
+            distribution_points: Mutex::default(),
             synced: Mutex::default(),
             last_duplicate: AtomicI64::new(i64::MIN),
         }
@@ -131,6 +141,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             default_profiles: self.default_profiles,
             revocation: self.revocation,
             cas: self.cas,
+            distribution_points: self.distribution_points,
             synced: self.synced,
             last_duplicate: self.last_duplicate,
         }
@@ -534,10 +545,13 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         for source in &profile.revocation {
             let result = match self.resolve(source, certificate, ca, now) {
                 Ok(None) => continue,
-                Ok(Some(object)) => {
-                    let cache = self.cache(object, ca_id);
-                    cache.get(&self.fetcher, ca, now).await
-                }
+                Ok(Some(object)) => match self.within_budget(source, &object, ca_id, now) {
+                    Ok(()) => {
+                        let cache = self.cache(object, ca_id);
+                        cache.get(&self.fetcher, &self.ledger, ca, now).await
+                    }
+                    Err(err) => Err(err),
+                },
                 Err(err) => Err(err),
             };
             match result {
@@ -582,22 +596,66 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         }
     }
 
-    /// The cache of one source for one CA, created on first use.
+    /// Whether a distribution point may be fetched for `ca_id` now: a URL already fetched in the
+    /// window always; a new one while the CA has fetched fewer than the window allows.
+    fn within_budget(
+        &self,
+        source: &RevocationSource,
+        object: &ObjectSource,
+        ca_id: &str,
+        now: i64,
+    ) -> Result<(), RevocationError> {
+        if *source != RevocationSource::DistributionPoint {
+            return Ok(());
+        }
+        let mut windows = lock(&self.distribution_points);
+        let (opened, urls) = windows
+            .entry(ca_id.to_owned())
+            .or_insert_with(|| (now, BTreeSet::new()));
+        if now - *opened >= DISTRIBUTION_POINT_WINDOW_SECS {
+            *opened = now;
+            urls.clear();
+        }
+        if urls.contains(object) || urls.len() < MAX_DISTRIBUTION_POINTS_PER_WINDOW {
+            urls.insert(object.clone());
+            return Ok(());
+        }
+        tracing::warn!(
+            ca_certificate_id = ca_id,
+            distribution_points = urls.len(),
+            "too many distinct distribution points for this CA in the window; refused until it passes"
+        );
+        Err(RevocationError::Unreadable(format!(
+            "this CA's certificates named more than {MAX_DISTRIBUTION_POINTS_PER_WINDOW} distribution points in {DISTRIBUTION_POINT_WINDOW_SECS} s"
+        )))
+    }
+
+    /// The cache of one source for one CA, created on first use. A CA at its bound evicts one
+    /// of its own caches, never another CA's.
     pub(crate) fn cache(&self, source: ObjectSource, ca_id: &str) -> Arc<RevocationCache> {
         let mut caches = lock(&self.revocation);
         let key = (source, ca_id.to_owned());
-        if !caches.contains_key(&key) && caches.len() >= MAX_REVOCATION_SOURCES {
-            tracing::warn!(
-                sources = caches.len(),
-                "too many revocation sources; caches dropped"
-            );
-            caches.clear();
+        if !caches.contains_key(&key) {
+            let own: Vec<_> = caches
+                .keys()
+                .filter(|(_, ca)| ca == ca_id)
+                .cloned()
+                .collect();
+            if own.len() >= MAX_SOURCES_PER_CA
+                && let Some(evicted) = own.into_iter().find(|k| *k != key)
+            {
+                tracing::warn!(
+                    ca_certificate_id = ca_id,
+                    "too many revocation sources for this CA; one of its caches dropped"
+                );
+                caches.remove(&evicted);
+            }
         }
         let source = key.0.clone();
         Arc::clone(
             caches
                 .entry(key)
-                .or_insert_with(|| Arc::new(RevocationCache::new(source))),
+                .or_insert_with(|| Arc::new(RevocationCache::new(source, ca_id))),
         )
     }
 

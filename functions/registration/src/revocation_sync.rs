@@ -194,7 +194,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         let list = self
             .cache(source.clone(), ca_id)
-            .refresh(self.fetcher(), &ca_certificate, now)
+            .refresh(self.fetcher(), self.ledger(), &ca_certificate, now)
             .await?;
         let version = list.version();
         report.list = Some(version.clone());

@@ -635,3 +635,94 @@ async fn distribution_points_never_reach_loopback_or_private_addresses() {
         "nothing reached the loopback listener"
     );
 }
+
+/// Issue 18, defect 7: a flood of partner certificates with distinct distribution points used
+/// to clear every cache (the factory's too), after which an older factory CRL was accepted and a
+/// revoked device admitted. Now a CA's flood is cut at its own budget and evicts only its own
+/// caches; and whatever a container holds, no container (a cold one sharing the ledger) accepts
+/// a factory list older than one already accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cas_flood_cannot_roll_back_another_cas_list() {
+    use jitr_core::ledger::MemoryLedger;
+    let fleet = Fleet::new("flood");
+    let server = CrlServer::start().await.unwrap();
+    let revoked = vec![0x51; 8];
+    server.publish(
+        "/factory.crl",
+        crl(&fleet.factory, 2, std::slice::from_ref(&revoked)),
+    );
+    let document = format!(
+        r#"{{"version": 1, "profiles": {{
+            "{}": {{"revocation": {{"sources": ["{}"]}}}},
+            "{}": {{"revocation": {{"sources": ["distribution-point"]}}}}
+        }}}}"#,
+        fleet.factory_id,
+        server.url("/factory.crl"),
+        fleet.partner_id
+    );
+    let ledger = Arc::new(MemoryLedger::new());
+    let registrar = fleet.registrar(&document).with_ledger(Arc::clone(&ledger));
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let (_, event) = fleet.pending(&fleet.factory, DeviceSpec::named("factory-ok"));
+    let report = registrar.handle_at(&event, ACCOUNT, now).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+
+    // 70 partner certificates, each naming its own distribution point.
+    let mut refused_for_budget = 0;
+    for n in 0..70 {
+        let path = format!("/partner-{n}.crl");
+        server.publish(&path, crl(&fleet.partner, 1, &[]));
+        let (_, event) = fleet.pending(
+            &fleet.partner,
+            DeviceSpec {
+                crl_distribution_points: vec![server.url(&path)],
+                ..DeviceSpec::named(&format!("partner-{n}"))
+            },
+        );
+        if registrar.handle_at(&event, ACCOUNT, now).await.is_err() {
+            refused_for_budget += 1;
+        }
+    }
+    assert_eq!(
+        refused_for_budget,
+        70 - jitr_registration::MAX_DISTRIBUTION_POINTS_PER_WINDOW,
+        "a CA's distinct distribution points are budgeted per window"
+    );
+
+    // The factory's source now serves an older list without the revoked serial.
+    server.publish("/factory.crl", crl(&fleet.factory, 1, &[]));
+    let later = now + jitr_core::revocation::REFRESH_INTERVAL_SECS + 1;
+    let (id, event) = fleet.pending(
+        &fleet.factory,
+        DeviceSpec {
+            serial: revoked.clone(),
+            ..DeviceSpec::named("factory-revoked")
+        },
+    );
+    let report = registrar.handle_at(&event, ACCOUNT, later).await.unwrap();
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("SerialRevoked"),
+        "the held factory list still stands: {report:?}"
+    );
+    assert_eq!(fleet.status(&id).await, CertificateStatus::Revoked);
+
+    // A cold container sharing the ledger is served the same older list: refused, fail closed.
+    let cold = fleet.registrar(&document).with_ledger(Arc::clone(&ledger));
+    let (id, event) = fleet.pending(
+        &fleet.factory,
+        DeviceSpec {
+            serial: revoked,
+            ..DeviceSpec::named("factory-revoked-2")
+        },
+    );
+    let err = cold.handle_at(&event, ACCOUNT, later).await.unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.RevocationListRolledBack");
+    assert_eq!(
+        fleet.status(&id).await,
+        CertificateStatus::PendingActivation
+    );
+}

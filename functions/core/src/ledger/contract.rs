@@ -13,7 +13,56 @@ pub async fn run_all<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> 
     decisions_are_ordered(ledger, unique).await?;
     certificates_accumulate(ledger, unique).await?;
     history_is_kept_in_time_order(ledger, unique).await?;
-    admissions_are_remembered_until_forgotten(ledger, unique).await
+    admissions_are_remembered_until_forgotten(ledger, unique).await?;
+    list_marks_only_rise(ledger, unique).await
+}
+
+/// Issue 18, defect 7: the newest list accepted per (source, CA) only moves forward, by
+/// cRLNumber then thisUpdate (an equal number issued earlier is older), and each CA's mark is
+/// its own.
+async fn list_marks_only_rise<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> {
+    use crate::revocation::ListMark;
+    let source = format!("https://pki.example/{unique}/ca.crl");
+    let mark = |number: Option<&[u8]>, this_update| ListMark {
+        crl_number: number.map(<[u8]>::to_vec),
+        this_update,
+    };
+    let raise = |ca: &'static str, m: ListMark| {
+        let source = source.clone();
+        async move {
+            ledger
+                .raise_list_mark(&source, ca, &m)
+                .await
+                .map_err(|e| format!("raise_list_mark {m:?}: {e}"))
+        }
+    };
+    let steps = [
+        // (what is offered, what is recorded after it)
+        (mark(Some(&[5]), 100), mark(Some(&[5]), 100)),
+        (mark(Some(&[4]), 900), mark(Some(&[5]), 100)),
+        (mark(Some(&[5]), 50), mark(Some(&[5]), 100)),
+        (mark(Some(&[5]), 100), mark(Some(&[5]), 100)),
+        (mark(Some(&[5]), 200), mark(Some(&[5]), 200)),
+        (mark(Some(&[1, 0]), 150), mark(Some(&[1, 0]), 150)),
+        (mark(Some(&[0xff]), 999), mark(Some(&[1, 0]), 150)),
+        (mark(None, 140), mark(Some(&[1, 0]), 150)),
+        (mark(None, 300), mark(None, 300)),
+        (mark(Some(&[7]), 250), mark(None, 300)),
+        (mark(Some(&[7]), 301), mark(Some(&[7]), 301)),
+    ];
+    for (offered, expected) in steps {
+        let recorded = raise("ca-a", offered.clone()).await?;
+        if recorded != expected {
+            return Err(format!(
+                "offered {offered:?}: recorded {recorded:?}, expected {expected:?}"
+            ));
+        }
+    }
+    let other = raise("ca-b", mark(Some(&[1]), 1)).await?;
+    if other != mark(Some(&[1]), 1) {
+        return Err(format!("another CA's mark is its own: {other:?}"));
+    }
+    Ok(())
 }
 
 async fn admissions_are_remembered_until_forgotten<L: Ledger>(

@@ -18,6 +18,7 @@ use super::device::{
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
 use crate::registry::iot::classify;
+use crate::revocation::ListMark;
 
 /// How long history entries are kept by default (`DEVICE_LEDGER_HISTORY_DAYS`).
 pub const DEFAULT_HISTORY_DAYS: u32 = 400;
@@ -554,6 +555,72 @@ impl Ledger for DynamoLedger {
         self.put_admission(certificate_id, None).await
     }
 
+    async fn raise_list_mark(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+        mark: &ListMark,
+    ) -> Result<ListMark, LedgerError> {
+        const OP: &str = "UpdateItem";
+        let key = list_mark_key(source, ca_certificate_id);
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.clone()))
+            .key("sk", AttributeValue::S(LIST_MARK_SORT_KEY.into()))
+            .expression_attribute_values(":tu", AttributeValue::N(mark.this_update.to_string()));
+        // Written only over an older mark (ListMark::is_older_than, as a condition): a numbered
+        // list over a lower number, or the same number with an earlier thisUpdate, or over an
+        // unnumbered one by thisUpdate; an unnumbered list by thisUpdate alone.
+        request = match mark.number_key() {
+            Some(number) => request
+                .update_expression("SET numberKey = :nk, thisUpdate = :tu")
+                .condition_expression(
+                    "attribute_not_exists(pk) OR numberKey < :nk \
+                     OR (numberKey = :nk AND thisUpdate < :tu) \
+                     OR (attribute_not_exists(numberKey) AND thisUpdate < :tu)",
+                )
+                .expression_attribute_values(":nk", AttributeValue::S(number)),
+            None => request
+                .update_expression("SET thisUpdate = :tu REMOVE numberKey")
+                .condition_expression("attribute_not_exists(pk) OR thisUpdate < :tu"),
+        };
+        let written = request
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| ledger_error(OP, classify(OP, e)));
+        if !condition_failed(&written) {
+            return written.map(|()| mark.clone());
+        }
+        // A mark as new or newer is recorded: read it, strongly consistent.
+        const READ: &str = "GetItem";
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", AttributeValue::S(key))
+            .key("sk", AttributeValue::S(LIST_MARK_SORT_KEY.into()))
+            .send()
+            .await
+            .map_err(|e| ledger_error(READ, classify(READ, e)))?;
+        item.item()
+            .and_then(|item| {
+                let number_key = item.get("numberKey").and_then(|v| v.as_s().ok());
+                ListMark::from_number_key(
+                    number_key.map(String::as_str),
+                    number(item, "thisUpdate")?,
+                )
+            })
+            .ok_or_else(|| LedgerError {
+                kind: RegistryErrorKind::Unavailable,
+                operation: READ,
+                message: "the list mark changed while it was written; retry".into(),
+            })
+    }
+
     async fn history(&self, thing_name: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
         const OP: &str = "Query";
         let items = self
@@ -573,6 +640,13 @@ impl Ledger for DynamoLedger {
         Ok(items.iter().filter_map(history_entry).collect())
     }
 }
+
+/// The newest list accepted from a source for a CA: `pk = LISTMARK#<caId>#<source>`, `sk = MARK`.
+fn list_mark_key(source: &str, ca_certificate_id: &str) -> String {
+    format!("LISTMARK#{ca_certificate_id}#{source}")
+}
+
+const LIST_MARK_SORT_KEY: &str = "MARK";
 
 /// When a history entry expires: `days` after the later of its time and `now` (seconds).
 fn history_expiry(entry: &HistoryEntry, now: i64, days: u32) -> i64 {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use super::device::{DeviceDecision, DeviceRecord, HistoryEntry, Holdings, Recorded, judge};
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
+use crate::revocation::ListMark;
 use crate::sync::lock;
 
 /// (partition key, sort key) → entry; devices by Thing name; history by (Thing, sort key).
@@ -17,6 +18,8 @@ pub struct MemoryLedger {
     history: Mutex<BTreeMap<(String, String), HistoryEntry>>,
     /// certificate id → admitted at (seconds), `None` once forgotten.
     admissions: Mutex<BTreeMap<String, Option<i64>>>,
+    /// (source, CA) → the newest list accepted.
+    list_marks: Mutex<BTreeMap<(String, String), ListMark>>,
 }
 
 impl MemoryLedger {
@@ -187,6 +190,22 @@ impl Ledger for MemoryLedger {
     async fn forget_admission(&self, certificate_id: &str) -> Result<(), LedgerError> {
         lock(&self.admissions).insert(certificate_id.to_owned(), None);
         Ok(())
+    }
+
+    async fn raise_list_mark(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+        mark: &ListMark,
+    ) -> Result<ListMark, LedgerError> {
+        let mut marks = lock(&self.list_marks);
+        let stored = marks
+            .entry((source.to_owned(), ca_certificate_id.to_owned()))
+            .or_insert_with(|| mark.clone());
+        if stored.is_older_than(mark) {
+            *stored = mark.clone();
+        }
+        Ok(stored.clone())
     }
 }
 

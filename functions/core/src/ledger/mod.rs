@@ -29,6 +29,7 @@ pub use dynamodb::DynamoLedger;
 pub use memory::MemoryLedger;
 
 use crate::registry::RegistryErrorKind;
+use crate::revocation::ListMark;
 
 /// One admitted certificate in the serial index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +150,16 @@ pub trait Ledger: Send + Sync {
         &self,
         certificate_id: &str,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Records `mark` as the newest list accepted from `source` for the CA unless a newer one
+    /// is recorded (atomically); returns the newest recorded, this one or that. A list older
+    /// than the answer is refused by every container.
+    fn raise_list_mark(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+        mark: &ListMark,
+    ) -> impl Future<Output = Result<ListMark, LedgerError>> + Send;
 }
 
 /// No ledger configured: nothing is indexed, and nothing can be found.
@@ -201,6 +212,15 @@ impl Ledger for NoLedger {
     }
     async fn forget_admission(&self, _: &str) -> Result<(), LedgerError> {
         Ok(())
+    }
+    /// Nothing is shared: each container guards against rollback on its own.
+    async fn raise_list_mark(
+        &self,
+        _: &str,
+        _: &str,
+        mark: &ListMark,
+    ) -> Result<ListMark, LedgerError> {
+        Ok(mark.clone())
     }
 }
 
@@ -292,6 +312,17 @@ impl<L: Ledger> Ledger for Option<L> {
             None => Ok(()),
         }
     }
+    async fn raise_list_mark(
+        &self,
+        source: &str,
+        ca: &str,
+        mark: &ListMark,
+    ) -> Result<ListMark, LedgerError> {
+        match self {
+            Some(ledger) => ledger.raise_list_mark(source, ca, mark).await,
+            None => NoLedger.raise_list_mark(source, ca, mark).await,
+        }
+    }
 }
 
 impl<L: Ledger> Ledger for std::sync::Arc<L> {
@@ -375,6 +406,14 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         certificate: &str,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send {
         (**self).forget_admission(certificate)
+    }
+    fn raise_list_mark(
+        &self,
+        source: &str,
+        ca: &str,
+        mark: &ListMark,
+    ) -> impl Future<Output = Result<ListMark, LedgerError>> + Send {
+        (**self).raise_list_mark(source, ca, mark)
     }
 }
 

@@ -5,7 +5,10 @@
 //!
 //! A verified list is only ever replaced by a newer verified one: a refresh that fails (source
 //! down, bad signature, wrong issuer, malformed, stale, or an older list than the one held)
-//! keeps serving the list it has while that list is within its nextUpdate (invariant 4).
+//! keeps serving the list it has while that list is within its nextUpdate (invariant 4). "Older"
+//! is judged against the device ledger's mark too, the newest list any container accepted from
+//! this source for this CA: a cold start, an eviction or another container holding an older
+//! list cannot make a rolled-back list acceptable again.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use tokio::sync::Mutex;
 
 use super::{RevocationError, RevocationList};
 use crate::certificate::CaCertificate;
+use crate::ledger::Ledger;
 use crate::source::{Fetched, Fetcher, ObjectSource, Validator};
 
 /// How long a fetched list is used before the source is asked again (a conditional request).
@@ -36,17 +40,19 @@ struct Verified {
     list: Arc<RevocationList>,
 }
 
-/// One source's CRL, shared by every invocation of a container.
+/// One source's CRL for one CA, shared by every invocation of a container.
 #[derive(Debug)]
 pub struct RevocationCache {
     source: ObjectSource,
+    ca_certificate_id: String,
     state: Mutex<State>,
 }
 
 impl RevocationCache {
-    pub fn new(source: ObjectSource) -> Self {
+    pub fn new(source: ObjectSource, ca_certificate_id: &str) -> Self {
         Self {
             source,
+            ca_certificate_id: ca_certificate_id.to_owned(),
             state: Mutex::new(State::default()),
         }
     }
@@ -56,30 +62,34 @@ impl RevocationCache {
         &self.source
     }
 
-    /// The current list, fetched through `fetcher`, verified against `ca` and fresh at `now`.
-    pub async fn get<F: Fetcher>(
+    /// The current list, fetched through `fetcher`, verified against `ca`, fresh at `now` and
+    /// not older than `ledger`'s mark for this source and CA.
+    pub async fn get<F: Fetcher, L: Ledger>(
         &self,
         fetcher: &F,
+        ledger: &L,
         ca: &CaCertificate,
         now: i64,
     ) -> Result<Arc<RevocationList>, RevocationError> {
-        self.get_or_refresh(fetcher, ca, now, false).await
+        self.get_or_refresh(fetcher, ledger, ca, now, false).await
     }
 
     /// The same, asking the source first whatever the refresh interval (one conditional
     /// request): for the revocation sync, told that the list changed.
-    pub async fn refresh<F: Fetcher>(
+    pub async fn refresh<F: Fetcher, L: Ledger>(
         &self,
         fetcher: &F,
+        ledger: &L,
         ca: &CaCertificate,
         now: i64,
     ) -> Result<Arc<RevocationList>, RevocationError> {
-        self.get_or_refresh(fetcher, ca, now, true).await
+        self.get_or_refresh(fetcher, ledger, ca, now, true).await
     }
 
-    async fn get_or_refresh<F: Fetcher>(
+    async fn get_or_refresh<F: Fetcher, L: Ledger>(
         &self,
         fetcher: &F,
+        ledger: &L,
         ca: &CaCertificate,
         now: i64,
         force: bool,
@@ -100,9 +110,13 @@ impl RevocationCache {
                 Ok(Fetched::NotModified) => Err(RevocationError::Unreadable(
                     "source answered not-modified, but no list is held".into(),
                 )),
-                Ok(Fetched::Body { bytes, validator }) => {
-                    accept(&mut state, bytes, validator, ca, now)
-                }
+                Ok(Fetched::Body { bytes, validator }) => match candidate(&state, bytes, ca, now) {
+                    Ok(list) => {
+                        self.take_if_newest(&mut state, ledger, list, validator, ca)
+                            .await
+                    }
+                    Err(err) => Err(err),
+                },
                 Err(err) => Err(err.into()),
             };
             match result {
@@ -140,26 +154,50 @@ fn usable(state: &State, ca: &CaCertificate, now: i64) -> Option<Arc<RevocationL
         .map(|v| Arc::clone(&v.list))
 }
 
-/// Verifies new bytes and takes them only if they are a fresh list at least as new as the one
-/// held; otherwise the held list stays untouched.
-fn accept(
-    state: &mut State,
+impl RevocationCache {
+    /// Raises the ledger's mark to `list` and takes it, unless a newer list was accepted
+    /// anywhere (then it is a rollback, refused, and the held list stays).
+    async fn take_if_newest<L: Ledger>(
+        &self,
+        state: &mut State,
+        ledger: &L,
+        list: RevocationList,
+        validator: Option<Validator>,
+        ca: &CaCertificate,
+    ) -> Result<(), RevocationError> {
+        let mark = list.mark();
+        let newest = ledger
+            .raise_list_mark(&self.source.to_string(), &self.ca_certificate_id, &mark)
+            .await
+            .map_err(|e| RevocationError::Unreadable(format!("device ledger: {e}")))?;
+        if mark.is_older_than(&newest) {
+            return Err(RevocationError::RolledBack(format!(
+                "{} is older than a list already accepted for this CA",
+                list.version()
+            )));
+        }
+        state.verified = Some(Verified {
+            ca: ca.clone(),
+            list: Arc::new(list),
+        });
+        state.validator = validator;
+        Ok(())
+    }
+}
+
+/// Verifies new bytes: a fresh list at least as new as the one held, or the error.
+fn candidate(
+    state: &State,
     bytes: Vec<u8>,
-    validator: Option<Validator>,
     ca: &CaCertificate,
     now: i64,
-) -> Result<(), RevocationError> {
+) -> Result<RevocationList, RevocationError> {
     let list = RevocationList::parse_owned(bytes, ca)?;
     list.check_fresh(now)?;
     if let Some(held) = &state.verified {
         list.check_not_older_than(&held.list)?;
     }
-    state.verified = Some(Verified {
-        ca: ca.clone(),
-        list: Arc::new(list),
-    });
-    state.validator = validator;
-    Ok(())
+    Ok(list)
 }
 
 /// The CA's certificate changed (re-registered under the same source): keep the held list if
@@ -186,6 +224,7 @@ mod tests {
     use std::sync::Mutex as StdMutex;
     use time::{Duration, OffsetDateTime};
 
+    use crate::ledger::MemoryLedger;
     use crate::source::FetchError;
 
     /// A fetcher that serves scripted answers and records the ETags it was given.
@@ -209,10 +248,12 @@ mod tests {
         }
     }
 
-    /// A cache with its scripted fetcher.
+    /// A cache with its scripted fetcher and the ledger its marks go to (one per container;
+    /// two caches sharing a ledger are two containers, or one before and after an eviction).
     struct Cached {
         cache: RevocationCache,
         fetcher: Scripted,
+        ledger: Arc<MemoryLedger>,
     }
 
     impl Cached {
@@ -221,20 +262,76 @@ mod tests {
             ca: &CaCertificate,
             now: i64,
         ) -> Result<Arc<RevocationList>, RevocationError> {
-            self.cache.get(&self.fetcher, ca, now).await
+            self.cache.get(&self.fetcher, &self.ledger, ca, now).await
         }
     }
 
     fn scripted(answers: Vec<Result<Fetched, FetchError>>) -> Cached {
+        scripted_with(answers, Arc::default())
+    }
+
+    fn scripted_with(
+        answers: Vec<Result<Fetched, FetchError>>,
+        ledger: Arc<MemoryLedger>,
+    ) -> Cached {
         let fetcher = Scripted {
             answers: StdMutex::new(answers),
             etags: StdMutex::default(),
         };
-        let cache = RevocationCache::new(ObjectSource::S3 {
+        let source = ObjectSource::S3 {
             bucket: "b".into(),
             key: "k".into(),
-        });
-        Cached { cache, fetcher }
+        };
+        let cache = RevocationCache::new(source, "ca-1");
+        Cached {
+            cache,
+            fetcher,
+            ledger,
+        }
+    }
+
+    /// Issue 18, defect 7: another container, or this one after its cache was evicted or
+    /// restarted, never accepts a list older than one any container accepted: the mark is in
+    /// the ledger. And a list with the same cRLNumber but an earlier thisUpdate is older.
+    #[tokio::test]
+    async fn no_container_accepts_a_list_older_than_any_accepted() {
+        let ca = Ca::new("Cache CA", "Acme").unwrap();
+        let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let next = now + Duration::days(1);
+        let newer = ca
+            .crl_numbered(&[vec![7]], 5, now - Duration::hours(1), next)
+            .unwrap();
+        let same_number_earlier = ca
+            .crl_numbered(&[], 5, now - Duration::hours(2), next)
+            .unwrap();
+        let older = ca
+            .crl_numbered(&[], 4, now - Duration::hours(3), next)
+            .unwrap();
+        let ledger = Arc::new(MemoryLedger::new());
+        let first = scripted_with(vec![body(newer, "\"v5\"")], Arc::clone(&ledger));
+        assert!(first.get(&ca_cert, t).await.unwrap().is_revoked(&[7]));
+        for (rolled_back, what) in [
+            (older, "CRL number 4"),
+            (same_number_earlier, "CRL number 5"),
+        ] {
+            let cold = scripted_with(vec![body(rolled_back, "\"old\"")], Arc::clone(&ledger));
+            let err = cold.get(&ca_cert, t).await.unwrap_err();
+            assert_eq!(err.kind(), "RevocationListRolledBack", "{what}");
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        // Another CA's mark is its own: the same source for another CA starts afresh.
+        let other = RevocationCache::new(first.cache.source().clone(), "ca-2");
+        let fetcher = Scripted {
+            answers: StdMutex::new(vec![body(
+                ca.crl_numbered(&[], 1, now - Duration::hours(3), next)
+                    .unwrap(),
+                "\"v1\"",
+            )]),
+            etags: StdMutex::default(),
+        };
+        assert!(other.get(&fetcher, &ledger, &ca_cert, t).await.is_ok());
     }
 
     #[tokio::test]

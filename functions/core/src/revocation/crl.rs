@@ -129,11 +129,7 @@ impl RevocationList {
     /// Refuses a list issued before `accepted` (a lower CRL number or, when either list has
     /// none, an earlier thisUpdate): serving it would un-revoke devices.
     pub fn check_not_older_than(&self, accepted: &Self) -> Result<(), RevocationError> {
-        let rolled_back = match (&self.crl_number, &accepted.crl_number) {
-            (Some(new), Some(old)) => (new.len(), new) < (old.len(), old),
-            _ => self.this_update < accepted.this_update,
-        };
-        if rolled_back {
+        if self.mark().is_older_than(&accepted.mark()) {
             return Err(RevocationError::RolledBack(format!(
                 "{} is older than the accepted {}",
                 self.version(),
@@ -144,6 +140,14 @@ impl RevocationList {
     }
 
     /// "CRL number N (thisUpdate T)", for messages.
+    /// How new this list is.
+    pub fn mark(&self) -> super::ListMark {
+        super::ListMark {
+            crl_number: self.crl_number.clone(),
+            this_update: self.this_update,
+        }
+    }
+
     pub fn version(&self) -> String {
         match &self.crl_number {
             Some(n) => format!(
