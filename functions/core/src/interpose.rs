@@ -480,4 +480,50 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
             })?;
         self.inner.raise_list_mark(source, ca, mark).await
     }
+    async fn list_mark(
+        &self,
+        source: &str,
+        ca: &str,
+    ) -> Result<Option<crate::revocation::ListMark>, LedgerError> {
+        self.hook
+            .before("GetItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "GetItem",
+                message: "injected failure".into(),
+            })?;
+        self.inner.list_mark(source, ca).await
+    }
+    async fn sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+    ) -> Result<Option<crate::revocation::SyncProgress>, LedgerError> {
+        self.hook
+            .before("GetItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "GetItem",
+                message: "injected failure".into(),
+            })?;
+        self.inner.sync_progress(source, ca).await
+    }
+    async fn save_sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+        progress: &crate::revocation::SyncProgress,
+    ) -> Result<(), LedgerError> {
+        self.hook
+            .before("PutItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "PutItem",
+                message: "injected failure".into(),
+            })?;
+        self.inner.save_sync_progress(source, ca, progress).await
+    }
 }

@@ -72,6 +72,8 @@ pub struct Assessment {
     pub profile: Option<Profile>,
     /// The revocation lists consulted.
     pub revocation_lists: Vec<Arc<RevocationList>>,
+    /// Where each of `revocation_lists` came from, in the same order.
+    pub revocation_sources: Vec<ObjectSource>,
     /// A revocation source was unusable and the profile fails open.
     pub revocation_unchecked: bool,
     /// The Thing the certificate is for, once the checks got as far as naming it.
@@ -100,8 +102,6 @@ pub struct Registrar<R, F, L = NoLedger> {
     cas: Mutex<HashMap<String, CachedCa>>,
     /// Per CA: when its distribution-point window opened, and the URLs fetched in it.
     distribution_points: Mutex<HashMap<String, (i64, BTreeSet<ObjectSource>)>>,
-    /// Per (source, CA): the version of the list the revocation sync last completed.
-    pub(crate) synced: Mutex<HashMap<(ObjectSource, String), String>>,
     /// When this container last answered a duplicate event (seconds since the epoch).
     last_duplicate: AtomicI64,
 }
@@ -123,7 +123,6 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: Mutex::default(),
             cas: Mutex::default(),
             distribution_points: Mutex::default(),
-            synced: Mutex::default(),
             last_duplicate: AtomicI64::new(i64::MIN),
         }
     }
@@ -142,7 +141,6 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: self.revocation,
             cas: self.cas,
             distribution_points: self.distribution_points,
-            synced: self.synced,
             last_duplicate: self.last_duplicate,
         }
     }
@@ -225,6 +223,9 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         report.thing_name.clone_from(&assessment.thing_name);
         let device_key = assessment.device_key.clone();
+        let used: Vec<_> = (assessment.revocation_sources.iter().cloned())
+            .zip(assessment.revocation_lists.iter().cloned())
+            .collect();
         let decision = match assessment.decision {
             Decision::Provision(plan) => match self.index_then_provision(&plan, now).await? {
                 Admission::Provisioned(Provisioned::Done(outcome)) => {
@@ -234,7 +235,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                         return Ok(report);
                     }
                     report.revocation_unchecked = plan.revocation_unchecked;
-                    match self.settle(&plan, &report, now).await? {
+                    match self.settle(&plan, &report, now, &used).await? {
                         None => return Ok(report),
                         // The device-management side decided against it while it was provisioned.
                         Some(decision) => decision,
@@ -306,8 +307,10 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
     /// After activation: the ledger is read again, so a denial or decommission recorded while
     /// this certificate was being activated takes it out at once (the lifecycle function records
     /// first and reads IoT Core after, so one of the two always sees the other); and an older
-    /// certificate raced past a newer one is refused. Beside that read go the history entry and
-    /// the rotation's look at the Thing. Only once the read found nothing against it is the
+    /// certificate raced past a newer one is refused. Beside that read go the history entry,
+    /// the rotation's look at the Thing and the ledger's marks of the lists `used`: a list newer
+    /// than the one checked, accepted anywhere (the sync raises the mark before it reads the
+    /// index, this certificate was indexed before), is fetched and revokes a serial it names. Only once the read found nothing against it is the
     /// admission recorded (beside the rotation): a duplicate is answered from that record
     /// without a look at the device, so it must never exist before the device was looked at. A
     /// failed read leaves no record, and the retry settles again. `Some` is the decision that
@@ -317,13 +320,18 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         plan: &ProvisionPlan,
         report: &Report,
         now: i64,
+        used: &[(ObjectSource, Arc<RevocationList>)],
     ) -> Result<Option<Decision>, JitrError> {
-        let (device, principals, history) = tokio::join!(
+        let (device, principals, history, overtaken) = tokio::join!(
             self.ledger.device(&plan.device_key),
             thing_principals_to_rotate(&self.registry, plan),
             self.record_outcome(Some(&plan.device_key), report, now),
+            self.revoked_by_newer_list(plan, used, now),
         );
         if let Some(decision) = standing(plan, device?.as_ref()) {
+            return Ok(Some(decision));
+        }
+        if let Some(decision) = overtaken? {
             return Ok(Some(decision));
         }
         history?;
@@ -342,6 +350,50 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 .await?;
         }
         admission?;
+        Ok(None)
+    }
+
+    /// `Some(revoke)` when a list newer than one of `used` was accepted for this CA anywhere and
+    /// names the certificate's serial (invariant 6: an admission under an older list than one
+    /// already synced is revoked). A newer list that cannot be read here is an error (retried).
+    async fn revoked_by_newer_list(
+        &self,
+        plan: &ProvisionPlan,
+        used: &[(ObjectSource, Arc<RevocationList>)],
+        now: i64,
+    ) -> Result<Option<Decision>, JitrError> {
+        let ca_id = &plan.ca_certificate_id;
+        for (source, list) in used {
+            let Some(newest) = self.ledger.list_mark(&source.to_string(), ca_id).await? else {
+                continue;
+            };
+            if !list.mark().is_older_than(&newest) {
+                continue;
+            }
+            let Some(ca) = self.ca(ca_id, now).await?.and_then(|c| c.certificate) else {
+                continue;
+            };
+            let newer = self
+                .cache(source.clone(), ca_id)
+                .refresh(&self.fetcher, &self.ledger, &ca, now)
+                .await?;
+            if newer.mark().is_older_than(&newest) {
+                return Err(RevocationError::Unreadable(format!(
+                    "a newer list than {} was accepted for this CA but cannot be read here",
+                    newer.version()
+                ))
+                .into());
+            }
+            let serial = hex::decode(&plan.serial_hex).unwrap_or_default();
+            if newer.is_revoked(&serial) {
+                tracing::warn!(certificate_id = %plan.certificate_id, serial = %plan.serial_hex, list = %newer.version(), "admitted under an older list than one already accepted; revoked");
+                return Ok(Some(Decision::Revoke {
+                    reason: RevokeReason::SerialRevoked {
+                        serial_hex: plan.serial_hex.clone(),
+                    },
+                }));
+            }
+        }
         Ok(None)
     }
 
@@ -484,7 +536,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             None
         };
         let ca_certificate = ca.as_ref().and_then(|c| c.certificate.clone());
-        let (revocation_lists, revocation_unchecked) = match (&profile, &ca_certificate) {
+        let (used, revocation_unchecked) = match (&profile, &ca_certificate) {
             (Some(profile), Some(ca_cert)) if admits => {
                 let ca_id = &event.ca_certificate_id;
                 self.revocation_lists(profile, &certificate, ca_id, ca_cert, now)
@@ -492,6 +544,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             }
             _ => (Vec::new(), false),
         };
+        let (revocation_sources, revocation_lists): (Vec<_>, Vec<_>) = used.into_iter().unzip();
         let facts = Facts {
             certificate: &certificate,
             ca: ca.as_ref().map(|c| &c.description),
@@ -522,6 +575,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             ca: ca.map(|c| c.description),
             profile,
             revocation_lists,
+            revocation_sources,
             revocation_unchecked,
             thing_name,
             device_key,
@@ -539,7 +593,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         ca_id: &str,
         ca: &CaCertificate,
         now: i64,
-    ) -> Result<(Vec<Arc<RevocationList>>, bool), JitrError> {
+    ) -> Result<(Vec<(ObjectSource, Arc<RevocationList>)>, bool), JitrError> {
         let mut lists = Vec::new();
         let mut unchecked = false;
         for source in &profile.revocation {
@@ -547,8 +601,9 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 Ok(None) => continue,
                 Ok(Some(object)) => match self.within_budget(source, &object, ca_id, now) {
                     Ok(()) => {
-                        let cache = self.cache(object, ca_id);
-                        cache.get(&self.fetcher, &self.ledger, ca, now).await
+                        let cache = self.cache(object.clone(), ca_id);
+                        let list = cache.get(&self.fetcher, &self.ledger, ca, now).await;
+                        list.map(|list| (object, list))
                     }
                     Err(err) => Err(err),
                 },
@@ -692,12 +747,6 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             Err(e) if e.kind() == RegistryErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
-    }
-
-    pub(crate) fn lock_synced(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(ObjectSource, String), String>> {
-        lock(&self.synced)
     }
 
     fn lock_cas(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCa>> {

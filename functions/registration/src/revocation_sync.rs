@@ -4,10 +4,20 @@
 //! the serial index (the ledger) holds for a listed serial.
 //!
 //! It runs on a schedule (every minute in the template) and on S3 notifications for CRL objects.
-//! Each (source, CA) is synced when its verified list differs from the one last synced in this
-//! container (a cold container syncs everything once: entries already marked revoked cost one
-//! read and no IoT call). UpdateCertificate calls are paced to a rate within IoT Core's quota and
-//! the sync stops before the invocation's deadline; the next run continues where it stopped.
+//! Its progress lives in the ledger, not in a container (invariant 6): per (source, CA), the list
+//! it is applying and the position in that list's serials where the next run starts. A run reads
+//! the newest list (forced, conditional), goes on from the ledger's cursor when that list is the
+//! one in progress, starts over for a newer one, and does nothing for one applied to the end. The
+//! deadline is checked before every batch of serial lookups and every revocation; a run stopped
+//! by it saves the cursor at the start of its unfinished batch, so the next run, in any
+//! container, redoes at most one batch. UpdateCertificate calls are paced to a rate within IoT
+//! Core's quota.
+//!
+//! Certificates admitted under an older list than one already synced (a container still held it)
+//! are revoked by registration itself: after activation it reads the ledger's mark of the newest
+//! list accepted and, when it is newer than the list it checked, refreshes and revokes a serial
+//! the newer list names. The sync raises that mark before it reads the index, registration writes
+//! the index before it reads the mark: one of the two always sees the other.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +27,7 @@ use jitr_core::JitrError;
 use jitr_core::ledger::{Ledger, Revoked, SerialEntry};
 use jitr_core::profiles::{Profile, Unlisted};
 use jitr_core::registry::{CertificateStatus, Registry, RegistryErrorKind};
-use jitr_core::revocation::{RevocationError, RevocationList, RevocationSource};
+use jitr_core::revocation::{RevocationError, RevocationList, RevocationSource, SyncProgress};
 use jitr_core::source::{Fetcher, ObjectSource};
 use serde::Serialize;
 
@@ -199,55 +209,78 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         let version = list.version();
         report.list = Some(version.clone());
         report.listed = list.len();
-        let key = (source.clone(), ca_id.to_owned());
-        if self.lock_synced().get(&key) == Some(&version) {
-            report.unchanged = true;
-            return Ok(());
-        }
-        let complete = self
-            .revoke_listed(&list, ca_id, &version, now, budget, pacer, report)
+        let source_key = source.to_string();
+        let mark = list.mark();
+        let start = match self.ledger().sync_progress(&source_key, ca_id).await? {
+            Some(progress) if progress.mark == mark && progress.complete => {
+                report.unchanged = true;
+                return Ok(());
+            }
+            Some(progress) if progress.mark == mark => progress.next,
+            _ => 0,
+        };
+        let next = self
+            .revoke_listed(&list, ca_id, start, now, budget, pacer, report)
             .await?;
-        if complete {
-            self.lock_synced().insert(key, version);
-        } else {
-            report.partial = true;
-        }
+        let complete = next.is_none();
+        report.partial = !complete;
+        let progress = SyncProgress {
+            mark,
+            next: next.unwrap_or(u64::try_from(list.len()).unwrap_or(u64::MAX)),
+            complete,
+        };
+        self.ledger()
+            .save_sync_progress(&source_key, ca_id, &progress)
+            .await?;
         Ok(())
     }
 
-    /// Revokes the indexed certificates of every serial in `list`; false when the deadline
-    /// stopped it.
+    /// Revokes the indexed certificates of the serials of `list` from position `start` on, a
+    /// batch of lookups at a time; `Some(position)` where the deadline stopped it (the start of
+    /// the batch it did not finish), `None` once at the end.
     #[allow(clippy::too_many_arguments)]
     async fn revoke_listed(
         &self,
         list: &Arc<RevocationList>,
         ca_id: &str,
-        version: &str,
+        start: u64,
         now: i64,
         budget: SyncBudget,
         pacer: &mut Pacer,
         report: &mut SyncReport,
-    ) -> Result<bool, JitrError> {
+    ) -> Result<Option<u64>, JitrError> {
         let ledger = self.ledger();
-        let serials: Vec<String> = list.serials().map(hex::encode).collect();
-        let mut lookups = futures_util::stream::iter(serials)
-            .map(|serial| async move { ledger.certificates_with_serial(ca_id, &serial).await })
-            .buffer_unordered(LOOKUP_CONCURRENCY);
-        let by = format!("crl {version}");
-        while let Some(entries) = lookups.next().await {
-            for entry in entries? {
-                report.indexed += 1;
-                if entry.revoked.is_some() {
-                    report.already_revoked += 1;
-                    continue;
-                }
-                if Instant::now() >= budget.deadline {
-                    return Ok(false);
-                }
-                self.revoke_entry(&entry, &by, now, pacer, report).await?;
+        let by = format!("crl {}", list.version());
+        let skip = usize::try_from(start).unwrap_or(usize::MAX);
+        let mut serials = list.serials().skip(skip).peekable();
+        let mut position = start;
+        while serials.peek().is_some() {
+            if Instant::now() >= budget.deadline {
+                return Ok(Some(position));
             }
+            let batch: Vec<String> = (serials.by_ref().take(LOOKUP_CONCURRENCY))
+                .map(hex::encode)
+                .collect();
+            let size = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+            let mut lookups = futures_util::stream::iter(batch)
+                .map(|serial| async move { ledger.certificates_with_serial(ca_id, &serial).await })
+                .buffer_unordered(LOOKUP_CONCURRENCY);
+            while let Some(entries) = lookups.next().await {
+                for entry in entries? {
+                    report.indexed += 1;
+                    if entry.revoked.is_some() {
+                        report.already_revoked += 1;
+                        continue;
+                    }
+                    if Instant::now() >= budget.deadline {
+                        return Ok(Some(position));
+                    }
+                    self.revoke_entry(&entry, &by, now, pacer, report).await?;
+                }
+            }
+            position += size;
         }
-        Ok(true)
+        Ok(None)
     }
 
     async fn revoke_entry(

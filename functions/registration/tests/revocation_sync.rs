@@ -154,14 +154,110 @@ async fn a_serial_listed_after_admission_is_revoked_by_the_sync() {
         .await
         .unwrap();
     assert!(again[0].unchanged, "{again:?}");
-    // A cold container syncs the whole list once; marked entries cost no IoT call.
+    // A cold container finds the list applied in the ledger: nothing to do either.
     let cold = world.registrar();
     let report = &cold.sync_revocations(now, budget()).await.unwrap()[0];
-    assert_eq!(
-        (report.revoked, report.already_revoked),
-        (0, 2),
+    assert!(report.unchanged, "{report:?}");
+}
+
+/// Issue 18, defect 1: the sync marked a list version done in the container that ran it, so a
+/// container still holding the older list admitted a serial the newer one revokes, and every
+/// later run said "unchanged". Now the admission itself sees, in the ledger, that a newer list
+/// was accepted, and revokes the certificate; the synced state is the ledger's, whichever
+/// container runs next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_admission_under_an_older_list_is_revoked() {
+    let world = World::new().await;
+    world.publish(1, &[]);
+    let stale = world.registrar();
+    world.admit(&stale, "warms-the-cache").await;
+    let late = world.ca.issue(&DeviceSpec::named("late")).unwrap();
+
+    // The CA revokes `late`; another container's sync applies the new list to the end.
+    world.publish(2, &[&late]);
+    let now = jitr_core::unix_now();
+    let syncing = world.registrar();
+    let report = &syncing.sync_revocations(now, budget()).await.unwrap()[0];
+    assert!(
+        report.list.as_deref().unwrap().contains("CRL number 2"),
         "{report:?}"
     );
+
+    // The stale container (list 1, still within its refresh interval) sees `late` connect.
+    let id = world
+        .registry
+        .register_pending(&late.cert_pem, &world.ca_id)
+        .unwrap();
+    let event = registered_event(&id, &world.ca_id, ACCOUNT);
+    let report = stale.handle_at(&event, ACCOUNT, now).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Revoked, "{report:?}");
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("SerialRevoked")
+    );
+    assert_eq!(
+        world
+            .registry
+            .describe_certificate(&id)
+            .await
+            .unwrap()
+            .status,
+        CertificateStatus::Revoked
+    );
+    // Every container's next run agrees the list is applied.
+    for registrar in [&stale, &syncing, &world.registrar()] {
+        let report = &registrar
+            .sync_revocations(now + 400, budget())
+            .await
+            .unwrap()[0];
+        assert!(report.unchanged, "{report:?}");
+    }
+}
+
+/// Issue 18, defect 2: the deadline was checked only on an unrevoked entry and every run started
+/// again at the first serial. Now a run stops at its deadline between batches, saves a cursor in
+/// the ledger, and the next run (another container here) goes on from it: at most one batch is
+/// looked up twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_its_deadline_goes_on_from_its_cursor_in_any_container() {
+    let world = World::new().await;
+    world.publish(1, &[]);
+    let registrar = world.registrar();
+    let mut devices = Vec::new();
+    for n in 0..60 {
+        devices.push(world.admit(&registrar, &format!("cursor-{n}")).await);
+    }
+    world.publish(2, &devices.iter().collect::<Vec<_>>());
+    let now = jitr_core::unix_now() + 400;
+    let short = SyncBudget {
+        rate_per_second: 100,
+        deadline: Instant::now() + Duration::from_millis(250),
+    };
+    let first = &registrar.sync_revocations(now, short).await.unwrap()[0];
+    assert!(
+        first.partial && first.revoked > 0 && first.revoked < 60,
+        "{first:?}"
+    );
+    let cold = world.registrar();
+    let second = &cold.sync_revocations(now, budget()).await.unwrap()[0];
+    assert!(!second.partial, "{second:?}");
+    assert_eq!(first.revoked + second.revoked, 60, "{first:?} {second:?}");
+    assert!(
+        second.indexed <= 60 - first.revoked + 16,
+        "the second run went on from the cursor: {second:?}"
+    );
+    for device in &devices {
+        assert_eq!(world.status(device).await, CertificateStatus::Revoked);
+    }
+    let third = &world
+        .registrar()
+        .sync_revocations(now, budget())
+        .await
+        .unwrap()[0];
+    assert!(third.unchanged, "{third:?}");
 }
 
 /// The sync never exceeds its rate, and stops at its deadline with the rest left for the next

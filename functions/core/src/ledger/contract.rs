@@ -62,6 +62,62 @@ async fn list_marks_only_rise<L: Ledger>(ledger: &L, unique: &str) -> Result<(),
     if other != mark(Some(&[1]), 1) {
         return Err(format!("another CA's mark is its own: {other:?}"));
     }
+    let read = |ca: &'static str| {
+        let source = source.clone();
+        async move {
+            ledger
+                .list_mark(&source, ca)
+                .await
+                .map_err(|e| format!("list_mark: {e}"))
+        }
+    };
+    let (a, none) = (read("ca-a").await?, read("ca-none").await?);
+    if a != Some(mark(Some(&[7]), 301)) || none.is_some() {
+        return Err(format!("list_mark read {a:?} and {none:?}"));
+    }
+    sync_progress_round_trips(ledger, &source).await
+}
+
+/// Issue 18, defects 1 and 2: the sync's progress per (source, CA) is kept where any container
+/// reads it.
+async fn sync_progress_round_trips<L: Ledger>(ledger: &L, source: &str) -> Result<(), String> {
+    use crate::revocation::{ListMark, SyncProgress};
+    let read = || async {
+        ledger
+            .sync_progress(source, "ca-a")
+            .await
+            .map_err(|e| format!("sync_progress: {e}"))
+    };
+    if let Some(found) = read().await? {
+        return Err(format!("progress before any run: {found:?}"));
+    }
+    for progress in [
+        SyncProgress {
+            mark: ListMark {
+                crl_number: Some(vec![1, 0]),
+                this_update: 150,
+            },
+            next: 176_000,
+            complete: false,
+        },
+        SyncProgress {
+            mark: ListMark {
+                crl_number: None,
+                this_update: 300,
+            },
+            next: 1_000_000,
+            complete: true,
+        },
+    ] {
+        ledger
+            .save_sync_progress(source, "ca-a", &progress)
+            .await
+            .map_err(|e| format!("save_sync_progress: {e}"))?;
+        let found = read().await?;
+        if found.as_ref() != Some(&progress) {
+            return Err(format!("saved {progress:?}, read {found:?}"));
+        }
+    }
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use super::device::{
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
 use crate::registry::iot::classify;
-use crate::revocation::ListMark;
+use crate::revocation::{ListMark, SyncProgress};
 
 /// How long history entries are kept by default (`DEVICE_LEDGER_HISTORY_DAYS`).
 pub const DEFAULT_HISTORY_DAYS: u32 = 400;
@@ -595,30 +595,73 @@ impl Ledger for DynamoLedger {
             return written.map(|()| mark.clone());
         }
         // A mark as new or newer is recorded: read it, strongly consistent.
-        const READ: &str = "GetItem";
-        let item = self
+        let item = self.get_consistent(key, LIST_MARK_SORT_KEY).await?;
+        item.as_ref().and_then(mark_of).ok_or_else(|| LedgerError {
+            kind: RegistryErrorKind::Unavailable,
+            operation: "GetItem",
+            message: "the list mark changed while it was written; retry".into(),
+        })
+    }
+
+    async fn list_mark(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+    ) -> Result<Option<ListMark>, LedgerError> {
+        let key = list_mark_key(source, ca_certificate_id);
+        let item = self.get_consistent(key, LIST_MARK_SORT_KEY).await?;
+        Ok(item.as_ref().and_then(mark_of))
+    }
+
+    async fn sync_progress(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+    ) -> Result<Option<SyncProgress>, LedgerError> {
+        let key = sync_progress_key(source, ca_certificate_id);
+        let item = self.get_consistent(key, SYNC_PROGRESS_SORT_KEY).await?;
+        Ok(item.as_ref().and_then(|item| {
+            Some(SyncProgress {
+                mark: mark_of(item)?,
+                next: u64::try_from(number(item, "next")?).ok()?,
+                complete: item
+                    .get("complete")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()?,
+            })
+        }))
+    }
+
+    async fn save_sync_progress(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+        progress: &SyncProgress,
+    ) -> Result<(), LedgerError> {
+        const OP: &str = "PutItem";
+        let mut request = self
             .client
-            .get_item()
+            .put_item()
             .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", AttributeValue::S(key))
-            .key("sk", AttributeValue::S(LIST_MARK_SORT_KEY.into()))
+            .item(
+                "pk",
+                AttributeValue::S(sync_progress_key(source, ca_certificate_id)),
+            )
+            .item("sk", AttributeValue::S(SYNC_PROGRESS_SORT_KEY.into()))
+            .item(
+                "thisUpdate",
+                AttributeValue::N(progress.mark.this_update.to_string()),
+            )
+            .item("next", AttributeValue::N(progress.next.to_string()))
+            .item("complete", AttributeValue::Bool(progress.complete));
+        if let Some(number) = progress.mark.number_key() {
+            request = request.item("numberKey", AttributeValue::S(number));
+        }
+        request
             .send()
             .await
-            .map_err(|e| ledger_error(READ, classify(READ, e)))?;
-        item.item()
-            .and_then(|item| {
-                let number_key = item.get("numberKey").and_then(|v| v.as_s().ok());
-                ListMark::from_number_key(
-                    number_key.map(String::as_str),
-                    number(item, "thisUpdate")?,
-                )
-            })
-            .ok_or_else(|| LedgerError {
-                kind: RegistryErrorKind::Unavailable,
-                operation: READ,
-                message: "the list mark changed while it was written; retry".into(),
-            })
+            .map(drop)
+            .map_err(|e| ledger_error(OP, classify(OP, e)))
     }
 
     async fn history(&self, thing_name: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
@@ -640,6 +683,41 @@ impl Ledger for DynamoLedger {
         Ok(items.iter().filter_map(history_entry).collect())
     }
 }
+
+impl DynamoLedger {
+    /// One item, read strongly consistent; `None` when absent.
+    async fn get_consistent(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, LedgerError> {
+        const OP: &str = "GetItem";
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.into()))
+            .send()
+            .await
+            .map(|output| output.item)
+            .map_err(|e| ledger_error(OP, classify(OP, e)))
+    }
+}
+
+/// A list mark stored as `numberKey` (absent for a list without a number) and `thisUpdate`.
+fn mark_of(item: &HashMap<String, AttributeValue>) -> Option<ListMark> {
+    let number_key = item.get("numberKey").and_then(|v| v.as_s().ok());
+    ListMark::from_number_key(number_key.map(String::as_str), number(item, "thisUpdate")?)
+}
+
+/// How far the revocation sync got with a source for a CA: `pk = SYNC#<caId>#<source>`,
+/// `sk = PROGRESS`.
+fn sync_progress_key(source: &str, ca_certificate_id: &str) -> String {
+    format!("SYNC#{ca_certificate_id}#{source}")
+}
+
+const SYNC_PROGRESS_SORT_KEY: &str = "PROGRESS";
 
 /// The newest list accepted from a source for a CA: `pk = LISTMARK#<caId>#<source>`, `sk = MARK`.
 fn list_mark_key(source: &str, ca_certificate_id: &str) -> String {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use super::device::{DeviceDecision, DeviceRecord, HistoryEntry, Holdings, Recorded, judge};
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
-use crate::revocation::ListMark;
+use crate::revocation::{ListMark, SyncProgress};
 use crate::sync::lock;
 
 /// (partition key, sort key) → entry; devices by Thing name; history by (Thing, sort key).
@@ -20,6 +20,8 @@ pub struct MemoryLedger {
     admissions: Mutex<BTreeMap<String, Option<i64>>>,
     /// (source, CA) → the newest list accepted.
     list_marks: Mutex<BTreeMap<(String, String), ListMark>>,
+    /// (source, CA) → how far the revocation sync got.
+    sync_progress: Mutex<BTreeMap<(String, String), SyncProgress>>,
 }
 
 impl MemoryLedger {
@@ -206,6 +208,31 @@ impl Ledger for MemoryLedger {
             *stored = mark.clone();
         }
         Ok(stored.clone())
+    }
+
+    async fn list_mark(&self, source: &str, ca: &str) -> Result<Option<ListMark>, LedgerError> {
+        let key = (source.to_owned(), ca.to_owned());
+        Ok(lock(&self.list_marks).get(&key).cloned())
+    }
+
+    async fn sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+    ) -> Result<Option<SyncProgress>, LedgerError> {
+        let key = (source.to_owned(), ca.to_owned());
+        Ok(lock(&self.sync_progress).get(&key).cloned())
+    }
+
+    async fn save_sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+        progress: &SyncProgress,
+    ) -> Result<(), LedgerError> {
+        let key = (source.to_owned(), ca.to_owned());
+        lock(&self.sync_progress).insert(key, progress.clone());
+        Ok(())
     }
 }
 

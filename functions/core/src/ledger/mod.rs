@@ -29,7 +29,7 @@ pub use dynamodb::DynamoLedger;
 pub use memory::MemoryLedger;
 
 use crate::registry::RegistryErrorKind;
-use crate::revocation::ListMark;
+use crate::revocation::{ListMark, SyncProgress};
 
 /// One admitted certificate in the serial index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +160,28 @@ pub trait Ledger: Send + Sync {
         ca_certificate_id: &str,
         mark: &ListMark,
     ) -> impl Future<Output = Result<ListMark, LedgerError>> + Send;
+
+    /// The newest list accepted from `source` for the CA, read strongly consistent.
+    fn list_mark(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+    ) -> impl Future<Output = Result<Option<ListMark>, LedgerError>> + Send;
+
+    /// How far the revocation sync got with `source` for the CA, read strongly consistent.
+    fn sync_progress(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+    ) -> impl Future<Output = Result<Option<SyncProgress>, LedgerError>> + Send;
+
+    /// Records how far the revocation sync got.
+    fn save_sync_progress(
+        &self,
+        source: &str,
+        ca_certificate_id: &str,
+        progress: &SyncProgress,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
 
 /// No ledger configured: nothing is indexed, and nothing can be found.
@@ -221,6 +243,21 @@ impl Ledger for NoLedger {
         mark: &ListMark,
     ) -> Result<ListMark, LedgerError> {
         Ok(mark.clone())
+    }
+    async fn list_mark(&self, _: &str, _: &str) -> Result<Option<ListMark>, LedgerError> {
+        Ok(None)
+    }
+    /// Nothing is indexed without a ledger, so the sync has nothing to go on from.
+    async fn sync_progress(&self, _: &str, _: &str) -> Result<Option<SyncProgress>, LedgerError> {
+        Ok(None)
+    }
+    async fn save_sync_progress(
+        &self,
+        _: &str,
+        _: &str,
+        _: &SyncProgress,
+    ) -> Result<(), LedgerError> {
+        Ok(())
     }
 }
 
@@ -323,6 +360,33 @@ impl<L: Ledger> Ledger for Option<L> {
             None => NoLedger.raise_list_mark(source, ca, mark).await,
         }
     }
+    async fn list_mark(&self, source: &str, ca: &str) -> Result<Option<ListMark>, LedgerError> {
+        match self {
+            Some(ledger) => ledger.list_mark(source, ca).await,
+            None => NoLedger.list_mark(source, ca).await,
+        }
+    }
+    async fn sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+    ) -> Result<Option<SyncProgress>, LedgerError> {
+        match self {
+            Some(ledger) => ledger.sync_progress(source, ca).await,
+            None => NoLedger.sync_progress(source, ca).await,
+        }
+    }
+    async fn save_sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+        progress: &SyncProgress,
+    ) -> Result<(), LedgerError> {
+        match self {
+            Some(ledger) => ledger.save_sync_progress(source, ca, progress).await,
+            None => NoLedger.save_sync_progress(source, ca, progress).await,
+        }
+    }
 }
 
 impl<L: Ledger> Ledger for std::sync::Arc<L> {
@@ -414,6 +478,28 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         mark: &ListMark,
     ) -> impl Future<Output = Result<ListMark, LedgerError>> + Send {
         (**self).raise_list_mark(source, ca, mark)
+    }
+    fn list_mark(
+        &self,
+        source: &str,
+        ca: &str,
+    ) -> impl Future<Output = Result<Option<ListMark>, LedgerError>> + Send {
+        (**self).list_mark(source, ca)
+    }
+    fn sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+    ) -> impl Future<Output = Result<Option<SyncProgress>, LedgerError>> + Send {
+        (**self).sync_progress(source, ca)
+    }
+    fn save_sync_progress(
+        &self,
+        source: &str,
+        ca: &str,
+        progress: &SyncProgress,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).save_sync_progress(source, ca, progress)
     }
 }
 

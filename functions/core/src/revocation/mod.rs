@@ -23,6 +23,16 @@ pub struct ListMark {
     pub this_update: i64,
 }
 
+/// How far the revocation sync got with one (source, CA), kept in the ledger so any container's
+/// next run goes on from there: the list it is applying, the position in that list's serials
+/// where the next run starts, and whether the list was applied to the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub mark: ListMark,
+    pub next: u64,
+    pub complete: bool,
+}
+
 impl ListMark {
     /// Older by cRLNumber, an equal number by thisUpdate (a re-signed list of the same number
     /// issued earlier is older), or by thisUpdate alone when either list has no number.
