@@ -526,4 +526,26 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
             })?;
         self.inner.save_sync_progress(source, ca, progress).await
     }
+    async fn document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        self.hook
+            .before("GetItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "GetItem",
+                message: "injected failure".into(),
+            })?;
+        self.inner.document_generation(document).await
+    }
+    async fn bump_document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        self.hook
+            .before("UpdateItem")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "UpdateItem",
+                message: "injected failure".into(),
+            })?;
+        self.inner.bump_document_generation(document).await
+    }
 }

@@ -62,6 +62,15 @@ async fn handle_invocation<R: Registry, F: Fetcher, L: Ledger>(
 ) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
     if is_sync_trigger(&payload) {
+        // The profiles object changed: announce it, so every container drops its copy within
+        // a second, before the sync (which reads the profiles too) runs.
+        let announced = registrar
+            .announce_changed_objects(&s3_objects(&payload))
+            .await
+            .map_err(|err| Diagnostic {
+                error_type: err.error_type(),
+                error_message: err.to_string(),
+            })?;
         // The invocation's deadline is milliseconds since the epoch.
         let deadline = std::time::UNIX_EPOCH + Duration::from_millis(context.deadline);
         let left = deadline
@@ -75,7 +84,12 @@ async fn handle_invocation<R: Registry, F: Fetcher, L: Ledger>(
         return registrar
             .sync_revocations(unix_now(), budget)
             .await
-            .map(|reports| json!({"revocationSync": reports}))
+            .map(|reports| match announced {
+                Some(generation) => {
+                    json!({"profilesGeneration": generation, "revocationSync": reports})
+                }
+                None => json!({"revocationSync": reports}),
+            })
             .map_err(|err| Diagnostic {
                 error_type: err.error_type(),
                 error_message: err.to_string(),
@@ -115,6 +129,39 @@ async fn handle_invocation<R: Registry, F: Fetcher, L: Ledger>(
             error_type: err.error_type(),
             error_message: err.to_string(),
         })
+}
+
+/// The (bucket, key) of every object an S3 notification names (keys URL-decoded as S3 encodes
+/// them: `+` for a space, `%XX` escapes).
+fn s3_objects(payload: &Value) -> Vec<(String, String)> {
+    let records = payload.get("Records").and_then(Value::as_array);
+    records
+        .into_iter()
+        .flatten()
+        .filter_map(|record| {
+            let s3 = record.get("s3")?;
+            let bucket = s3.get("bucket")?.get("name")?.as_str()?;
+            let key = s3.get("object")?.get("key")?.as_str()?;
+            Some((bucket.to_owned(), url_decoded(key)?))
+        })
+        .collect()
+}
+
+/// `+` → space and `%XX` → its byte; `None` for a malformed escape or a key not UTF-8.
+fn url_decoded(key: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(key.len());
+    let mut rest = key.bytes();
+    while let Some(b) = rest.next() {
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = [rest.next()?, rest.next()?];
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// An EventBridge schedule, or S3 telling that an object (a CRL) changed.

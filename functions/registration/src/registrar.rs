@@ -100,6 +100,8 @@ pub struct Registrar<R, F, L = NoLedger> {
     /// Per (source, CA id): a URL shared by two CAs must not let one evict the other's list.
     revocation: Mutex<HashMap<(ObjectSource, String), Arc<RevocationCache>>>,
     cas: Mutex<HashMap<String, CachedCa>>,
+    /// When the profiles document's announced generation was last read (seconds), and its value.
+    profiles_generation: Mutex<Option<(i64, u64)>>,
     /// Per CA: when its distribution-point window opened, and the URLs fetched in it.
     distribution_points: Mutex<HashMap<String, (i64, BTreeSet<ObjectSource>)>>,
     /// When this container last answered a duplicate event (seconds since the epoch).
@@ -123,6 +125,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: Mutex::default(),
             cas: Mutex::default(),
             distribution_points: Mutex::default(),
+            profiles_generation: Mutex::default(),
             last_duplicate: AtomicI64::new(i64::MIN),
         }
     }
@@ -141,6 +144,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: self.revocation,
             cas: self.cas,
             distribution_points: self.distribution_points,
+            profiles_generation: self.profiles_generation,
             last_duplicate: self.last_duplicate,
         }
     }
@@ -163,12 +167,56 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         &self.fetcher
     }
 
-    /// The profiles in force at `now`: the document's, or the default alone.
+    /// The profiles in force at `now`: the document's, or the default alone. A change announced
+    /// in the ledger is fetched at once ([`ProfilesCache::get`]).
     pub async fn profiles(&self, now: i64) -> Result<Arc<Profiles>, JitrError> {
         match &self.profiles {
-            Some(cache) => Ok(cache.get(&self.fetcher, now).await?),
+            Some(cache) => {
+                let generation = self.profiles_generation(now).await?;
+                Ok(cache.get(&self.fetcher, now, generation).await?)
+            }
             None => Ok(Arc::clone(&self.default_profiles)),
         }
+    }
+
+    /// The profiles document's announced generation, read from the ledger at most once a
+    /// second per container (0 without a document or a ledger).
+    async fn profiles_generation(&self, now: i64) -> Result<u64, JitrError> {
+        let Some(cache) = &self.profiles else {
+            return Ok(0);
+        };
+        if let Some((at, generation)) = *lock(&self.profiles_generation)
+            && at == now
+        {
+            return Ok(generation);
+        }
+        let generation = (self.ledger)
+            .document_generation(&cache.source().to_string())
+            .await?;
+        *lock(&self.profiles_generation) = Some((now, generation));
+        Ok(generation)
+    }
+
+    /// Announces in the ledger that the profiles document changed when `objects` (an S3
+    /// notification's) include it; the new generation, or `None` when it is not among them.
+    pub async fn announce_changed_objects(
+        &self,
+        objects: &[(String, String)],
+    ) -> Result<Option<u64>, JitrError> {
+        let Some(cache) = &self.profiles else {
+            return Ok(None);
+        };
+        let ObjectSource::S3 { bucket, key } = cache.source() else {
+            return Ok(None);
+        };
+        if !objects.iter().any(|(b, k)| b == bucket && k == key) {
+            return Ok(None);
+        }
+        let generation = (self.ledger)
+            .bump_document_generation(&cache.source().to_string())
+            .await?;
+        tracing::info!(source = %cache.source(), generation, "registration profiles changed; every container fetches them again");
+        Ok(Some(generation))
     }
 
     /// Handles one event for the function running in `function_account`, now.
@@ -501,10 +549,14 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         status: Option<CertificateStatus>,
         read_device: bool,
     ) -> Result<Assessment, JitrError> {
-        let mut certificate = self
-            .registry
-            .describe_certificate(&event.certificate_id)
-            .await?;
+        // The profiles' announced generation is read beside DescribeCertificate (once a second at
+        // most), so a change announced in the ledger costs no round trip of its own.
+        let (certificate, generation) = tokio::join!(
+            self.registry.describe_certificate(&event.certificate_id),
+            self.profiles_generation(now),
+        );
+        let mut certificate = certificate?;
+        generation?;
         if let Some(status) = status {
             certificate.status = status;
         }

@@ -726,3 +726,96 @@ async fn one_cas_flood_cannot_roll_back_another_cas_list() {
         CertificateStatus::PendingActivation
     );
 }
+
+/// An S3 bucket in memory: the objects an operator uploads, each with a new ETag.
+/// key → (body, version).
+type Objects = std::collections::HashMap<String, (Vec<u8>, u32)>;
+
+#[derive(Clone, Default)]
+struct Bucket(Arc<std::sync::Mutex<Objects>>);
+
+impl Bucket {
+    fn upload(&self, key: &str, body: &str) {
+        let mut objects = self.0.lock().unwrap();
+        let version = objects.get(key).map_or(1, |(_, v)| v + 1);
+        objects.insert(key.to_owned(), (body.as_bytes().to_vec(), version));
+    }
+}
+
+impl jitr_core::source::Fetcher for Bucket {
+    async fn fetch(
+        &self,
+        source: &jitr_core::source::ObjectSource,
+        validator: Option<&jitr_core::source::Validator>,
+    ) -> Result<jitr_core::source::Fetched, jitr_core::source::FetchError> {
+        use jitr_core::source::{FetchError, Fetched, ObjectSource, Validator};
+        let ObjectSource::S3 { key, .. } = source else {
+            return Err(FetchError(format!("{source}: not in the bucket")));
+        };
+        let objects = self.0.lock().unwrap();
+        let (body, version) = objects
+            .get(key)
+            .ok_or_else(|| FetchError(format!("{key}: NoSuchKey")))?;
+        let etag = format!("\"v{version}\"");
+        if validator == Some(&Validator::ETag(etag.clone())) {
+            return Ok(Fetched::NotModified);
+        }
+        Ok(Fetched::body(body.clone(), Some(&etag)))
+    }
+}
+
+/// Issue 18, defect 11: disabling a CA used to take effect at each container's next 5-minute
+/// refresh. The profiles object's S3 notification, delivered to one container, now announces
+/// the change in the ledger, and every other container fetches the document again on its next
+/// event: the disabled CA admits nothing more, within the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_ca_reaches_every_container_within_seconds() {
+    use jitr_core::ledger::MemoryLedger;
+    use lambda_runtime::{Context, LambdaEvent};
+    let fleet = Fleet::new("announced");
+    let bucket = Bucket::default();
+    let document = |enabled: bool| {
+        format!(
+            r#"{{"version": 1, "profiles": {{"{}": {{"enabled": {enabled}}}}}}}"#,
+            fleet.partner_id
+        )
+    };
+    bucket.upload("profiles/fleet.json", &document(true));
+    let ledger = Arc::new(MemoryLedger::new());
+    let container = || {
+        let mut config = Config::with_policy("jitr-device");
+        config.registration_profiles = Some("s3://pki/profiles/fleet.json".parse().unwrap());
+        Registrar::new(Arc::clone(&fleet.registry), config, bucket.clone())
+            .with_ledger(Arc::clone(&ledger))
+    };
+    let (notified, other) = (container(), container());
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    for (n, registrar) in [&notified, &other].into_iter().enumerate() {
+        let (_, event) = fleet.pending(&fleet.partner, DeviceSpec::named(&format!("before-{n}")));
+        let report = registrar.handle_at(&event, ACCOUNT, now).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Activated, "{report:?}");
+    }
+
+    // The operator disables the partner CA; S3 notifies one container.
+    bucket.upload("profiles/fleet.json", &document(false));
+    let mut context = Context::default();
+    context.invoked_function_arn =
+        format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:registration");
+    context.deadline = u64::try_from((now + 60) * 1000).unwrap();
+    let s3 = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "pki"}, "object": {"key": "profiles/fleet.json"}}}]});
+    let answer = jitr_registration::handle_lambda_event(&notified, LambdaEvent::new(s3, context))
+        .await
+        .unwrap();
+    assert_eq!(answer["profilesGeneration"], 1, "{answer}");
+
+    // The other container, two seconds later and far within its refresh interval.
+    let (id, event) = fleet.pending(&fleet.partner, DeviceSpec::named("after"));
+    let report = other.handle_at(&event, ACCOUNT, now + 2).await.unwrap();
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("ProfileDisabled"),
+        "{report:?}"
+    );
+    assert_eq!(fleet.status(&id).await, CertificateStatus::Inactive);
+}

@@ -14,7 +14,42 @@ pub async fn run_all<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> 
     certificates_accumulate(ledger, unique).await?;
     history_is_kept_in_time_order(ledger, unique).await?;
     admissions_are_remembered_until_forgotten(ledger, unique).await?;
-    list_marks_only_rise(ledger, unique).await
+    list_marks_only_rise(ledger, unique).await?;
+    document_generations_count_announcements(ledger, unique).await
+}
+
+/// Issue 18, defect 11: a document's generation starts at 0 and each announcement raises it by
+/// one, for every reader.
+async fn document_generations_count_announcements<L: Ledger>(
+    ledger: &L,
+    unique: &str,
+) -> Result<(), String> {
+    let document = format!("s3://pki/{unique}/profiles.json");
+    let read = |document: String| async move {
+        ledger
+            .document_generation(&document)
+            .await
+            .map_err(|e| format!("document_generation: {e}"))
+    };
+    if read(document.clone()).await? != 0 {
+        return Err("a document never announced has a generation".into());
+    }
+    for expected in 1..=2 {
+        let bumped = ledger
+            .bump_document_generation(&document)
+            .await
+            .map_err(|e| format!("bump_document_generation: {e}"))?;
+        let read_back = read(document.clone()).await?;
+        if (bumped, read_back) != (expected, expected) {
+            return Err(format!(
+                "bump {expected}: answered {bumped}, read {read_back}"
+            ));
+        }
+    }
+    if read(format!("{document}.other")).await? != 0 {
+        return Err("another document's generation moved".into());
+    }
+    Ok(())
 }
 
 /// Issue 18, defect 7: the newest list accepted per (source, CA) only moves forward, by

@@ -664,6 +664,39 @@ impl Ledger for DynamoLedger {
             .map_err(|e| ledger_error(OP, classify(OP, e)))
     }
 
+    async fn document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        let item = self
+            .get_consistent(document_key(document), DOCUMENT_SORT_KEY)
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|item| number(item, "generation"))
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
+    async fn bump_document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        const OP: &str = "UpdateItem";
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(document_key(document)))
+            .key("sk", AttributeValue::S(DOCUMENT_SORT_KEY.into()))
+            .update_expression("ADD generation :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+        Ok(output
+            .attributes
+            .as_ref()
+            .and_then(|item| number(item, "generation"))
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
     async fn history(&self, thing_name: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
         const OP: &str = "Query";
         let items = self
@@ -710,6 +743,13 @@ fn mark_of(item: &HashMap<String, AttributeValue>) -> Option<ListMark> {
     let number_key = item.get("numberKey").and_then(|v| v.as_s().ok());
     ListMark::from_number_key(number_key.map(String::as_str), number(item, "thisUpdate")?)
 }
+
+/// How often a document was announced changed: `pk = DOCUMENT#<source>`, `sk = GENERATION`.
+fn document_key(document: &str) -> String {
+    format!("DOCUMENT#{document}")
+}
+
+const DOCUMENT_SORT_KEY: &str = "GENERATION";
 
 /// How far the revocation sync got with a source for a CA: `pk = SYNC#<caId>#<source>`,
 /// `sk = PROGRESS`.

@@ -22,6 +22,8 @@ pub struct MemoryLedger {
     list_marks: Mutex<BTreeMap<(String, String), ListMark>>,
     /// (source, CA) → how far the revocation sync got.
     sync_progress: Mutex<BTreeMap<(String, String), SyncProgress>>,
+    /// document → how often it was announced changed.
+    generations: Mutex<BTreeMap<String, u64>>,
 }
 
 impl MemoryLedger {
@@ -233,6 +235,17 @@ impl Ledger for MemoryLedger {
         let key = (source.to_owned(), ca.to_owned());
         lock(&self.sync_progress).insert(key, progress.clone());
         Ok(())
+    }
+
+    async fn document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        Ok(lock(&self.generations).get(document).copied().unwrap_or(0))
+    }
+
+    async fn bump_document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        let mut generations = lock(&self.generations);
+        let generation = generations.entry(document.to_owned()).or_insert(0);
+        *generation += 1;
+        Ok(*generation)
     }
 }
 

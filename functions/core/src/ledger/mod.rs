@@ -182,6 +182,20 @@ pub trait Ledger: Send + Sync {
         ca_certificate_id: &str,
         progress: &SyncProgress,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// How often a document (the profiles) was announced changed: 0 before the first time.
+    /// Containers compare it with the one their cached copy was fetched at.
+    fn document_generation(
+        &self,
+        document: &str,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send;
+
+    /// Announces that a document changed (an S3 notification for it); returns the new
+    /// generation.
+    fn bump_document_generation(
+        &self,
+        document: &str,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send;
 }
 
 /// No ledger configured: nothing is indexed, and nothing can be found.
@@ -258,6 +272,13 @@ impl Ledger for NoLedger {
         _: &SyncProgress,
     ) -> Result<(), LedgerError> {
         Ok(())
+    }
+    /// Without a ledger each container only has its own refresh interval.
+    async fn document_generation(&self, _: &str) -> Result<u64, LedgerError> {
+        Ok(0)
+    }
+    async fn bump_document_generation(&self, _: &str) -> Result<u64, LedgerError> {
+        Ok(0)
     }
 }
 
@@ -387,6 +408,18 @@ impl<L: Ledger> Ledger for Option<L> {
             None => NoLedger.save_sync_progress(source, ca, progress).await,
         }
     }
+    async fn document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        match self {
+            Some(ledger) => ledger.document_generation(document).await,
+            None => NoLedger.document_generation(document).await,
+        }
+    }
+    async fn bump_document_generation(&self, document: &str) -> Result<u64, LedgerError> {
+        match self {
+            Some(ledger) => ledger.bump_document_generation(document).await,
+            None => NoLedger.bump_document_generation(document).await,
+        }
+    }
 }
 
 impl<L: Ledger> Ledger for std::sync::Arc<L> {
@@ -500,6 +533,18 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         progress: &SyncProgress,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send {
         (**self).save_sync_progress(source, ca, progress)
+    }
+    fn document_generation(
+        &self,
+        document: &str,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send {
+        (**self).document_generation(document)
+    }
+    fn bump_document_generation(
+        &self,
+        document: &str,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send {
+        (**self).bump_document_generation(document)
     }
 }
 
