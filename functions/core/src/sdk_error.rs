@@ -35,14 +35,15 @@ where
     }
 }
 
-/// The cause of a transport-level failure (no service answer), as one short sentence; the whole
-/// chain is logged at DEBUG.
+/// The cause of a transport-level failure (no service answer), as one short sentence; the
+/// chain of error messages is logged at DEBUG. Never the error's Debug form: for a response that
+/// failed to parse it holds the raw response, whose body can be a certificate PEM or a
+/// SecretString (invariant 5).
 pub(crate) fn cause<E, R>(operation: &str, err: &SdkError<E, R>) -> String
 where
     E: Error + 'static,
     R: std::fmt::Debug,
 {
-    tracing::debug!(operation, error = ?err, "AWS call failed");
     let mut innermost: &dyn Error = err;
     let mut chain = err.to_string();
     while let Some(source) = innermost.source() {
@@ -50,6 +51,7 @@ where
         chain.push_str(": ");
         chain.push_str(&source.to_string());
     }
+    tracing::debug!(operation, error = %chain, "AWS call failed");
     let text = innermost.to_string();
     let lower = chain.to_lowercase();
     let at = || {
@@ -72,5 +74,54 @@ where
     } else {
         let short: String = text.chars().take(200).collect();
         format!("{short}{}", at())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use std::sync::{Arc, Mutex};
+
+    /// Everything logged, at every level, while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Issue 18: a response that fails to parse carries the raw response; at DEBUG its body (a
+    /// PEM from DescribeCertificate, a SecretString) must not reach the log.
+    #[test]
+    fn a_response_that_failed_to_parse_logs_no_body() {
+        let body = r#"{"certificateDescription":{"certificatePem":"-----BEGIN CERTIFICATE-----\nMIIB","SecretString":"s3cr3t-value"}"#;
+        let raw = Response::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body));
+        let err: SdkError<std::io::Error, Response> =
+            SdkError::response_error(std::io::Error::other("unexpected token at offset 12"), raw);
+        let mut said = String::new();
+        let log = logged(|| said = cause("DescribeCertificate", &err));
+        assert!(log.contains("AWS call failed"), "{log}");
+        assert!(log.contains("unexpected token"), "the cause is logged: {log}");
+        for secret in ["BEGIN CERTIFICATE", "s3cr3t-value", "MIIB"] {
+            assert!(!log.contains(secret), "{secret} in {log}");
+            assert!(!said.contains(secret), "{secret} in {said}");
+        }
     }
 }
