@@ -723,3 +723,61 @@ proptest::proptest! {
         });
     }
 }
+
+// ---------------------------------------------------------------- forgetting an admission
+
+/// Fails the first call of one operation through the port it wraps.
+struct FailFirst(&'static str, std::sync::atomic::AtomicBool);
+
+impl jitr_core::interpose::Hook for FailFirst {
+    async fn before(&self, operation: &'static str) -> Result<(), RegistryErrorKind> {
+        use std::sync::atomic::Ordering;
+        if operation == self.0 && !self.1.swap(true, Ordering::SeqCst) {
+            return Err(RegistryErrorKind::Unavailable);
+        }
+        Ok(())
+    }
+}
+
+/// Issue 18, check item: a decommission whose forget_admission failed after the certificate was
+/// deleted left the admission record behind (its retry skips a certificate already gone), so the
+/// device's re-registered certificate was answered `AdmittedBefore` for up to an hour instead of
+/// being revoked `Decommissioned`. The admission is now forgotten before the delete.
+async fn a_failed_forget_never_outlives_the_decommission(world: &impl World) {
+    let (event, id) = world.pending("forgotten-1").await;
+    let report = registrar(world.registry(), world.ledger())
+        .handle(&event, &world.account())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+    assert!(world.ledger().admitted(&id).await.unwrap().is_some());
+    let decommission = command("forgotten-1", Action::Decommission);
+    let stamp = EventStamp::arrival();
+    let faulty = FailFirst("PutItem", false.into());
+    let first = lifecycle(world.registry(), Interposed::new(world.ledger(), faulty))
+        .apply(&decommission, &stamp, "test")
+        .await;
+    assert!(
+        first.is_err(),
+        "the injected fault fails the first run: {first:?}"
+    );
+    lifecycle(world.registry(), world.ledger())
+        .apply(&decommission, &stamp, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        world.ledger().admitted(&id).await.unwrap(),
+        None,
+        "the deleted certificate's admission is forgotten"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_forget_never_outlives_the_decommission_in_memory() {
+    a_failed_forget_never_outlives_the_decommission(&InMemory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_forget_never_outlives_the_decommission_on_the_emulator() {
+    a_failed_forget_never_outlives_the_decommission(&OnEmulator::new().await).await;
+}

@@ -387,7 +387,11 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
             })?;
         self.inner.record_decision(thing, decision).await
     }
-    async fn mark_applied(&self, thing: &str, event_id: &str) -> Result<(), LedgerError> {
+    async fn mark_applied(
+        &self,
+        thing: &str,
+        event: &crate::ledger::EventStamp,
+    ) -> Result<(), LedgerError> {
         self.hook
             .before("UpdateItem")
             .await
@@ -396,7 +400,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
                 operation: "UpdateItem",
                 message: "injected failure".into(),
             })?;
-        self.inner.mark_applied(thing, event_id).await
+        self.inner.mark_applied(thing, event).await
     }
     async fn add_certificates(&self, thing: &str, holdings: &Holdings) -> Result<(), LedgerError> {
         self.hook

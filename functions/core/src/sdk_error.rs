@@ -118,7 +118,10 @@ mod tests {
         let mut said = String::new();
         let log = logged(|| said = cause("DescribeCertificate", &err));
         assert!(log.contains("AWS call failed"), "{log}");
-        assert!(log.contains("unexpected token"), "the cause is logged: {log}");
+        assert!(
+            log.contains("unexpected token"),
+            "the cause is logged: {log}"
+        );
         for secret in ["BEGIN CERTIFICATE", "s3cr3t-value", "MIIB"] {
             assert!(!log.contains(secret), "{secret} in {log}");
             assert!(!said.contains(secret), "{secret} in {said}");

@@ -229,7 +229,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         if !unresolved(summary.outcome) || changed {
             summary.outcome = if changed { "Changed" } else { "NothingToDo" };
         }
-        self.ledger.mark_applied(key, &event.id).await?;
+        self.ledger.mark_applied(key, event).await?;
         let entry = HistoryEntry {
             at_ms: event.at_ms,
             source: format!("lifecycle:{source}"),
@@ -380,8 +380,10 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
         if !users.is_empty() || !policies.is_empty() {
             return Ok(None);
         }
-        gone_is_none(self.registry.delete_certificate(id).await)?;
+        // Forgotten before the delete: once the certificate is gone a retry skips it, so a
+        // failed forget after it would leave the re-registered certificate a "duplicate".
         self.ledger.forget_admission(id).await?;
+        gone_is_none(self.registry.delete_certificate(id).await)?;
         Ok(Some(change(
             id,
             status,
@@ -517,6 +519,10 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
                 Some("KeptByConfiguration"),
             )));
         }
+        // Its next connect registers it afresh: not a duplicate of the old admission. Forgotten
+        // before the delete: once the certificate is gone a retry skips it, so a failed forget
+        // after it would leave the admission answering for up to an hour.
+        self.ledger.forget_admission(id).await?;
         match self.registry.delete_certificate(id).await {
             // INACTIVE, policies detached, detach seen: a conflict is IoT Core catching up.
             Err(e) if e.kind() == RegistryErrorKind::Conflict => {
@@ -524,8 +530,6 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
             }
             other => gone_is_none(other).map(drop),
         }?;
-        // Its next connect registers it afresh: not a duplicate of the old admission.
-        self.ledger.forget_admission(id).await?;
         Ok(Some(change(id, before, "DELETED", None)))
     }
 

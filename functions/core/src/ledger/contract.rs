@@ -240,12 +240,12 @@ async fn decisions_are_ordered<L: Ledger>(ledger: &L, unique: &str) -> Result<()
         }
     }
     ledger
-        .mark_applied(&thing, "e2")
+        .mark_applied(&thing, &rejected.event)
         .await
         .map_err(|e| format!("mark_applied: {e}"))?;
     // Marking an event that is not the recorded one changes nothing.
     ledger
-        .mark_applied(&thing, "e1")
+        .mark_applied(&thing, &accepted_late.event)
         .await
         .map_err(|e| format!("mark_applied of an older event: {e}"))?;
     let record = device().await?.ok_or("the decision was not recorded")?;
@@ -265,8 +265,28 @@ async fn decisions_are_ordered<L: Ledger>(ledger: &L, unique: &str) -> Result<()
     // Same millisecond: the larger id wins, whatever the arrival order.
     let tie = decision(DeviceState::Decommissioned, "decommission", 2_000, "e3");
     match ledger.record_decision(&thing, &tie).await {
-        Ok(Recorded::New(record)) if record.state() == Some(DeviceState::Decommissioned) => Ok(()),
-        other => Err(format!("a same-time event with a larger id: {other:?}")),
+        Ok(Recorded::New(record)) if record.state() == Some(DeviceState::Decommissioned) => {}
+        other => return Err(format!("a same-time event with a larger id: {other:?}")),
+    }
+    // Issue 18: a sender reuses the id e3 for a newer event. The older event's run marking
+    // itself applied must not mark the newer one: its redelivery is unfinished, not stale.
+    let reused = decision(DeviceState::Allowed, "activate", 3_000, "e3");
+    let recorded = ledger
+        .record_decision(&thing, &reused)
+        .await
+        .map_err(|e| format!("record_decision: {e}"))?;
+    if kind(&recorded) != "New" {
+        return Err(format!("a newer event reusing an id: {recorded:?}"));
+    }
+    ledger
+        .mark_applied(&thing, &tie.event)
+        .await
+        .map_err(|e| format!("mark_applied: {e}"))?;
+    match ledger.record_decision(&thing, &reused).await {
+        Ok(Recorded::Unfinished(_)) => Ok(()),
+        other => Err(format!(
+            "the older event with the same id marked the newer one applied: {other:?}"
+        )),
     }
 }
 

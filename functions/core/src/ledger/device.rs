@@ -167,6 +167,8 @@ pub struct DeviceRecord {
     pub decision: Option<DeviceDecision>,
     /// The id of the last decision the lifecycle function finished applying.
     pub applied_event_id: Option<String>,
+    /// Its time: an id alone does not name an event a sender may reuse the id of.
+    pub applied_event_at: Option<i64>,
     /// Every certificate the device has held (admitted by registration or found by lifecycle).
     pub certificates: BTreeSet<String>,
     /// Certificates a rotation set aside: never re-activated by an `activate`.
@@ -188,6 +190,7 @@ impl DeviceRecord {
     pub fn applied(&self, event: &EventStamp) -> bool {
         self.decision.as_ref().is_some_and(|d| d.event == *event)
             && self.applied_event_id.as_deref() == Some(event.id.as_str())
+            && self.applied_event_at == Some(event.at_ms)
     }
 }
 
@@ -292,6 +295,7 @@ mod tests {
             thing_name: "d".into(),
             decision: Some(decision(at_ms, id)),
             applied_event_id: applied.then(|| id.to_owned()),
+            applied_event_at: applied.then_some(at_ms),
             ..DeviceRecord::default()
         }
     }

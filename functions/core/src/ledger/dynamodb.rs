@@ -193,6 +193,7 @@ fn device_record(item: &HashMap<String, AttributeValue>) -> DeviceRecord {
         thing_name: text(item, "thingName").unwrap_or_default(),
         decision,
         applied_event_id: text(item, "appliedEventId"),
+        applied_event_at: number(item, "appliedEventAt"),
         certificates: string_set(item, "certificates").into_iter().collect(),
         retired: string_set(item, "retired").into_iter().collect(),
         refused: string_set(item, "refused").into_iter().collect(),
@@ -403,7 +404,7 @@ impl Ledger for DynamoLedger {
         })
     }
 
-    async fn mark_applied(&self, thing_name: &str, event_id: &str) -> Result<(), LedgerError> {
+    async fn mark_applied(&self, thing_name: &str, event: &EventStamp) -> Result<(), LedgerError> {
         const OP: &str = "UpdateItem";
         let result = self
             .client
@@ -411,9 +412,10 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(device_pk(thing_name)))
             .key("sk", AttributeValue::S(STATE_KEY.into()))
-            .update_expression("SET appliedEventId = :id")
-            .condition_expression("eventId = :id")
-            .expression_attribute_values(":id", AttributeValue::S(event_id.into()))
+            .update_expression("SET appliedEventId = :id, appliedEventAt = :at")
+            .condition_expression("eventId = :id AND eventAt = :at")
+            .expression_attribute_values(":id", AttributeValue::S(event.id.clone()))
+            .expression_attribute_values(":at", AttributeValue::N(event.at_ms.to_string()))
             .send()
             .await
             .map(drop)

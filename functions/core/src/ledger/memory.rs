@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::device::{DeviceDecision, DeviceRecord, HistoryEntry, Holdings, Recorded, judge};
+use super::device::{
+    DeviceDecision, DeviceRecord, EventStamp, HistoryEntry, Holdings, Recorded, judge,
+};
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
 use crate::revocation::{ListMark, SyncProgress};
@@ -124,14 +126,12 @@ impl Ledger for MemoryLedger {
         Ok(verdict)
     }
 
-    async fn mark_applied(&self, thing_name: &str, event_id: &str) -> Result<(), LedgerError> {
+    async fn mark_applied(&self, thing_name: &str, event: &EventStamp) -> Result<(), LedgerError> {
         if let Some(record) = lock(&self.devices).get_mut(thing_name)
-            && record
-                .decision
-                .as_ref()
-                .is_some_and(|d| d.event.id == event_id)
+            && record.decision.as_ref().is_some_and(|d| d.event == *event)
         {
-            record.applied_event_id = Some(event_id.to_owned());
+            record.applied_event_id = Some(event.id.clone());
+            record.applied_event_at = Some(event.at_ms);
         }
         Ok(())
     }

@@ -101,11 +101,12 @@ pub trait Ledger: Send + Sync {
         decision: &DeviceDecision,
     ) -> impl Future<Output = Result<Recorded, LedgerError>> + Send;
 
-    /// Marks `event_id` applied, unless a newer decision was recorded meanwhile.
+    /// Marks `event` applied if it is still the recorded decision (its time and id: a sender may
+    /// reuse an id), unless a newer decision was recorded meanwhile.
     fn mark_applied(
         &self,
         thing_name: &str,
-        event_id: &str,
+        event: &EventStamp,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     /// Adds certificates to the device's held and retired sets, and moves its latest
@@ -228,7 +229,7 @@ impl Ledger for NoLedger {
     async fn record_decision(&self, _: &str, _: &DeviceDecision) -> Result<Recorded, LedgerError> {
         Ok(Recorded::NotKept)
     }
-    async fn mark_applied(&self, _: &str, _: &str) -> Result<(), LedgerError> {
+    async fn mark_applied(&self, _: &str, _: &EventStamp) -> Result<(), LedgerError> {
         Ok(())
     }
     async fn add_certificates(&self, _: &str, _: &Holdings) -> Result<(), LedgerError> {
@@ -328,9 +329,9 @@ impl<L: Ledger> Ledger for Option<L> {
             None => NoLedger.record_decision(thing, decision).await,
         }
     }
-    async fn mark_applied(&self, thing: &str, event_id: &str) -> Result<(), LedgerError> {
+    async fn mark_applied(&self, thing: &str, event: &EventStamp) -> Result<(), LedgerError> {
         match self {
-            Some(ledger) => ledger.mark_applied(thing, event_id).await,
+            Some(ledger) => ledger.mark_applied(thing, event).await,
             None => Ok(()),
         }
     }
@@ -461,9 +462,9 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
     fn mark_applied(
         &self,
         thing: &str,
-        event_id: &str,
+        event: &EventStamp,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send {
-        (**self).mark_applied(thing, event_id)
+        (**self).mark_applied(thing, event)
     }
     fn add_certificates(
         &self,
