@@ -552,4 +552,19 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
             })?;
         self.inner.bump_document_generation(document).await
     }
+    async fn serial_index_page(
+        &self,
+        ca: &str,
+        after: Option<&str>,
+    ) -> Result<crate::ledger::IndexPage, LedgerError> {
+        self.hook
+            .before("Query")
+            .await
+            .map_err(|kind| LedgerError {
+                kind,
+                operation: "Query",
+                message: "injected failure".into(),
+            })?;
+        self.inner.serial_index_page(ca, after).await
+    }
 }

@@ -34,7 +34,7 @@ pub use registrar::{
     MAX_DISTRIBUTION_POINTS_PER_WINDOW, Registrar, unix_now,
 };
 pub use report::{Outcome, Report};
-pub use revocation_sync::{SyncBudget, SyncReport};
+pub use revocation_sync::{SyncBudget, SyncReport, WALK_ABOVE_LISTED};
 
 /// Time kept back from the invocation's deadline when a revocation sync stops early.
 const SYNC_DEADLINE_MARGIN: Duration = Duration::from_secs(5);

@@ -35,6 +35,16 @@ use crate::registrar::Registrar;
 
 /// How many serial-index reads run at once.
 const LOOKUP_CONCURRENCY: usize = 16;
+
+/// A list longer than this is applied by walking the CA's serial index (one page of up to 1,000
+/// entries a read, each looked up in the list in memory) rather than by one index lookup per
+/// listed serial: O(indexed / 1000) reads instead of O(listed).
+pub const WALK_ABOVE_LISTED: usize = 20_000;
+
+/// Before a walk of a new list starts, the index the walk reads (a DynamoDB global secondary
+/// index, which lags its table by about a second at most) is given this long to show every entry
+/// written before the list's mark was raised; later admissions see the mark themselves.
+const INDEX_SETTLE: Duration = Duration::from_secs(2);
 /// A progress line every this many revocations.
 const PROGRESS_EVERY: usize = 100;
 
@@ -58,6 +68,9 @@ pub struct SyncReport {
     pub already_revoked: usize,
     /// Deleted from IoT Core since they were indexed.
     pub gone: usize,
+    /// Serial-index entries read walking the CA's index (a list longer than
+    /// [`WALK_ABOVE_LISTED`]); 0 when the listed serials were looked up one by one.
+    pub walked: usize,
     /// Stopped at the deadline with work left; the next run continues.
     pub partial: bool,
     /// Why this source could not be synced (the others still were).
@@ -211,24 +224,41 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         report.listed = list.len();
         let source_key = source.to_string();
         let mark = list.mark();
-        let start = match self.ledger().sync_progress(&source_key, ca_id).await? {
+        let resumed = match self.ledger().sync_progress(&source_key, ca_id).await? {
             Some(progress) if progress.mark == mark && progress.complete => {
                 report.unchanged = true;
                 return Ok(());
             }
-            Some(progress) if progress.mark == mark => progress.next,
-            _ => 0,
+            Some(progress) if progress.mark == mark => Some(progress),
+            _ => None,
         };
-        let next = self
-            .revoke_listed(&list, ca_id, start, now, budget, pacer, report)
-            .await?;
-        let complete = next.is_none();
-        report.partial = !complete;
-        let progress = SyncProgress {
-            mark,
-            next: next.unwrap_or(u64::try_from(list.len()).unwrap_or(u64::MAX)),
-            complete,
+        let progress = if list.len() > WALK_ABOVE_LISTED {
+            if resumed.is_none() {
+                tokio::time::sleep(INDEX_SETTLE).await;
+            }
+            let after = resumed.and_then(|p| p.walk_after);
+            let stopped = self
+                .walk_index(&list, ca_id, after, now, budget, pacer, report)
+                .await?;
+            SyncProgress {
+                mark,
+                next: 0,
+                complete: stopped.is_none(),
+                walk_after: stopped.flatten(),
+            }
+        } else {
+            let start = resumed.map_or(0, |p| p.next);
+            let next = self
+                .revoke_listed(&list, ca_id, start, now, budget, pacer, report)
+                .await?;
+            SyncProgress {
+                mark,
+                next: next.unwrap_or(u64::try_from(list.len()).unwrap_or(u64::MAX)),
+                complete: next.is_none(),
+                walk_after: None,
+            }
         };
+        report.partial = !progress.complete;
         self.ledger()
             .save_sync_progress(&source_key, ca_id, &progress)
             .await?;
@@ -281,6 +311,51 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             position += size;
         }
         Ok(None)
+    }
+
+    /// Walks the CA's serial index from after `after`, a page at a time, revoking every entry
+    /// whose serial `list` names. `None` once at the end; `Some(cursor)` where the deadline
+    /// stopped it (the cursor after the last entry done; `None` inside: nothing done yet).
+    #[allow(clippy::too_many_arguments)]
+    async fn walk_index(
+        &self,
+        list: &Arc<RevocationList>,
+        ca_id: &str,
+        mut after: Option<String>,
+        now: i64,
+        budget: SyncBudget,
+        pacer: &mut Pacer,
+        report: &mut SyncReport,
+    ) -> Result<Option<Option<String>>, JitrError> {
+        let by = format!("crl {}", list.version());
+        loop {
+            if Instant::now() >= budget.deadline {
+                return Ok(Some(after));
+            }
+            let page = self
+                .ledger()
+                .serial_index_page(ca_id, after.as_deref())
+                .await?;
+            for entry in &page.entries {
+                report.walked += 1;
+                let serial = hex::decode(&entry.serial_hex).unwrap_or_default();
+                if list.is_revoked(&serial) {
+                    report.indexed += 1;
+                    if entry.revoked.is_some() {
+                        report.already_revoked += 1;
+                    } else {
+                        if Instant::now() >= budget.deadline {
+                            return Ok(Some(after));
+                        }
+                        self.revoke_entry(entry, &by, now, pacer, report).await?;
+                    }
+                }
+                after = Some(jitr_core::ledger::index_cursor(entry));
+            }
+            if page.after.is_none() {
+                return Ok(None);
+            }
+        }
     }
 
     async fn revoke_entry(

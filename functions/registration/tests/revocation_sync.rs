@@ -374,3 +374,81 @@ fn loopback_fetcher() -> SourceFetcher {
         ..HttpLimits::default()
     })
 }
+
+/// Counts the ledger's Query calls (serial lookups and index pages).
+#[derive(Clone, Default)]
+struct Queries(Arc<std::sync::atomic::AtomicUsize>);
+
+impl jitr_core::interpose::Hook for Queries {
+    async fn before(
+        &self,
+        operation: &'static str,
+    ) -> Result<(), jitr_core::registry::RegistryErrorKind> {
+        if operation == "Query" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Issue 18, defect 2: a list far longer than the CA's index is applied by walking the index (a
+/// page of up to 1,000 entries a read, each looked up in the list in memory), not by one lookup
+/// per listed serial: 25,000 listed against 40 indexed costs one index read, not 25,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_far_longer_than_the_index_walks_the_index() {
+    use jitr_core::interpose::Interposed;
+    let world = World::new().await;
+    world.publish(1, &[]);
+    let registrar = world.registrar();
+    let mut devices = Vec::new();
+    for n in 0..40 {
+        devices.push(world.admit(&registrar, &format!("walked-{n}")).await);
+    }
+    let listed = jitr_registration::WALK_ABOVE_LISTED + 5_000;
+    let mut serials: Vec<Vec<u8>> = (0..listed as u32)
+        .map(|n| {
+            [0x7f, 0xee]
+                .iter()
+                .copied()
+                .chain(n.to_be_bytes())
+                .collect()
+        })
+        .collect();
+    serials.extend(devices.iter().take(5).map(|d| d.serial.clone()));
+    let now = OffsetDateTime::now_utc();
+    let pem = world
+        .ca
+        .crl_numbered(&serials, 2, now - Span::minutes(2), now + Span::days(1))
+        .unwrap();
+    world.server.publish("/ca.crl", pem);
+    let queries = Queries::default();
+    let mut config = Config::with_policy("device");
+    config.allowed_ca_certificate_ids = [world.ca_id.clone()].into();
+    config.revocation_list = Some(world.server.url("/ca.crl").parse().unwrap());
+    let counted = Registrar::new(Arc::clone(&world.registry), config, loopback_fetcher())
+        .with_ledger(Interposed::new(Arc::clone(&world.ledger), queries.clone()));
+    let report = &counted
+        .sync_revocations(jitr_core::unix_now() + 400, budget())
+        .await
+        .unwrap()[0];
+    assert_eq!(report.listed, listed + 5, "{report:?}");
+    assert_eq!(
+        (report.walked, report.indexed, report.revoked),
+        (40, 5, 5),
+        "{report:?}"
+    );
+    assert!(!report.partial, "{report:?}");
+    let reads = queries.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        reads <= 2,
+        "{reads} ledger reads for {listed} listed serials"
+    );
+    for (n, device) in devices.iter().enumerate() {
+        let expected = if n < 5 {
+            CertificateStatus::Revoked
+        } else {
+            CertificateStatus::Active
+        };
+        assert_eq!(world.status(device).await, expected, "walked-{n}");
+    }
+}

@@ -15,7 +15,65 @@ pub async fn run_all<L: Ledger>(ledger: &L, unique: &str) -> Result<(), String> 
     history_is_kept_in_time_order(ledger, unique).await?;
     admissions_are_remembered_until_forgotten(ledger, unique).await?;
     list_marks_only_rise(ledger, unique).await?;
-    document_generations_count_announcements(ledger, unique).await
+    document_generations_count_announcements(ledger, unique).await?;
+    a_cas_index_is_paged_in_serial_order(ledger, unique).await
+}
+
+/// Issue 18, defect 2: a CA's serial index is read a page at a time, in serial order, each
+/// entry once, and never another CA's.
+async fn a_cas_index_is_paged_in_serial_order<L: Ledger>(
+    ledger: &L,
+    unique: &str,
+) -> Result<(), String> {
+    use super::INDEX_PAGE_ENTRIES;
+    let ca = format!("walk-{unique}");
+    let total = INDEX_PAGE_ENTRIES + 3;
+    let entry = |ca: &str, n: usize| SerialEntry {
+        ca_certificate_id: ca.to_owned(),
+        serial_hex: format!("{n:06x}"),
+        certificate_id: format!("cert-{n}"),
+        thing_name: format!("thing-{n}"),
+        admitted_at: 1_800_000_000,
+        revoked: None,
+    };
+    for n in 0..total {
+        ledger
+            .index_certificate(&entry(&ca, n))
+            .await
+            .map_err(|e| format!("index_certificate: {e}"))?;
+    }
+    ledger
+        .index_certificate(&entry(&format!("other-{unique}"), 1))
+        .await
+        .map_err(|e| format!("index_certificate: {e}"))?;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = ledger
+            .serial_index_page(&ca, after.as_deref())
+            .await
+            .map_err(|e| format!("serial_index_page: {e}"))?;
+        pages += 1;
+        seen.extend(page.entries.iter().map(|e| e.serial_hex.clone()));
+        match page.after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        if pages > 3 {
+            return Err("more pages than entries allow".into());
+        }
+    }
+    let expected: Vec<String> = (0..total).map(|n| format!("{n:06x}")).collect();
+    if seen != expected {
+        return Err(format!(
+            "{} entries in {pages} pages, first {:?}, last {:?}",
+            seen.len(),
+            seen.first(),
+            seen.last()
+        ));
+    }
+    Ok(())
 }
 
 /// Issue 18, defect 11: a document's generation starts at 0 and each announcement raises it by
@@ -133,6 +191,7 @@ async fn sync_progress_round_trips<L: Ledger>(ledger: &L, source: &str) -> Resul
                 this_update: 150,
             },
             next: 176_000,
+            walk_after: None,
             complete: false,
         },
         SyncProgress {
@@ -140,8 +199,9 @@ async fn sync_progress_round_trips<L: Ledger>(ledger: &L, source: &str) -> Resul
                 crl_number: None,
                 this_update: 300,
             },
-            next: 1_000_000,
-            complete: true,
+            next: 0,
+            walk_after: Some("0a1b/3f00".into()),
+            complete: false,
         },
     ] {
         ledger

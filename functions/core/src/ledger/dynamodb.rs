@@ -65,7 +65,8 @@ impl DynamoLedger {
     /// Creates the table as the template does (on demand; for tests and `jitr`).
     pub async fn create_table(&self) -> Result<(), LedgerError> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType,
         };
         let attribute = |name: &str| {
             AttributeDefinition::builder()
@@ -80,11 +81,26 @@ impl DynamoLedger {
                 .build()
         };
         let built = (|| {
+            let by_ca = GlobalSecondaryIndex::builder()
+                .index_name(CA_INDEX)
+                .key_schema(key("caCertificateId", KeyType::Hash)?)
+                .key_schema(key("serialHex", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?;
             Ok::<_, aws_sdk_dynamodb::error::BuildError>((
-                attribute("pk")?,
-                attribute("sk")?,
+                [
+                    attribute("pk")?,
+                    attribute("sk")?,
+                    attribute("caCertificateId")?,
+                    attribute("serialHex")?,
+                ],
                 key("pk", KeyType::Hash)?,
                 key("sk", KeyType::Range)?,
+                by_ca,
             ))
         })()
         .map_err(|e| LedgerError {
@@ -97,10 +113,10 @@ impl DynamoLedger {
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(built.0)
-            .attribute_definitions(built.1)
+            .set_attribute_definitions(Some(built.0.to_vec()))
+            .key_schema(built.1)
             .key_schema(built.2)
-            .key_schema(built.3)
+            .global_secondary_indexes(built.3)
             .send()
             .await;
         match result {
@@ -289,6 +305,65 @@ impl Ledger for DynamoLedger {
                 })
             })
             .collect())
+    }
+
+    async fn serial_index_page(
+        &self,
+        ca_certificate_id: &str,
+        after: Option<&str>,
+    ) -> Result<super::IndexPage, LedgerError> {
+        const OP: &str = "Query";
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CA_INDEX)
+            .key_condition_expression("caCertificateId = :ca")
+            .expression_attribute_values(":ca", AttributeValue::S(ca_certificate_id.into()))
+            .limit(i32::try_from(super::INDEX_PAGE_ENTRIES).unwrap_or(i32::MAX));
+        if let Some((serial, certificate)) = after.and_then(|after| after.split_once('/')) {
+            let key = HashMap::from([
+                (
+                    "pk".to_owned(),
+                    AttributeValue::S(serial_key(ca_certificate_id, serial)),
+                ),
+                (
+                    "sk".to_owned(),
+                    AttributeValue::S(certificate_key(certificate)),
+                ),
+                (
+                    "caCertificateId".to_owned(),
+                    AttributeValue::S(ca_certificate_id.into()),
+                ),
+                ("serialHex".to_owned(), AttributeValue::S(serial.into())),
+            ]);
+            request = request.set_exclusive_start_key(Some(key));
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+        let entries: Vec<SerialEntry> = output
+            .items()
+            .iter()
+            .filter_map(|item| {
+                Some(SerialEntry {
+                    ca_certificate_id: ca_certificate_id.to_owned(),
+                    serial_hex: text(item, "serialHex")?,
+                    certificate_id: text(item, "certificateId")?,
+                    thing_name: text(item, "thingName").unwrap_or_default(),
+                    admitted_at: number(item, "admittedAt").unwrap_or_default(),
+                    revoked: number(item, "revokedAt").map(|at| Revoked {
+                        at,
+                        by: text(item, "revokedBy").unwrap_or_default(),
+                    }),
+                })
+            })
+            .collect();
+        let after = output
+            .last_evaluated_key()
+            .and_then(|_| entries.last().map(super::index_cursor));
+        Ok(super::IndexPage { entries, after })
     }
 
     async fn mark_revoked(
@@ -626,6 +701,7 @@ impl Ledger for DynamoLedger {
             Some(SyncProgress {
                 mark: mark_of(item)?,
                 next: u64::try_from(number(item, "next")?).ok()?,
+                walk_after: text(item, "walkAfter"),
                 complete: item
                     .get("complete")
                     .and_then(|v| v.as_bool().ok())
@@ -658,6 +734,9 @@ impl Ledger for DynamoLedger {
             .item("complete", AttributeValue::Bool(progress.complete));
         if let Some(number) = progress.mark.number_key() {
             request = request.item("numberKey", AttributeValue::S(number));
+        }
+        if let Some(after) = &progress.walk_after {
+            request = request.item("walkAfter", AttributeValue::S(after.clone()));
         }
         request
             .send()
@@ -745,6 +824,10 @@ fn mark_of(item: &HashMap<String, AttributeValue>) -> Option<ListMark> {
     let number_key = item.get("numberKey").and_then(|v| v.as_s().ok());
     ListMark::from_number_key(number_key.map(String::as_str), number(item, "thisUpdate")?)
 }
+
+/// The sparse global secondary index of the serial-index items by CA (`caCertificateId`, then
+/// `serialHex`): the sync walks it when a list is far longer than the CA's index.
+pub const CA_INDEX: &str = "byCa";
 
 /// How often a document was announced changed: `pk = DOCUMENT#<source>`, `sk = GENERATION`.
 fn document_key(document: &str) -> String {

@@ -247,6 +247,36 @@ impl Ledger for MemoryLedger {
         *generation += 1;
         Ok(*generation)
     }
+
+    async fn serial_index_page(
+        &self,
+        ca_certificate_id: &str,
+        after: Option<&str>,
+    ) -> Result<super::IndexPage, LedgerError> {
+        use std::ops::Bound;
+        let prefix = serial_key(ca_certificate_id, "");
+        let start = match after.and_then(|after| after.split_once('/')) {
+            Some((serial, certificate)) => Bound::Excluded((
+                serial_key(ca_certificate_id, serial),
+                certificate_key(certificate),
+            )),
+            None => Bound::Included((prefix.clone(), String::new())),
+        };
+        let entries = self.lock();
+        let page: Vec<SerialEntry> = entries
+            .range((start, Bound::Unbounded))
+            .take_while(|((pk, _), _)| pk.starts_with(&prefix))
+            .map(|(_, entry)| entry.clone())
+            .take(super::INDEX_PAGE_ENTRIES)
+            .collect();
+        let after = (page.len() == super::INDEX_PAGE_ENTRIES)
+            .then(|| page.last().map(super::index_cursor))
+            .flatten();
+        Ok(super::IndexPage {
+            entries: page,
+            after,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,22 @@ pub struct SerialEntry {
     pub revoked: Option<Revoked>,
 }
 
+/// One page of a CA's serial index, in serial order, and where the next page starts (`None`
+/// after the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexPage {
+    pub entries: Vec<SerialEntry>,
+    pub after: Option<String>,
+}
+
+/// How many entries a page of a CA's serial index holds at most.
+pub const INDEX_PAGE_ENTRIES: usize = 1000;
+
+/// The cursor after `entry` in a CA's index: `<serialHex>/<certificateId>`.
+pub fn index_cursor(entry: &SerialEntry) -> String {
+    format!("{}/{}", entry.serial_hex, entry.certificate_id)
+}
+
 /// A revocation the sync applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revoked {
@@ -176,6 +192,15 @@ pub trait Ledger: Send + Sync {
         ca_certificate_id: &str,
     ) -> impl Future<Output = Result<Option<SyncProgress>, LedgerError>> + Send;
 
+    /// One page of the certificates indexed for a CA, in serial order, from after `after` (a
+    /// previous page's cursor). Read from an index that may lag a write by about a second: for
+    /// the sync's walk of a CA whose list is far longer than its index, never for a decision.
+    fn serial_index_page(
+        &self,
+        ca_certificate_id: &str,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<IndexPage, LedgerError>> + Send;
+
     /// Records how far the revocation sync got.
     fn save_sync_progress(
         &self,
@@ -280,6 +305,9 @@ impl Ledger for NoLedger {
     }
     async fn bump_document_generation(&self, _: &str) -> Result<u64, LedgerError> {
         Ok(0)
+    }
+    async fn serial_index_page(&self, _: &str, _: Option<&str>) -> Result<IndexPage, LedgerError> {
+        Ok(IndexPage::default())
     }
 }
 
@@ -421,6 +449,16 @@ impl<L: Ledger> Ledger for Option<L> {
             None => NoLedger.bump_document_generation(document).await,
         }
     }
+    async fn serial_index_page(
+        &self,
+        ca: &str,
+        after: Option<&str>,
+    ) -> Result<IndexPage, LedgerError> {
+        match self {
+            Some(ledger) => ledger.serial_index_page(ca, after).await,
+            None => NoLedger.serial_index_page(ca, after).await,
+        }
+    }
 }
 
 impl<L: Ledger> Ledger for std::sync::Arc<L> {
@@ -546,6 +584,13 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         document: &str,
     ) -> impl Future<Output = Result<u64, LedgerError>> + Send {
         (**self).bump_document_generation(document)
+    }
+    fn serial_index_page(
+        &self,
+        ca: &str,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<IndexPage, LedgerError>> + Send {
+        (**self).serial_index_page(ca, after)
     }
 }
 

@@ -24,12 +24,15 @@ pub struct ListMark {
 }
 
 /// How far the revocation sync got with one (source, CA), kept in the ledger so any container's
-/// next run goes on from there: the list it is applying, the position in that list's serials
-/// where the next run starts, and whether the list was applied to the end.
+/// next run goes on from there: the list it is applying, where the next run starts (a position
+/// in the list's serials, or, walking the CA's index, the index cursor), and whether the list was
+/// applied to the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncProgress {
     pub mark: ListMark,
     pub next: u64,
+    /// Walking the CA's serial index: the cursor after the last entry done.
+    pub walk_after: Option<String>,
     pub complete: bool,
 }
 
