@@ -29,8 +29,9 @@ pub async fn run(endpoint_url: Option<&str>, target: Target, json: bool) -> Resu
     };
     let ledger = (config.device_ledger.as_ref()).map(|s| DynamoLedger::from_settings(&sdk, s));
     let fetcher = SourceFetcher::from_sdk_config(&sdk, config.address_policy());
-    let registrar =
-        Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher).with_ledger(ledger);
+    let registrar = Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher)
+        .with_ledger(ledger)
+        .reading_only();
     let explanation = registrar
         .explain(&target, jitr_core::unix_now())
         .await

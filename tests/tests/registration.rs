@@ -536,7 +536,7 @@ async fn a_crl_published_later_revokes_an_active_device() {
     .unwrap();
     let budget = jitr_registration::SyncBudget {
         rate_per_second: 10,
-        deadline: std::time::Instant::now() + Duration::from_secs(30),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(30),
     };
     let later = jitr_core::unix_now() + 400; // past the cached list's refresh interval
     let reports = registrar.sync_revocations(later, budget).await.unwrap();
@@ -547,4 +547,84 @@ async fn a_crl_published_later_revokes_an_active_device() {
         matches!(refused, Connect::Closed | Connect::Refused(_)),
         "a revoked device cannot connect: {refused:?}"
     );
+}
+
+/// Issue 18, defect 1, on the emulator (DynamoDB ledger, CRL in S3, real IoT): a container still
+/// holding the older list admits a device the newer list revokes, after another container's sync
+/// applied that list to the end. The admission sees the newer list's mark in the ledger and
+/// revokes the certificate itself; the device cannot connect, and the next sync, in either
+/// container, finds the list applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_admission_in_a_stale_container_is_revoked_on_the_emulator() {
+    let fleet = Fleet::new().await;
+    let s3 = jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
+    let bucket = format!("late-{}", fleet.account.id);
+    let now = OffsetDateTime::now_utc();
+    let list = |number: u64, serials: &[Vec<u8>]| {
+        fleet
+            .ca
+            .crl_numbered(serials, number, now - Span::hours(1), now + Span::days(1))
+            .unwrap()
+            .into_bytes()
+    };
+    s3.publish(&bucket, "crl/ca.crl", list(1, &[]))
+        .await
+        .unwrap();
+    let mut config = fleet.config();
+    config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();
+    config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
+        bucket: bucket.clone(),
+        key: "crl/ca.crl".into(),
+    }));
+    let ledger = fleet.ledger().await;
+    let stale = fleet.registrar(config.clone()).with_ledger(ledger.clone());
+    let warm = fleet.pending_device(DeviceSpec::named("sensor-warm")).await;
+    let report = stale
+        .handle(&fleet.event(&warm), &fleet.account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::Activated,
+        "the stale container holds list 1"
+    );
+
+    let late = fleet.pending_device(DeviceSpec::named("sensor-late")).await;
+    s3.publish(
+        &bucket,
+        "crl/ca.crl",
+        list(2, std::slice::from_ref(&late.serial)),
+    )
+    .await
+    .unwrap();
+    let syncing = fleet.registrar(config).with_ledger(ledger);
+    let budget = || jitr_registration::SyncBudget {
+        rate_per_second: 10,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+    };
+    let at = jitr_core::unix_now();
+    let reports = syncing.sync_revocations(at, budget()).await.unwrap();
+    assert!(
+        !reports[0].partial && reports[0].error.is_none(),
+        "{reports:?}"
+    );
+
+    let report = stale
+        .handle_at(&fleet.event(&late), &fleet.account.id, at)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Revoked, "{report:?}");
+    assert_eq!(fleet.status(&late).await, CertificateStatus::Revoked);
+    let refused = fleet.connect(&late).await;
+    assert!(
+        matches!(refused, Connect::Closed | Connect::Refused(_)),
+        "a revoked device cannot connect: {refused:?}"
+    );
+    for registrar in [&stale, &syncing] {
+        let reports = registrar
+            .sync_revocations(at + 400, budget())
+            .await
+            .unwrap();
+        assert!(reports[0].unchanged, "{reports:?}");
+    }
 }

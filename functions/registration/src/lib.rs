@@ -79,7 +79,7 @@ async fn handle_invocation<R: Registry, F: Fetcher, L: Ledger>(
             .saturating_sub(SYNC_DEADLINE_MARGIN);
         let budget = SyncBudget {
             rate_per_second: registrar.config().revocation_sync_rate,
-            deadline: Instant::now() + left,
+            deadline: tokio::time::Instant::now() + left,
         };
         return registrar
             .sync_revocations(unix_now(), budget)

@@ -100,6 +100,9 @@ pub struct Registrar<R, F, L = NoLedger> {
     /// Per (source, CA id): a URL shared by two CAs must not let one evict the other's list.
     revocation: Mutex<HashMap<(ObjectSource, String), Arc<RevocationCache>>>,
     cas: Mutex<HashMap<String, CachedCa>>,
+    /// Writes nothing to the ledger on its own account (`jitr explain`): lists are compared with
+    /// the ledger's mark, never raise it.
+    read_only: bool,
     /// When the profiles document's announced generation was last read (seconds), and its value.
     profiles_generation: Mutex<Option<(i64, u64)>>,
     /// Per CA: when its distribution-point window opened, and the URLs fetched in it.
@@ -125,6 +128,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: Mutex::default(),
             cas: Mutex::default(),
             distribution_points: Mutex::default(),
+            read_only: false,
             profiles_generation: Mutex::default(),
             last_duplicate: AtomicI64::new(i64::MIN),
         }
@@ -144,6 +148,7 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
             revocation: self.revocation,
             cas: self.cas,
             distribution_points: self.distribution_points,
+            read_only: self.read_only,
             profiles_generation: self.profiles_generation,
             last_duplicate: self.last_duplicate,
         }
@@ -151,6 +156,14 @@ impl<R: Registry, F: Fetcher> Registrar<R, F, NoLedger> {
 }
 
 impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
+    /// For `jitr explain`, which reads only: lists are compared with the ledger's mark of the
+    /// newest list accepted, and the mark is never raised.
+    #[must_use]
+    pub fn reading_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     pub fn registry(&self) -> &R {
         &self.registry
     }
@@ -759,11 +772,14 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             }
         }
         let source = key.0.clone();
-        Arc::clone(
-            caches
-                .entry(key)
-                .or_insert_with(|| Arc::new(RevocationCache::new(source, ca_id))),
-        )
+        Arc::clone(caches.entry(key).or_insert_with(|| {
+            let cache = RevocationCache::new(source, ca_id);
+            Arc::new(if self.read_only {
+                cache.reading_only()
+            } else {
+                cache
+            })
+        }))
     }
 
     /// The CA, from the per-container cache or DescribeCACertificate; `None` if not registered.

@@ -95,7 +95,7 @@ impl World {
 fn budget() -> SyncBudget {
     SyncBudget {
         rate_per_second: 1000,
-        deadline: Instant::now() + Duration::from_secs(60),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(60),
     }
 }
 
@@ -234,7 +234,7 @@ async fn a_run_stopped_by_its_deadline_goes_on_from_its_cursor_in_any_container(
     let now = jitr_core::unix_now() + 400;
     let short = SyncBudget {
         rate_per_second: 100,
-        deadline: Instant::now() + Duration::from_millis(250),
+        deadline: tokio::time::Instant::now() + Duration::from_millis(250),
     };
     let first = &registrar.sync_revocations(now, short).await.unwrap()[0];
     assert!(
@@ -277,7 +277,7 @@ async fn the_sync_is_paced_and_stops_at_its_deadline() {
     let started = Instant::now();
     let paced = SyncBudget {
         rate_per_second: 20,
-        deadline: Instant::now() + Duration::from_secs(60),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(60),
     };
     let report = &registrar.sync_revocations(now, paced).await.unwrap()[0];
     assert_eq!(report.revoked, 10);
@@ -291,7 +291,7 @@ async fn the_sync_is_paced_and_stops_at_its_deadline() {
     world.publish(3, &devices.iter().collect::<Vec<_>>());
     let expired = SyncBudget {
         rate_per_second: 20,
-        deadline: Instant::now(),
+        deadline: tokio::time::Instant::now(),
     };
     let cold = world.registrar();
     let late = &cold.sync_revocations(now, expired).await.unwrap()[0];
@@ -451,4 +451,40 @@ async fn a_list_far_longer_than_the_index_walks_the_index() {
         };
         assert_eq!(world.status(device).await, expected, "walked-{n}");
     }
+}
+
+/// `jitr explain` reads only: it compares a list with the ledger's mark (an older list is still
+/// refused), and never raises the mark itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_compares_lists_with_the_mark_and_never_raises_it() {
+    use jitr_core::event::RegistrationEvent;
+    let world = World::new().await;
+    world.publish(2, &[]);
+    let device = world.ca.issue(&DeviceSpec::named("explained")).unwrap();
+    let id = world
+        .registry
+        .register_pending(&device.cert_pem, &world.ca_id)
+        .unwrap();
+    let event =
+        RegistrationEvent::from_value(&registered_event(&id, &world.ca_id, ACCOUNT)).unwrap();
+    let source = world.server.url("/ca.crl");
+    let now = jitr_core::unix_now();
+    let reader = world.registrar().reading_only();
+    reader.assess(&event, now).await.unwrap();
+    assert_eq!(
+        world.ledger.list_mark(&source, &world.ca_id).await.unwrap(),
+        None
+    );
+
+    // A function accepts list 3; a reader then served list 2 refuses it.
+    world.publish(3, &[]);
+    world.admit(&world.registrar(), "accepts-3").await;
+    world.publish(2, &[]);
+    let err = world
+        .registrar()
+        .reading_only()
+        .assess(&event, now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Retryable.RevocationListRolledBack");
 }

@@ -45,6 +45,8 @@ struct Verified {
 pub struct RevocationCache {
     source: ObjectSource,
     ca_certificate_id: String,
+    /// Compares new lists with the ledger's mark without raising it (`jitr explain` reads only).
+    read_only: bool,
     state: Mutex<State>,
 }
 
@@ -53,8 +55,16 @@ impl RevocationCache {
         Self {
             source,
             ca_certificate_id: ca_certificate_id.to_owned(),
+            read_only: false,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// A cache that compares new lists with the ledger's mark but never writes it.
+    #[must_use]
+    pub fn reading_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// The source this cache reads.
@@ -166,10 +176,17 @@ impl RevocationCache {
         ca: &CaCertificate,
     ) -> Result<(), RevocationError> {
         let mark = list.mark();
-        let newest = ledger
-            .raise_list_mark(&self.source.to_string(), &self.ca_certificate_id, &mark)
-            .await
-            .map_err(|e| RevocationError::Unreadable(format!("device ledger: {e}")))?;
+        let (source, ca_id) = (self.source.to_string(), &self.ca_certificate_id);
+        let newest = if self.read_only {
+            ledger.list_mark(&source, ca_id).await.map(|stored| {
+                stored
+                    .filter(|s| mark.is_older_than(s))
+                    .unwrap_or_else(|| mark.clone())
+            })
+        } else {
+            ledger.raise_list_mark(&source, ca_id, &mark).await
+        }
+        .map_err(|e| RevocationError::Unreadable(format!("device ledger: {e}")))?;
         if mark.is_older_than(&newest) {
             return Err(RevocationError::RolledBack(format!(
                 "{} is older than a list already accepted for this CA",
