@@ -29,8 +29,21 @@ pub trait Hook: Send + Sync {
     ) -> impl Future<Output = Result<(), RegistryErrorKind>> + Send;
 }
 
-fn injected(kind: RegistryErrorKind, operation: &'static str) -> RegistryError {
-    RegistryError::new(kind, operation, "injected failure")
+impl<T, H: Hook> Interposed<T, H> {
+    /// The hook before a registry call: its failure, as the registry's error.
+    async fn gate(&self, operation: &'static str) -> Result<(), RegistryError> {
+        (self.hook.before(operation).await)
+            .map_err(|kind| RegistryError::new(kind, operation, "injected failure"))
+    }
+
+    /// The hook before a ledger call: its failure, as the ledger's error.
+    async fn gate_ledger(&self, operation: &'static str) -> Result<(), LedgerError> {
+        (self.hook.before(operation).await).map_err(|kind| LedgerError {
+            kind,
+            operation,
+            message: "injected failure".into(),
+        })
+    }
 }
 
 /// Every call takes this much longer (an AWS round trip).
@@ -157,45 +170,27 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         &self,
         id: &str,
     ) -> Result<CertificateDescription, RegistryError> {
-        self.hook
-            .before("DescribeCertificate")
-            .await
-            .map_err(|kind| injected(kind, "DescribeCertificate"))?;
+        self.gate("DescribeCertificate").await?;
         self.inner.describe_certificate(id).await
     }
     async fn describe_ca_certificate(&self, id: &str) -> Result<CaDescription, RegistryError> {
-        self.hook
-            .before("DescribeCACertificate")
-            .await
-            .map_err(|kind| injected(kind, "DescribeCACertificate"))?;
+        self.gate("DescribeCACertificate").await?;
         self.inner.describe_ca_certificate(id).await
     }
     async fn policy_exists(&self, policy: &str) -> Result<bool, RegistryError> {
-        self.hook
-            .before("GetPolicy")
-            .await
-            .map_err(|kind| injected(kind, "GetPolicy"))?;
+        self.gate("GetPolicy").await?;
         self.inner.policy_exists(policy).await
     }
     async fn list_ca_certificates(&self) -> Result<Vec<String>, RegistryError> {
-        self.hook
-            .before("ListCACertificates")
-            .await
-            .map_err(|kind| injected(kind, "ListCACertificates"))?;
+        self.gate("ListCACertificates").await?;
         self.inner.list_ca_certificates().await
     }
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
-        self.hook
-            .before("CreateThing")
-            .await
-            .map_err(|kind| injected(kind, "CreateThing"))?;
+        self.gate("CreateThing").await?;
         self.inner.create_thing(spec).await
     }
     async fn describe_thing(&self, thing: &str) -> Result<ThingDescription, RegistryError> {
-        self.hook
-            .before("DescribeThing")
-            .await
-            .map_err(|kind| injected(kind, "DescribeThing"))?;
+        self.gate("DescribeThing").await?;
         self.inner.describe_thing(thing).await
     }
     async fn set_thing_attribute(
@@ -205,26 +200,17 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         value: &str,
         expected_version: i64,
     ) -> Result<(), RegistryError> {
-        self.hook
-            .before("UpdateThing")
-            .await
-            .map_err(|kind| injected(kind, "UpdateThing"))?;
+        self.gate("UpdateThing").await?;
         self.inner
             .set_thing_attribute(thing, name, value, expected_version)
             .await
     }
     async fn add_thing_to_group(&self, thing: &str, group: &str) -> Result<(), RegistryError> {
-        self.hook
-            .before("AddThingToThingGroup")
-            .await
-            .map_err(|kind| injected(kind, "AddThingToThingGroup"))?;
+        self.gate("AddThingToThingGroup").await?;
         self.inner.add_thing_to_group(thing, group).await
     }
     async fn attach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-        self.hook
-            .before("AttachPolicy")
-            .await
-            .map_err(|kind| injected(kind, "AttachPolicy"))?;
+        self.gate("AttachPolicy").await?;
         self.inner.attach_policy(policy, target).await
     }
     async fn attach_thing_principal(
@@ -232,10 +218,7 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         thing: &str,
         principal: &str,
     ) -> Result<(), RegistryError> {
-        self.hook
-            .before("AttachThingPrincipal")
-            .await
-            .map_err(|kind| injected(kind, "AttachThingPrincipal"))?;
+        self.gate("AttachThingPrincipal").await?;
         self.inner.attach_thing_principal(thing, principal).await
     }
     async fn update_certificate_status(
@@ -243,24 +226,15 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         id: &str,
         status: &CertificateStatus,
     ) -> Result<(), RegistryError> {
-        self.hook
-            .before("UpdateCertificate")
-            .await
-            .map_err(|kind| injected(kind, "UpdateCertificate"))?;
+        self.gate("UpdateCertificate").await?;
         self.inner.update_certificate_status(id, status).await
     }
     async fn list_thing_principals(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
-        self.hook
-            .before("ListThingPrincipals")
-            .await
-            .map_err(|kind| injected(kind, "ListThingPrincipals"))?;
+        self.gate("ListThingPrincipals").await?;
         self.inner.list_thing_principals(thing).await
     }
     async fn list_principal_things(&self, principal: &str) -> Result<Vec<String>, RegistryError> {
-        self.hook
-            .before("ListPrincipalThings")
-            .await
-            .map_err(|kind| injected(kind, "ListPrincipalThings"))?;
+        self.gate("ListPrincipalThings").await?;
         self.inner.list_principal_things(principal).await
     }
     async fn things_with_attribute(
@@ -268,17 +242,11 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         name: &str,
         value: &str,
     ) -> Result<Vec<String>, RegistryError> {
-        self.hook
-            .before("ListThings")
-            .await
-            .map_err(|kind| injected(kind, "ListThings"))?;
+        self.gate("ListThings").await?;
         self.inner.things_with_attribute(name, value).await
     }
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<String>, RegistryError> {
-        self.hook
-            .before("ListAttachedPolicies")
-            .await
-            .map_err(|kind| injected(kind, "ListAttachedPolicies"))?;
+        self.gate("ListAttachedPolicies").await?;
         self.inner.list_attached_policies(target).await
     }
     async fn detach_thing_principal(
@@ -286,45 +254,26 @@ impl<R: Registry, H: Hook> Registry for Interposed<R, H> {
         thing: &str,
         principal: &str,
     ) -> Result<(), RegistryError> {
-        self.hook
-            .before("DetachThingPrincipal")
-            .await
-            .map_err(|kind| injected(kind, "DetachThingPrincipal"))?;
+        self.gate("DetachThingPrincipal").await?;
         self.inner.detach_thing_principal(thing, principal).await
     }
     async fn detach_policy(&self, policy: &str, target: &str) -> Result<(), RegistryError> {
-        self.hook
-            .before("DetachPolicy")
-            .await
-            .map_err(|kind| injected(kind, "DetachPolicy"))?;
+        self.gate("DetachPolicy").await?;
         self.inner.detach_policy(policy, target).await
     }
     async fn delete_certificate(&self, id: &str) -> Result<(), RegistryError> {
-        self.hook
-            .before("DeleteCertificate")
-            .await
-            .map_err(|kind| injected(kind, "DeleteCertificate"))?;
+        self.gate("DeleteCertificate").await?;
         self.inner.delete_certificate(id).await
     }
     async fn delete_thing(&self, thing: &str) -> Result<(), RegistryError> {
-        self.hook
-            .before("DeleteThing")
-            .await
-            .map_err(|kind| injected(kind, "DeleteThing"))?;
+        self.gate("DeleteThing").await?;
         self.inner.delete_thing(thing).await
     }
 }
 
 impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
     async fn index_certificate(&self, entry: &SerialEntry) -> Result<(), LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner.index_certificate(entry).await
     }
     async fn certificates_with_serial(
@@ -332,14 +281,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         ca: &str,
         serial: &str,
     ) -> Result<Vec<SerialEntry>, LedgerError> {
-        self.hook
-            .before("Query")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "Query",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("Query").await?;
         self.inner.certificates_with_serial(ca, serial).await
     }
     async fn mark_revoked(
@@ -349,27 +291,13 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         certificate: &str,
         revoked: &Revoked,
     ) -> Result<(), LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner
             .mark_revoked(ca, serial, certificate, revoked)
             .await
     }
     async fn device(&self, thing: &str) -> Result<Option<DeviceRecord>, LedgerError> {
-        self.hook
-            .before("GetItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "GetItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("GetItem").await?;
         self.inner.device(thing).await
     }
     async fn record_decision(
@@ -377,14 +305,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         thing: &str,
         decision: &DeviceDecision,
     ) -> Result<Recorded, LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner.record_decision(thing, decision).await
     }
     async fn mark_applied(
@@ -392,80 +313,31 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         thing: &str,
         event: &crate::ledger::EventStamp,
     ) -> Result<(), LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner.mark_applied(thing, event).await
     }
     async fn add_certificates(&self, thing: &str, holdings: &Holdings) -> Result<(), LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner.add_certificates(thing, holdings).await
     }
     async fn admitted(&self, certificate: &str) -> Result<Option<i64>, LedgerError> {
-        self.hook
-            .before("GetItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "GetItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("GetItem").await?;
         self.inner.admitted(certificate).await
     }
     async fn record_admission(&self, certificate: &str, at: i64) -> Result<(), LedgerError> {
-        self.hook
-            .before("PutItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "PutItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("PutItem").await?;
         self.inner.record_admission(certificate, at).await
     }
     async fn forget_admission(&self, certificate: &str) -> Result<(), LedgerError> {
-        self.hook
-            .before("PutItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "PutItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("PutItem").await?;
         self.inner.forget_admission(certificate).await
     }
     async fn append_history(&self, thing: &str, entry: &HistoryEntry) -> Result<(), LedgerError> {
-        self.hook
-            .before("PutItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "PutItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("PutItem").await?;
         self.inner.append_history(thing, entry).await
     }
     async fn history(&self, thing: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
-        self.hook
-            .before("Query")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "Query",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("Query").await?;
         self.inner.history(thing).await
     }
     async fn raise_list_mark(
@@ -474,14 +346,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         ca: &str,
         mark: &crate::revocation::ListMark,
     ) -> Result<crate::revocation::ListMark, LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner.raise_list_mark(source, ca, mark).await
     }
     async fn list_mark(
@@ -489,14 +354,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         source: &str,
         ca: &str,
     ) -> Result<Option<crate::revocation::ListMark>, LedgerError> {
-        self.hook
-            .before("GetItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "GetItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("GetItem").await?;
         self.inner.list_mark(source, ca).await
     }
     async fn sync_progress(
@@ -504,14 +362,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         source: &str,
         ca: &str,
     ) -> Result<Option<crate::revocation::SyncProgress>, LedgerError> {
-        self.hook
-            .before("GetItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "GetItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("GetItem").await?;
         self.inner.sync_progress(source, ca).await
     }
     async fn save_sync_progress(
@@ -520,36 +371,15 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         ca: &str,
         progress: &crate::revocation::SyncProgress,
     ) -> Result<(), LedgerError> {
-        self.hook
-            .before("PutItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "PutItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("PutItem").await?;
         self.inner.save_sync_progress(source, ca, progress).await
     }
     async fn document_generation(&self, document: &str) -> Result<u64, LedgerError> {
-        self.hook
-            .before("GetItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "GetItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("GetItem").await?;
         self.inner.document_generation(document).await
     }
     async fn bump_document_generation(&self, document: &str) -> Result<u64, LedgerError> {
-        self.hook
-            .before("UpdateItem")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "UpdateItem",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("UpdateItem").await?;
         self.inner.bump_document_generation(document).await
     }
     async fn serial_index_page(
@@ -557,14 +387,7 @@ impl<L: Ledger, H: Hook> Ledger for Interposed<L, H> {
         ca: &str,
         after: Option<&str>,
     ) -> Result<crate::ledger::IndexPage, LedgerError> {
-        self.hook
-            .before("Query")
-            .await
-            .map_err(|kind| LedgerError {
-                kind,
-                operation: "Query",
-                message: "injected failure".into(),
-            })?;
+        self.gate_ledger("Query").await?;
         self.inner.serial_index_page(ca, after).await
     }
 }

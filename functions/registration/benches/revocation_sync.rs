@@ -43,6 +43,68 @@ struct QuotaModel {
     throttled: Mutex<usize>,
 }
 
+impl QuotaModel {
+    /// The CA, with certificates in `statuses`.
+    fn new(ca: &Ca, statuses: HashMap<String, CertificateStatus>) -> Arc<Self> {
+        Arc::new(Self {
+            ca: CaDescription {
+                id: ca.id(),
+                active: true,
+                pem: ca.pem.clone(),
+            },
+            statuses: Mutex::new(statuses),
+            updates: Mutex::default(),
+            throttled: Mutex::default(),
+        })
+    }
+}
+
+/// The function's configuration for a sync of `ca_id`'s list at the quota's rate.
+fn sync_config(ca_id: &str) -> Config {
+    let mut config = Config::with_policy("device");
+    config.allowed_ca_certificate_ids = [ca_id.to_owned()].into();
+    config.revocation_sync_rate = u32::try_from(QUOTA).unwrap();
+    config
+}
+
+/// `n` certificates of the CA in the serial index, each ACTIVE unless `revoked(n)` (then REVOKED
+/// and marked so in the index); their statuses by certificate id.
+async fn index_fleet(
+    ledger: &MemoryLedger,
+    ca_id: &str,
+    n: usize,
+    revoked: impl Fn(usize) -> bool,
+) -> HashMap<String, CertificateStatus> {
+    let mut statuses = HashMap::with_capacity(n);
+    for n in 0..n {
+        let certificate_id = format!("{n:064x}");
+        let entry = SerialEntry {
+            ca_certificate_id: ca_id.to_owned(),
+            serial_hex: hex::encode(serial(n)),
+            certificate_id: certificate_id.clone(),
+            thing_name: format!("device-{n}"),
+            admitted_at: 0,
+            revoked: None,
+        };
+        ledger.index_certificate(&entry).await.unwrap();
+        let status = if revoked(n) {
+            let by = Revoked {
+                at: 0,
+                by: "crl #1".into(),
+            };
+            ledger
+                .mark_revoked(ca_id, &entry.serial_hex, &certificate_id, &by)
+                .await
+                .unwrap();
+            CertificateStatus::Revoked
+        } else {
+            CertificateStatus::Active
+        };
+        statuses.insert(certificate_id, status);
+    }
+    statuses
+}
+
 fn unsupported<T>(operation: &'static str) -> Result<T, RegistryError> {
     Err(RegistryError::new(
         RegistryErrorKind::Other,
@@ -176,34 +238,8 @@ async fn main() {
     let ca = Ca::new("Fleet CA", "Acme").unwrap();
     let ca_id = ca.id();
     let ledger = MemoryLedger::new();
-    let mut statuses = HashMap::new();
     let built = Instant::now();
-    for n in 0..FLEET {
-        let certificate_id = format!("{n:064x}");
-        let entry = SerialEntry {
-            ca_certificate_id: ca_id.clone(),
-            serial_hex: hex::encode(serial(n)),
-            certificate_id: certificate_id.clone(),
-            thing_name: format!("device-{n}"),
-            admitted_at: 0,
-            revoked: None,
-        };
-        ledger.index_certificate(&entry).await.unwrap();
-        let status = if n < PREVIOUSLY_REVOKED {
-            let by = Revoked {
-                at: 0,
-                by: "crl #1".into(),
-            };
-            ledger
-                .mark_revoked(&ca_id, &entry.serial_hex, &certificate_id, &by)
-                .await
-                .unwrap();
-            CertificateStatus::Revoked
-        } else {
-            CertificateStatus::Active
-        };
-        statuses.insert(certificate_id, status);
-    }
+    let statuses = index_fleet(&ledger, &ca_id, FLEET, |n| n < PREVIOUSLY_REVOKED).await;
     let listed: Vec<Vec<u8>> = (0..PREVIOUSLY_REVOKED + NEWLY_LISTED).map(serial).collect();
     let now = OffsetDateTime::now_utc();
     let crl = ca
@@ -220,20 +256,9 @@ async fn main() {
         built.elapsed()
     );
 
-    let model = Arc::new(QuotaModel {
-        ca: CaDescription {
-            id: ca_id.clone(),
-            active: true,
-            pem: ca.pem.clone(),
-        },
-        statuses: Mutex::new(statuses),
-        updates: Mutex::default(),
-        throttled: Mutex::default(),
-    });
-    let mut config = Config::with_policy("device");
-    config.allowed_ca_certificate_ids = [ca_id.clone()].into();
+    let model = QuotaModel::new(&ca, statuses);
+    let mut config = sync_config(&ca_id);
     config.revocation_list = Some(format!("file://{}", crl_path.display()).parse().unwrap());
-    config.revocation_sync_rate = u32::try_from(QUOTA).unwrap();
     let registrar = Registrar::new(
         Arc::clone(&model),
         config.clone(),
@@ -315,20 +340,7 @@ impl jitr_core::source::Fetcher for OneList {
 async fn sync_scale(ca: &Ca, listed: usize, indexed: usize, admitted_listed: usize) {
     let ca_id = ca.id();
     let ledger = MemoryLedger::new();
-    let mut statuses = HashMap::with_capacity(indexed);
-    for n in 0..indexed {
-        let certificate_id = format!("{n:064x}");
-        let entry = SerialEntry {
-            ca_certificate_id: ca_id.clone(),
-            serial_hex: hex::encode(serial(n)),
-            certificate_id: certificate_id.clone(),
-            thing_name: format!("device-{n}"),
-            admitted_at: 0,
-            revoked: None,
-        };
-        ledger.index_certificate(&entry).await.unwrap();
-        statuses.insert(certificate_id, CertificateStatus::Active);
-    }
+    let statuses = index_fleet(&ledger, &ca_id, indexed, |_| false).await;
     let serials: Vec<Vec<u8>> = (0..admitted_listed)
         .chain(indexed..indexed + (listed - admitted_listed))
         .map(serial)
@@ -338,20 +350,9 @@ async fn sync_scale(ca: &Ca, listed: usize, indexed: usize, admitted_listed: usi
         .crl_numbered(&serials, 3, now - Span::minutes(1), now + Span::days(1))
         .unwrap();
     drop(serials);
-    let model = Arc::new(QuotaModel {
-        ca: CaDescription {
-            id: ca_id.clone(),
-            active: true,
-            pem: ca.pem.clone(),
-        },
-        statuses: Mutex::new(statuses),
-        updates: Mutex::default(),
-        throttled: Mutex::default(),
-    });
-    let mut config = Config::with_policy("device");
-    config.allowed_ca_certificate_ids = [ca_id.clone()].into();
+    let model = QuotaModel::new(ca, statuses);
+    let mut config = sync_config(&ca_id);
     config.revocation_list = Some("s3://pki/crl/ca.crl".parse().unwrap());
-    config.revocation_sync_rate = u32::try_from(QUOTA).unwrap();
     let reads = LedgerModel::default();
     let registrar = Registrar::new(
         Arc::clone(&model),

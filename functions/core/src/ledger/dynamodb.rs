@@ -234,6 +234,29 @@ fn history_entry(item: &HashMap<String, AttributeValue>) -> Option<HistoryEntry>
 }
 
 /// A failed condition is `Conflict`; anything else is the error.
+/// A serial-index item of the CA; `serial_hex` when the caller knows it (its partition key),
+/// else the item's own `serialHex` (an index page).
+fn serial_entry(
+    item: &HashMap<String, AttributeValue>,
+    ca_certificate_id: &str,
+    serial_hex: Option<&str>,
+) -> Option<SerialEntry> {
+    Some(SerialEntry {
+        ca_certificate_id: ca_certificate_id.to_owned(),
+        serial_hex: match serial_hex {
+            Some(serial) => serial.to_owned(),
+            None => text(item, "serialHex")?,
+        },
+        certificate_id: text(item, "certificateId")?,
+        thing_name: text(item, "thingName").unwrap_or_default(),
+        admitted_at: number(item, "admittedAt").unwrap_or_default(),
+        revoked: number(item, "revokedAt").map(|at| Revoked {
+            at,
+            by: text(item, "revokedBy").unwrap_or_default(),
+        }),
+    })
+}
+
 fn condition_failed(result: &Result<(), LedgerError>) -> bool {
     matches!(result, Err(e) if e.kind == RegistryErrorKind::Conflict)
 }
@@ -291,19 +314,7 @@ impl Ledger for DynamoLedger {
             .map_err(|e| ledger_error(OP, classify(OP, e)))?;
         Ok(pages
             .iter()
-            .filter_map(|item| {
-                Some(SerialEntry {
-                    ca_certificate_id: ca_certificate_id.to_owned(),
-                    serial_hex: serial_hex.to_owned(),
-                    certificate_id: text(item, "certificateId")?,
-                    thing_name: text(item, "thingName").unwrap_or_default(),
-                    admitted_at: number(item, "admittedAt").unwrap_or_default(),
-                    revoked: number(item, "revokedAt").map(|at| Revoked {
-                        at,
-                        by: text(item, "revokedBy").unwrap_or_default(),
-                    }),
-                })
-            })
+            .filter_map(|item| serial_entry(item, ca_certificate_id, Some(serial_hex)))
             .collect())
     }
 
@@ -346,19 +357,7 @@ impl Ledger for DynamoLedger {
         let entries: Vec<SerialEntry> = output
             .items()
             .iter()
-            .filter_map(|item| {
-                Some(SerialEntry {
-                    ca_certificate_id: ca_certificate_id.to_owned(),
-                    serial_hex: text(item, "serialHex")?,
-                    certificate_id: text(item, "certificateId")?,
-                    thing_name: text(item, "thingName").unwrap_or_default(),
-                    admitted_at: number(item, "admittedAt").unwrap_or_default(),
-                    revoked: number(item, "revokedAt").map(|at| Revoked {
-                        at,
-                        by: text(item, "revokedBy").unwrap_or_default(),
-                    }),
-                })
-            })
+            .filter_map(|item| serial_entry(item, ca_certificate_id, None))
             .collect();
         let after = output
             .last_evaluated_key()
