@@ -127,7 +127,7 @@ bench-no-pie: venv ## Cold start of both functions with and without PIE, against
 	$(CARGO) build --release -p jitr-registration --bin registration -p jitr-lifecycle --bin lifecycle
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-lambda -- cold-start-no-pie
 
-bench-sync: ## Revocation sync for a fleet of 100,000 under the IoT quota model (~20 s after the build)
+bench-sync: ## Revocation sync for 100,000 under the IoT quota model, then 1M listed vs 100k indexed and 1.1k vs 1M (sync-scale lines; ~1 min after the build)
 	$(CARGO) bench -p jitr-registration --bench revocation_sync
 
 bench-cost: ## Calls and modeled duration per registration, with and without the device ledger (~5 s after the build)

@@ -497,25 +497,9 @@ async fn a_device_of_another_ca_cannot_take_over_a_thing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crl_published_later_revokes_an_active_device() {
     let fleet = Fleet::new().await;
-    let s3 = jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
-    let bucket = format!("sync-{}", fleet.account.id);
-    let now = OffsetDateTime::now_utc();
-    let list = |number: u64, serials: &[Vec<u8>]| {
-        fleet
-            .ca
-            .crl_numbered(serials, number, now - Span::hours(1), now + Span::days(1))
-            .unwrap()
-            .into_bytes()
-    };
-    s3.publish(&bucket, "crl/ca.crl", list(1, &[]))
-        .await
-        .unwrap();
-    let mut config = fleet.config();
-    config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();
-    config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
-        bucket: bucket.clone(),
-        key: "crl/ca.crl".into(),
-    }));
+    let crl = S3Crl::new(&fleet, "sync").await;
+    let (s3, bucket, config) = (&crl.s3, &crl.bucket, crl.config.clone());
+    let list = |number, serials: &[Vec<u8>]| crl.list(number, serials);
     let registrar = fleet.registrar(config).with_ledger(fleet.ledger().await);
     let device = fleet
         .pending_device(DeviceSpec::named("sensor-later"))
@@ -528,7 +512,7 @@ async fn a_crl_published_later_revokes_an_active_device() {
     assert_eq!(fleet.connect(&device).await, Connect::Accepted);
 
     s3.publish(
-        &bucket,
+        bucket,
         "crl/ca.crl",
         list(2, std::slice::from_ref(&device.serial)),
     )
@@ -557,25 +541,9 @@ async fn a_crl_published_later_revokes_an_active_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_admission_in_a_stale_container_is_revoked_on_the_emulator() {
     let fleet = Fleet::new().await;
-    let s3 = jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
-    let bucket = format!("late-{}", fleet.account.id);
-    let now = OffsetDateTime::now_utc();
-    let list = |number: u64, serials: &[Vec<u8>]| {
-        fleet
-            .ca
-            .crl_numbered(serials, number, now - Span::hours(1), now + Span::days(1))
-            .unwrap()
-            .into_bytes()
-    };
-    s3.publish(&bucket, "crl/ca.crl", list(1, &[]))
-        .await
-        .unwrap();
-    let mut config = fleet.config();
-    config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();
-    config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
-        bucket: bucket.clone(),
-        key: "crl/ca.crl".into(),
-    }));
+    let crl = S3Crl::new(&fleet, "late").await;
+    let (s3, bucket, config) = (&crl.s3, &crl.bucket, crl.config.clone());
+    let list = |number, serials: &[Vec<u8>]| crl.list(number, serials);
     let ledger = fleet.ledger().await;
     let stale = fleet.registrar(config.clone()).with_ledger(ledger.clone());
     let warm = fleet.pending_device(DeviceSpec::named("sensor-warm")).await;
@@ -591,7 +559,7 @@ async fn a_late_admission_in_a_stale_container_is_revoked_on_the_emulator() {
 
     let late = fleet.pending_device(DeviceSpec::named("sensor-late")).await;
     s3.publish(
-        &bucket,
+        bucket,
         "crl/ca.crl",
         list(2, std::slice::from_ref(&late.serial)),
     )
@@ -626,5 +594,48 @@ async fn a_late_admission_in_a_stale_container_is_revoked_on_the_emulator() {
             .await
             .unwrap();
         assert!(reports[0].unchanged, "{reports:?}");
+    }
+}
+
+/// A CA's CRL in an S3 bucket of the fleet's account (list 1, empty, published), and the
+/// registration configuration that reads it for that CA.
+struct S3Crl<'a> {
+    fleet: &'a Fleet,
+    s3: jitr_core::source::S3Fetcher,
+    bucket: String,
+    config: jitr_core::Config,
+}
+
+impl<'a> S3Crl<'a> {
+    async fn new(fleet: &'a Fleet, tag: &str) -> Self {
+        let s3 = jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
+        let bucket = format!("{tag}-{}", fleet.account.id);
+        let mut config = fleet.config();
+        config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();
+        config.revocation_list = Some(RevocationSource::Object(ObjectSource::S3 {
+            bucket: bucket.clone(),
+            key: "crl/ca.crl".into(),
+        }));
+        let crl = Self {
+            fleet,
+            s3,
+            bucket,
+            config,
+        };
+        crl.s3
+            .publish(&crl.bucket, "crl/ca.crl", crl.list(1, &[]))
+            .await
+            .unwrap();
+        crl
+    }
+
+    /// List `number`, revoking `serials`, valid from an hour ago for a day.
+    fn list(&self, number: u64, serials: &[Vec<u8>]) -> Vec<u8> {
+        let now = OffsetDateTime::now_utc();
+        self.fleet
+            .ca
+            .crl_numbered(serials, number, now - Span::hours(1), now + Span::days(1))
+            .unwrap()
+            .into_bytes()
     }
 }
