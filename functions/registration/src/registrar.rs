@@ -70,10 +70,8 @@ pub struct Assessment {
     pub ca: Option<CaDescription>,
     /// The profile for the certificate's CA, when the checks got that far.
     pub profile: Option<Profile>,
-    /// The revocation lists consulted.
-    pub revocation_lists: Vec<Arc<RevocationList>>,
-    /// Where each of `revocation_lists` came from, in the same order.
-    pub revocation_sources: Vec<ObjectSource>,
+    /// The revocation lists consulted, each with the source it came from.
+    pub revocation_lists: Vec<(ObjectSource, Arc<RevocationList>)>,
     /// A revocation source was unusable and the profile fails open.
     pub revocation_unchecked: bool,
     /// The Thing the certificate is for, once the checks got as far as naming it.
@@ -284,9 +282,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
         };
         report.thing_name.clone_from(&assessment.thing_name);
         let device_key = assessment.device_key.clone();
-        let used: Vec<_> = (assessment.revocation_sources.iter().cloned())
-            .zip(assessment.revocation_lists.iter().cloned())
-            .collect();
+        let used = assessment.revocation_lists;
         let decision = match assessment.decision {
             Decision::Provision(plan) => match self.index_then_provision(&plan, now).await? {
                 Admission::Provisioned(Provisioned::Done(outcome)) => {
@@ -601,7 +597,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             None
         };
         let ca_certificate = ca.as_ref().and_then(|c| c.certificate.clone());
-        let (used, revocation_unchecked) = match (&profile, &ca_certificate) {
+        let (revocation_lists, revocation_unchecked) = match (&profile, &ca_certificate) {
             (Some(profile), Some(ca_cert)) if admits => {
                 let ca_id = &event.ca_certificate_id;
                 self.revocation_lists(profile, &certificate, ca_id, ca_cert, now)
@@ -609,14 +605,17 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             }
             _ => (Vec::new(), false),
         };
-        let (revocation_sources, revocation_lists): (Vec<_>, Vec<_>) = used.into_iter().unzip();
+        let lists: Vec<_> = revocation_lists
+            .iter()
+            .map(|(_, list)| Arc::clone(list))
+            .collect();
         let facts = Facts {
             certificate: &certificate,
             ca: ca.as_ref().map(|c| &c.description),
             ca_certificate: ca_certificate.as_ref(),
             profile: profile.as_ref(),
             revocation: RevocationFacts {
-                lists: &revocation_lists,
+                lists: &lists,
                 unchecked: revocation_unchecked,
             },
             now,
@@ -640,7 +639,6 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             ca: ca.map(|c| c.description),
             profile,
             revocation_lists,
-            revocation_sources,
             revocation_unchecked,
             thing_name,
             device_key,

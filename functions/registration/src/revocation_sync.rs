@@ -220,8 +220,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
             .cache(source.clone(), ca_id)
             .refresh(self.fetcher(), self.ledger(), &ca_certificate, now)
             .await?;
-        let version = list.version();
-        report.list = Some(version.clone());
+        report.list = Some(list.version());
         report.listed = list.len();
         let source_key = source.to_string();
         let mark = list.mark();

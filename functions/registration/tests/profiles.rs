@@ -118,6 +118,26 @@ impl Fleet {
         Registrar::new(Arc::clone(&self.registry), config, fetcher)
     }
 
+    /// Profiles: the factory's list at `factory_url`, the partner's at its certificates'
+    /// distribution points.
+    fn factory_url_partner_points(&self, factory_url: &str) -> String {
+        format!(
+            r#"{{"version": 1, "profiles": {{
+                "{}": {{"revocation": {{"sources": ["{factory_url}"]}}}},
+                "{}": {{"revocation": {{"sources": ["distribution-point"]}}}}
+            }}}}"#,
+            self.factory_id, self.partner_id
+        )
+    }
+
+    /// Profiles: the partner alone, its list at its certificates' distribution points.
+    fn partner_points_only(&self) -> String {
+        format!(
+            r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
+            self.partner_id
+        )
+    }
+
     async fn status(&self, id: &str) -> CertificateStatus {
         self.registry.describe_certificate(id).await.unwrap().status
     }
@@ -316,15 +336,7 @@ async fn revocation_lists_come_per_ca_from_urls_and_distribution_points() {
         "/partner.crl",
         crl(&fleet.partner, 1, std::slice::from_ref(&revoked_serial)),
     );
-    let document = format!(
-        r#"{{"version": 1, "profiles": {{
-            "{}": {{"revocation": {{"sources": ["{}"]}}}},
-            "{}": {{"revocation": {{"sources": ["distribution-point"]}}}}
-        }}}}"#,
-        fleet.factory_id,
-        server.url("/factory.crl"),
-        fleet.partner_id
-    );
+    let document = fleet.factory_url_partner_points(&server.url("/factory.crl"));
     let registrar = fleet.registrar(&document);
     let spec = |cn: &str, serial: &[u8], dp: &str| DeviceSpec {
         serial: serial.to_vec(),
@@ -404,10 +416,7 @@ async fn revocation_lists_come_per_ca_from_urls_and_distribution_points() {
 async fn an_unverified_certificate_cannot_make_the_function_fetch_its_url() {
     let fleet = Fleet::new("forged-dp");
     let server = CrlServer::start().await.unwrap();
-    let document = format!(
-        r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
-        fleet.partner_id
-    );
+    let document = fleet.partner_points_only();
     let registrar = fleet.registrar(&document);
     // Signed by an impostor with the partner CA's name, registered under the partner CA.
     let impostor = Ca::new("Partner CA", "Partner").unwrap();
@@ -517,10 +526,7 @@ async fn only_http_distribution_points_are_followed() {
     let fleet = Fleet::new("dp-kinds");
     let server = CrlServer::start().await.unwrap();
     server.publish("/partner.crl", crl(&fleet.partner, 1, &[vec![0x42; 8]]));
-    let document = format!(
-        r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
-        fleet.partner_id
-    );
+    let document = fleet.partner_points_only();
     let registrar = fleet.registrar(&document);
     let secret = fleet.dir.path().join("not-a-crl");
     std::fs::write(&secret, "operator's file").unwrap();
@@ -582,10 +588,7 @@ async fn distribution_points_never_reach_loopback_or_private_addresses() {
     let fleet = Fleet::new("dp-addresses");
     let server = CrlServer::start().await.unwrap();
     server.publish("/partner.crl", crl(&fleet.partner, 1, &[]));
-    let document = format!(
-        r#"{{"version": 1, "profiles": {{"{}": {{"revocation": {{"sources": ["distribution-point"]}}}}}}}}"#,
-        fleet.partner_id
-    );
+    let document = fleet.partner_points_only();
     let port = server
         .url("/")
         .rsplit(':')
@@ -651,15 +654,7 @@ async fn one_cas_flood_cannot_roll_back_another_cas_list() {
         "/factory.crl",
         crl(&fleet.factory, 2, std::slice::from_ref(&revoked)),
     );
-    let document = format!(
-        r#"{{"version": 1, "profiles": {{
-            "{}": {{"revocation": {{"sources": ["{}"]}}}},
-            "{}": {{"revocation": {{"sources": ["distribution-point"]}}}}
-        }}}}"#,
-        fleet.factory_id,
-        server.url("/factory.crl"),
-        fleet.partner_id
-    );
+    let document = fleet.factory_url_partner_points(&server.url("/factory.crl"));
     let ledger = Arc::new(MemoryLedger::new());
     let registrar = fleet.registrar(&document).with_ledger(Arc::clone(&ledger));
     let now = OffsetDateTime::now_utc().unix_timestamp();

@@ -76,8 +76,10 @@ impl ProfilesCache {
             (false, true) => REFRESH_INTERVAL_SECS,
             (false, false) => RETRY_INTERVAL_SECS,
         };
-        let due = state.fetched_at.is_none_or(|at| now - at >= interval)
-            || (announced && state.generation_fetch_pending(generation));
+        // Recorded whether or not the interval already makes the fetch due, so a failed fetch
+        // of an announcement is retried after the interval, not again at once.
+        let first_seen = announced && state.generation_fetch_pending(generation);
+        let due = first_seen || state.fetched_at.is_none_or(|at| now - at >= interval);
         if due {
             state.fetched_at = Some(now);
             let validator = state.validator.clone();
