@@ -43,7 +43,7 @@ e2e: venv ## Deploy template.yaml on ministack (AUTH=true) and drive real MQTT d
 	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
 	$(VENV)/bin/python tests/e2e/run.py
 
-lint: toolchain fmt-check clippy template-lint ## rustfmt --check, clippy -D warnings, cfn-lint and the policy check
+lint: toolchain fmt-check clippy template-lint ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -51,11 +51,31 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-template-lint: venv ## cfn-lint template.yaml, and the template's policies equal policies/*.json
+LINT_VENV := .venv-lint
+IAM_VENV := .venv-iam
+
+# Offline guards for what only a real AWS account would show (issue 19): cfn-lint and SAM's own
+# validation, the template's policies equal policies/*.json, every IAM action/resource pair
+# against the Service Authorization Reference (policy_sentry's bundled copy), and checkov (every
+# skipped check is justified in the resource's Metadata).
+template-lint: venv $(SAM_VENV)/.installed $(LINT_VENV)/.installed $(IAM_VENV)/.installed ## cfn-lint, sam validate --lint, policy files, IAM reference check, checkov
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/python scripts/check_template.py
-	@if [ -x $(SAM_VENV)/bin/sam ]; then SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region eu-west-1; \
-	 else echo "sam validate --lint: skipped, aws-sam-cli not installed (make sam-build installs it)"; fi
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region eu-west-1
+	$(IAM_VENV)/bin/python scripts/check_iam.py
+	$(LINT_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
+# checkov and policy_sentry pin different policy_sentry versions (checkov through cloudsplaining):
+# two small environments, each installed once.
+$(LINT_VENV)/.installed: requirements-lint.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lint.txt
+	touch $@
+
+$(IAM_VENV)/.installed: requirements-iam.txt
+	$(PYTHON) -m venv $(IAM_VENV)
+	$(IAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-iam.txt
+	touch $@
 
 toolchain: ## rustfmt and clippy, if the toolchain lacks them
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

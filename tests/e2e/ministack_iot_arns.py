@@ -1,13 +1,14 @@
 """Runs ministack with AWS's resource ARNs for the IoT calls it authorizes against "*".
 
-ministack (1.5.33) derives an IoT request's IAM resource from the URL path. For five calls
+ministack (1.5.33) derives an IoT request's IAM resource from the URL path. For seven calls
 this project makes, the path does not name the resource AWS authorizes, so under AUTH=true
 ministack checks them against "*" and denies every role scoped to this account's
 certificates. AWS's own mapping (Service Authorization Reference, AWS IoT):
 
     AttachPolicy, DetachPolicy     PUT/POST /target-policies/{policy}   the target (cert ARN)
-    ListAttachedPolicies           POST /attached-policies/{target}     the target (cert ARN)
+    ListAttachedPolicies           POST /attached-policies/{target}     "*" (no resource type)
     ListPrincipalThings            GET  /principals/things              x-amzn-principal (cert ARN)
+    Attach/DetachThingPrincipal    PUT/DELETE /things/{name}/principals x-amzn-principal (cert ARN)
     DescribeCACertificate          GET  /cacertificate/{id}             cacert/{id}
 
 This wrapper corrects exactly those routes and leaves every other decision to ministack,
@@ -39,8 +40,10 @@ def extract_resource_arn(service, method, path, headers, body, query_params, reg
                 target = None
             return _iot_arn_or_star(target)
         if path.startswith("/attached-policies/"):
-            # The target is an ARN, itself holding a "/", whether or not the path was decoded.
-            return _iot_arn_or_star(unquote(path[len("/attached-policies/"):]))
+            # AWS lists no resource type for ListAttachedPolicies: it is authorized on "*".
+            return "*"
+        if len(parts) == 3 and parts[0] == "things" and parts[2] == "principals" and method in ("PUT", "DELETE"):
+            return _iot_arn_or_star(headers.get("x-amzn-principal"))
         if parts == ["principals", "things"]:
             return _iot_arn_or_star(headers.get("x-amzn-principal"))
         if len(parts) == 2 and parts[0] == "cacertificate":
