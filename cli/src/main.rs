@@ -4,6 +4,7 @@
 //! a webhook for a local run.
 
 mod ca;
+mod doctor;
 mod explain;
 mod history;
 mod output;
@@ -80,6 +81,17 @@ enum Command {
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
+    },
+    /// Check a deployed stack: its CAs, the rule, policies and thing types, the ledger, the
+    /// profiles and revocation lists, the webhook secret, the alarm topic and the DLQs. One
+    /// line per check; exits 1 on any problem. Reads only.
+    Doctor {
+        /// The CloudFormation stack name (samconfig.toml's stack_name).
+        #[arg(long)]
+        stack: String,
+        /// The AWS APIs at this URL (an emulator); without it, AWS through the SDK's usual chain.
+        #[arg(long)]
+        endpoint_url: Option<String>,
     },
     /// Device CAs.
     Ca {
@@ -214,6 +226,10 @@ async fn main() -> ExitCode {
             }
             (None, None) => Err("give --thing NAME or --device-id ID".into()),
         },
+        Command::Doctor {
+            stack,
+            endpoint_url,
+        } => doctor::run(&stack, endpoint_url.as_deref()).await,
         Command::Profiles {
             command: ProfilesCommand::Check { file },
         } => profiles::check(&file),

@@ -164,7 +164,15 @@ class Run:
         alarms = self.emulator.client("cloudwatch").describe_alarms()["MetricAlarms"]
         topic = self.outputs["AlarmTopicArn"]
         notifying = [a["AlarmName"] for a in alarms if topic in a.get("AlarmActions", []) and topic in a.get("OKActions", [])]
-        check(len(notifying) == 4, f"all {len(notifying)} alarms notify the alarm topic (and recover on it)")
+        check(len(notifying) == 6, f"all {len(notifying)} alarms notify the alarm topic (and recover on it)")
+        # The canary's rollback alarm watches the version the live alias runs, not the function.
+        release = next(a for a in alarms if a["AlarmName"].startswith(f"{STACK}-RegistrationReleaseErrorsAlarm") or "RegistrationReleaseErrorsAlarm" in a["AlarmName"])
+        dimensions = {d["Name"]: d["Value"] for d in release["Dimensions"]}
+        live = self.emulator.client("lambda").get_alias(FunctionName=f"{STACK}-registration", Name="live")
+        check(
+            dimensions.get("Resource") == f"{STACK}-registration:live" and dimensions.get("ExecutedVersion") == live["FunctionVersion"],
+            f"the rollback alarm watches the live alias' version {live['FunctionVersion']} ({dimensions})",
+        )
         subscriptions = self.emulator.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
         check([s["Endpoint"] for s in subscriptions] == ["ops@example.com"], "AlarmEmail is subscribed to it")
         policies = self.iam.list_role_policies(RoleName=self.resources["LifecycleRole"])["PolicyNames"]

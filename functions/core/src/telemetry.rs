@@ -11,9 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tracing::Level;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{Layer, fmt};
+use tracing_subscriber::{Layer, Registry, fmt};
 
 /// The namespace of every metric the functions emit.
 pub const METRIC_NAMESPACE: &str = "IotJitr";
@@ -94,13 +96,7 @@ pub fn init_logging() {
         .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
     let filter = filter.and(filter_fn(payload_safe));
     let layer = if settings.json {
-        fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_target(false)
-            .without_time() // Lambda stamps every line
-            .boxed()
+        json_layer(std::io::stdout).boxed()
     } else {
         fmt::layer()
             .with_ansi(false)
@@ -113,6 +109,41 @@ pub fn init_logging() {
         .init();
 }
 
+/// JSON lines as Lambda's log-level filter reads them: a `level` and an RFC 3339 `timestamp`
+/// on every line. Without the timestamp Lambda treats the line as INFO, so at
+/// ApplicationLogLevel WARN or ERROR every error would be dropped
+/// (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
+fn json_layer<W>(writer: W) -> impl Layer<Registry>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_timer(fmt::time::SystemTime)
+        .with_writer(writer)
+}
+
+/// Now, as the log lines write it (RFC 3339, UTC, microseconds).
+fn rfc3339_now() -> String {
+    let mut now = String::new();
+    // Writing into a String cannot fail.
+    let _ = fmt::time::SystemTime.format_time(&mut fmt::format::Writer::new(&mut now));
+    now
+}
+
+/// The outcome's class, the rollback alarm's dimension: `Permanent` and `Retryable` failures
+/// (`Permanent.Config`, `Retryable.Throttled`, ...), and `Handled` for everything else.
+pub fn outcome_class(outcome: &str) -> &'static str {
+    match outcome.split('.').next() {
+        Some("Permanent") => "Permanent",
+        Some("Retryable") => "Retryable",
+        _ => "Handled",
+    }
+}
+
 /// The span every line of one invocation is logged in: its request id and X-Ray trace id. At
 /// ERROR, so it is there whatever level is asked for.
 pub fn invocation_span(request_id: &str, xray_trace_id: Option<&str>) -> tracing::Span {
@@ -123,18 +154,26 @@ pub fn invocation_span(request_id: &str, xray_trace_id: Option<&str>) -> tracing
     )
 }
 
-/// One EMF line: a count of 1 for `outcome`, dimensioned by function and outcome.
+/// One EMF line: a count of 1 for `outcome`, dimensioned by function and outcome, and by
+/// function and [`outcome_class`] (what the canary's rollback alarm watches). It carries
+/// `level` and `timestamp` like every log line, so Lambda's level filter keeps it.
 pub fn metric_line(function: &str, outcome: &str, duration_ms: f64) -> String {
+    let level = LEVELS[usize::from(METRIC_LEVEL.load(Ordering::Relaxed)).min(4)];
+    metric_line_at(level, function, outcome, duration_ms)
+}
+
+fn metric_line_at(level: &str, function: &str, outcome: &str, duration_ms: f64) -> String {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     json!({
-        "level": LEVELS[usize::from(METRIC_LEVEL.load(Ordering::Relaxed)).min(4)],
+        "level": level,
+        "timestamp": rfc3339_now(),
         "_aws": {
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
                 "Namespace": METRIC_NAMESPACE,
-                "Dimensions": [["Function", "Outcome"]],
+                "Dimensions": [["Function", "Outcome"], ["Function", "Class"]],
                 "Metrics": [
                     {"Name": "Events", "Unit": "Count"},
                     {"Name": "DurationMs", "Unit": "Milliseconds"}
@@ -143,6 +182,7 @@ pub fn metric_line(function: &str, outcome: &str, duration_ms: f64) -> String {
         },
         "Function": function,
         "Outcome": outcome,
+        "Class": outcome_class(outcome),
         "Events": 1,
         "DurationMs": duration_ms,
     })
@@ -173,6 +213,81 @@ mod tests {
         assert_eq!(line["Events"], 1);
         assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
         assert_eq!(line["level"], "INFO");
+    }
+
+    /// A log line as Lambda's level filter reads it: the level it files the line under, or
+    /// None where the line would be filed as INFO whatever it says (no RFC 3339 timestamp).
+    fn level_lambda_reads(line: &str) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let timestamp = value.get("timestamp")?.as_str()?;
+        time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        let level = value.get("level")?.as_str()?.to_uppercase();
+        ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+            .contains(&level.as_str())
+            .then_some(level)
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_json_line_keeps_its_level_under_lambdas_filter() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(json_layer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = invocation_span("request-1", Some("Root=1-abc"));
+            let _entered = span.enter();
+            tracing::error!(error_type = "Permanent.Config", "registration event failed");
+            tracing::warn!("revocation list stale");
+            tracing::info!(outcome = "Activated", "registration event handled");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let levels: Vec<Option<String>> = text.lines().map(level_lambda_reads).collect();
+        assert_eq!(
+            levels,
+            [Some("ERROR"), Some("WARN"), Some("INFO")].map(|l| l.map(str::to_owned)),
+            "{text}"
+        );
+        for level in ["ERROR", "WARN", "INFO"] {
+            let line = metric_line_at(level, "registration", "Permanent.Config", 1.0);
+            assert_eq!(level_lambda_reads(&line).as_deref(), Some(level), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_rollback_alarms_class_dimension_is_on_every_metric_line() {
+        for (outcome, class) in [
+            ("Permanent.Config", "Permanent"),
+            ("Permanent.MalformedEvent", "Permanent"),
+            ("Retryable.Throttled", "Retryable"),
+            ("Activated", "Handled"),
+            ("Rejected", "Handled"),
+            ("Webhook.BadSignature", "Handled"),
+        ] {
+            let line: serde_json::Value =
+                serde_json::from_str(&metric_line("registration", outcome, 1.0)).unwrap();
+            assert_eq!(line["Class"], class, "{outcome}");
+            let dimensions = &line["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+            assert!(
+                dimensions
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(["Function", "Class"])),
+                "{dimensions}"
+            );
+        }
     }
 
     #[test]

@@ -714,9 +714,12 @@ where
 fn kind_for(code: Option<&str>, status: u16) -> RegistryErrorKind {
     use RegistryErrorKind as K;
     match code {
+        // IoT's LimitExceededException (HTTP 410) is an entity limit (policies on a certificate,
+        // principals on a Thing), not a rate; ThrottlingException is the rate
+        // (https://docs.aws.amazon.com/iot/latest/apireference/API_AttachPolicy.html, "Errors").
+        Some("LimitExceededException") => K::LimitExceeded,
         Some(
             "ThrottlingException"
-            | "LimitExceededException"
             | "TooManyRequestsException"
             | "RequestLimitExceeded"
             | "ProvisionedThroughputExceededException",
@@ -828,7 +831,7 @@ mod tests {
         use RegistryErrorKind as K;
         let cases = [
             (Some("ThrottlingException"), 400, K::Throttled),
-            (Some("LimitExceededException"), 410, K::Throttled),
+            (Some("LimitExceededException"), 410, K::LimitExceeded),
             (None, 429, K::Throttled),
             (Some("ServiceUnavailableException"), 503, K::Unavailable),
             (Some("InternalFailureException"), 500, K::Unavailable),

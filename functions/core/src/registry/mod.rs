@@ -119,6 +119,9 @@ pub enum RegistryErrorKind {
     AccessDenied,
     /// Throttled by the service.
     Throttled,
+    /// An entity limit is reached (IoT's LimitExceededException: "the number of attached
+    /// entities exceeds the limit", HTTP 410): no retry can succeed until something is detached.
+    LimitExceeded,
     /// A 5xx or an unreadable response.
     Unavailable,
     /// The call or an attempt timed out.
@@ -149,6 +152,7 @@ impl RegistryErrorKind {
             Self::InvalidRequest => "InvalidRequest",
             Self::AccessDenied => "AccessDenied",
             Self::Throttled => "Throttled",
+            Self::LimitExceeded => "LimitExceeded",
             Self::Unavailable => "Unavailable",
             Self::Timeout => "Timeout",
             Self::Dispatch => "Dispatch",
