@@ -19,8 +19,19 @@ pub async fn run(endpoint_url: Option<&str>, ca_cert: &Path, ca_key: &Path) -> R
         Some(url) => load_sdk_config_for_endpoint(url).await,
         None => load_sdk_config().await,
     };
-    let id = register(&IotRegistry::from_sdk_config(&sdk), &ca).await?;
+    let iot = IotRegistry::from_sdk_config(&sdk);
+    let id = register(&iot, &ca).await?;
     line(format!("CA {id} registered: ACTIVE, auto-registration on"))?;
+    // What JITR needs is the auto-registration above; the registry event configurations are
+    // shown so nobody switches them on for it (AWS IoT developer guide, auto-register-device-cert).
+    let events = match iot.enabled_event_types().await {
+        Ok(on) if on.is_empty() => "none enabled".to_owned(),
+        Ok(on) => format!("enabled {}", on.join(", ")),
+        Err(e) => format!("unreadable ({e})"),
+    };
+    line(format!(
+        "event configurations: {events}; JITR needs none of them (its event follows the CA's auto-registration)"
+    ))?;
     line(format!(
         "admit its devices: add {id} to ALLOWED_CA_CERTIFICATE_IDS (AllowedCaCertificateIds), or give it a registration profile"
     ))

@@ -127,7 +127,10 @@ class Run:
             },
         }
         self.s3.put_object(Bucket=CRL_BUCKET, Key=PROFILES_KEY, Body=json.dumps(profiles).encode())
-        self.iot.create_thing_type(thingTypeName=SENSOR_TYPE)
+        # Webhooks find a typed Thing by DEVICE_ID_ATTRIBUTE only if the type makes it searchable.
+        self.iot.create_thing_type(
+            thingTypeName=SENSOR_TYPE, thingTypeProperties={"searchableAttributes": [DEVICE_ID_ATTRIBUTE]}
+        )
         self.iot.create_policy(policyName=PARTNER_POLICY, policyDocument=(ROOT / "policies" / "device-policy.json").read_text())
         body, left_out = stack.package(ROOT / "template.yaml", TARGET / "debug", self.s3)
         print(f"   ..  left out, unknown to the emulator (cfn-lint checks them): {', '.join(left_out) or 'none'}")
@@ -193,6 +196,42 @@ class Run:
                 f"{label} CA {ca_id[:12]}… ACTIVE with auto-registration",
             )
         self.ca_id, self.partner_ca_id = self.ca.certificate_id, self.partner_ca.certificate_id
+
+    # ------------------------------------------------------------------ 2b. doctor
+    def doctor(self) -> None:
+        print("2b. `jitr doctor` on the deployed stack: healthy, then with three problems planted")
+        # ministack's CloudFormation skips a table's TimeToLiveSpecification (AWS applies it);
+        # the doctor reports exactly that, and its fix is applied here.
+        table = self.resources["DeviceLedgerTable"]
+        dynamodb = self.emulator.client("dynamodb")
+        if dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]["TimeToLiveStatus"] == "DISABLED":
+            print("   ..  the emulator left the ledger's TTL off: applying the doctor's fix")
+            dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"})
+        healthy = self.jitr("doctor", "--stack", STACK)
+        check(healthy.returncode == 0, f"healthy stack: exit 0, no PROBLEM line ({healthy.stderr.strip()})")
+        check("PROBLEM" not in healthy.stdout, "every check ok")
+        # Three things an operator meets when devices stay PENDING_ACTIVATION.
+        rule = self.resources["CertificateRegisteredRule"]
+        dlq = self.outputs["RegistrationDeadLetterQueueUrl"]
+        sqs = self.emulator.client("sqs")
+        self.iot.disable_topic_rule(ruleName=rule)
+        self.iot.update_ca_certificate(certificateId=self.partner_ca_id, newAutoRegistrationStatus="DISABLE")
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"planted": "by the end-to-end run"}))
+        try:
+            sick = self.jitr("doctor", "--stack", STACK)
+            problems = [l for l in sick.stdout.splitlines() if l.startswith("PROBLEM")]
+            check(sick.returncode == 1, f"exit 1 with {len(problems)} problems ({sick.stderr.strip()})")
+            for needle, label in (
+                (f"topic rule {rule} is disabled", "the disabled topic rule"),
+                (f"CA {self.partner_ca_id}", "the partner CA's auto-registration off"),
+                ("RegistrationDeadLetterQueue holds 1", "the message in the registration DLQ"),
+            ):
+                check(any(needle in l for l in problems), f"shows {label}")
+            check(len(problems) == 3, "and nothing else")
+        finally:
+            self.iot.enable_topic_rule(ruleName=rule)
+            self.iot.update_ca_certificate(certificateId=self.partner_ca_id, newAutoRegistrationStatus="ENABLE")
+            sqs.purge_queue(QueueUrl=dlq)
 
     # ------------------------------------------------------------------ 3. genuine device
     def watch_status(self, certificate_id: str, label: str, seen: set | None = None) -> threading.Thread:
@@ -677,6 +716,7 @@ def main() -> int:
         run = Run(emulator)
         run.deploy()
         run.register_ca()
+        run.doctor()
         run.genuine_device()
         run.partner_devices()
         run.kept_out()

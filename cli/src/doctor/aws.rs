@@ -13,7 +13,7 @@ use jitr_core::sdk_error::describe;
 use jitr_core::source::{AddressPolicy, Fetched, Fetcher, ObjectSource, SourceFetcher};
 
 use super::checks::{
-    CaFacts, CaState, Facts, LEDGER_TTL_ATTRIBUTE, LedgerFacts, RevocationFacts, RuleFacts,
+    CaFacts, CaState, Facts, LedgerFacts, RevocationFacts, RuleFacts,
 };
 
 /// One CA's description, with its PEM for verifying its lists.
@@ -328,20 +328,28 @@ async fn describe_ca(iot: &aws_sdk_iot::Client, id: &str) -> Result<Option<Descr
     let Some(description) = out.certificate_description() else {
         return Ok(None);
     };
+    let pem = description.certificate_pem().unwrap_or_default().to_owned();
+    // The certificate's own validity; IoT's copy of it when the PEM cannot be read.
+    let from_pem = CaCertificate::from_pem(&pem).and_then(|ca| {
+        let parsed = ca.parsed()?;
+        let validity = parsed.validity();
+        Some((validity.not_before.timestamp(), validity.not_after.timestamp()))
+    });
     let validity = description.validity();
-    let seconds = |t: Option<&aws_smithy_types::DateTime>| t.map_or(0, |t| t.secs());
+    let (not_before, not_after) = from_pem.unwrap_or((
+        validity.and_then(|v| v.not_before()).map_or(0, |t| t.secs()),
+        validity.and_then(|v| v.not_after()).map_or(0, |t| t.secs()),
+    ));
     Ok(Some(DescribedCa {
         state: CaState {
             active: description.status().is_some_and(|s| s.as_str() == "ACTIVE"),
             auto_registration: description
                 .auto_registration_status()
                 .is_some_and(|s| s.as_str() == "ENABLE"),
-            not_before: seconds(validity.and_then(|v| v.not_before())),
-            not_after: validity
-                .and_then(|v| v.not_after())
-                .map_or(i64::MAX, |t| t.secs()),
+            not_before,
+            not_after,
         },
-        pem: description.certificate_pem().unwrap_or_default().to_owned(),
+        pem,
     }))
 }
 
@@ -396,7 +404,6 @@ async fn ledger(sdk: &SdkConfig, table: &str) -> Result<LedgerFacts, String> {
             .is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING"));
         on.then(|| d.attribute_name().unwrap_or_default().to_owned())
     });
-    debug_assert!(!LEDGER_TTL_ATTRIBUTE.is_empty());
     Ok(LedgerFacts {
         name: table.to_owned(),
         status,

@@ -153,6 +153,27 @@ impl IotRegistry {
             .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no registration code"))
     }
 
+    /// DescribeEventConfigurations: the registry event types that are on, sorted. JITR's
+    /// registered-certificate event needs none of them (it follows the CA's auto-registration).
+    pub async fn enabled_event_types(&self) -> Result<Vec<String>, RegistryError> {
+        const OP: &str = "DescribeEventConfigurations";
+        let out = self
+            .client
+            .describe_event_configurations()
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let mut on: Vec<String> = out
+            .event_configurations()
+            .into_iter()
+            .flatten()
+            .filter(|(_, c)| c.enabled())
+            .map(|(kind, _)| kind.as_str().to_owned())
+            .collect();
+        on.sort();
+        Ok(on)
+    }
+
     /// RegisterCACertificate, ACTIVE, with auto-registration as asked. Returns the CA id;
     /// an already registered CA is success.
     pub async fn register_ca(
