@@ -22,16 +22,29 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
 use jitr_core::registry::iot::{https_client, retry_config, timeout_config};
 
-/// AWS IoT Core's default per-account rates (requests per second) for the calls JITR makes.
-pub const DEFAULT_IOT_QUOTAS: [(&str, f64); 8] = [
+/// AWS IoT Core's default per-account rates (requests per second) for every call JITR makes:
+/// the README's "IoT quotas" table, row for row (`tests/tests/quotas.rs` holds them equal).
+/// Rates the table marks unconfirmed are modelled at 10/s, IoT's lowest common default.
+pub const DEFAULT_IOT_QUOTAS: [(&str, f64); 19] = [
     ("DescribeCertificate", 10.0),
     ("UpdateCertificate", 10.0),
     ("DescribeCACertificate", 10.0),
+    ("ListCACertificates", 10.0),
     ("AttachPolicy", 15.0),
+    ("GetPolicy", 10.0),
     ("CreateThing", 15.0),
+    ("DescribeThing", 10.0),
+    ("UpdateThing", 10.0),
     ("AttachThingPrincipal", 15.0),
     ("AddThingToThingGroup", 60.0),
     ("ListThingPrincipals", 10.0),
+    ("ListPrincipalThings", 10.0),
+    ("ListThings", 10.0),
+    ("ListAttachedPolicies", 10.0),
+    ("DetachPolicy", 10.0),
+    ("DetachThingPrincipal", 10.0),
+    ("DeleteCertificate", 10.0),
+    ("DeleteThing", 10.0),
 ];
 
 /// Faults injected on every call, whatever its quota (rates are 0.0 to 1.0).
@@ -350,6 +363,7 @@ fn operation(method: &str, uri: &str, target: Option<&str>) -> &'static str {
         ("PUT", ["certificates", _]) => "UpdateCertificate",
         ("DELETE", ["certificates", _]) => "DeleteCertificate",
         ("GET", ["cacertificate", _]) => "DescribeCACertificate",
+        ("GET", ["cacertificates"]) => "ListCACertificates",
         ("PUT", ["target-policies", _]) => "AttachPolicy",
         ("POST", ["target-policies", _]) => "DetachPolicy",
         ("POST", ["things", _]) => "CreateThing",

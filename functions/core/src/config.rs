@@ -264,9 +264,10 @@ impl Config {
     }
 }
 
-/// The revocation sync's default pace; set `REVOCATION_SYNC_RATE` to the account's
-/// UpdateCertificate quota (Service Quotas) less what registration itself needs.
-pub const DEFAULT_REVOCATION_SYNC_RATE: u32 = 10;
+/// The revocation sync's default pace: a fifth of IoT's default UpdateCertificate quota
+/// (10/s), which registration shares (one activation per device, one more per rotated
+/// certificate). Raise `REVOCATION_SYNC_RATE` with the account's quota (README, "IoT quotas").
+pub const DEFAULT_REVOCATION_SYNC_RATE: u32 = 2;
 
 /// Where the device ledger lives and how long its history is kept; both functions read it.
 #[derive(Debug, Clone, PartialEq, Eq)]

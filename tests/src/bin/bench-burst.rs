@@ -49,7 +49,7 @@ const LAMBDA_RETRY_DELAYS: [f64; 2] = [60.0, 120.0];
 /// The burst buffer as the template deploys it.
 const SQS_BATCH: usize = 10;
 const SQS_MAX_RECEIVES: u32 = 5;
-const SQS_VISIBILITY_TIMEOUT: f64 = 180.0;
+const SQS_VISIBILITY_TIMEOUT: f64 = 360.0;
 /// Devices' reconnect backoff while refused: 1 s doubling to 32 s, with jitter.
 const FIRST_RECONNECT: Duration = Duration::from_secs(1);
 const LAST_RECONNECT: Duration = Duration::from_secs(32);
