@@ -18,7 +18,34 @@ pub fn check(file: &Path) -> Result<(), Failure> {
     };
     let profiles = parse_document(&bytes, &config.default_profile())
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    print(file, &profiles, from_env)
+    print(file, &profiles, from_env)?;
+    for line_text in typed_thing_notes(&profiles, config.device_id_attribute.as_deref()) {
+        line(line_text)?;
+    }
+    Ok(())
+}
+
+/// IoT's ListThings finds a typed Thing by an attribute only when its thing type lists that
+/// attribute as searchable: with `DEVICE_ID_ATTRIBUTE`, every thing type a profile names must.
+/// Offline the types cannot be read, so this says what to check (`jitr doctor` reads them).
+fn typed_thing_notes(profiles: &Profiles, device_id_attribute: Option<&str>) -> Vec<String> {
+    let Some(attribute) = device_id_attribute else {
+        return Vec::new();
+    };
+    let mut types: Vec<&str> = std::iter::once(&profiles.default)
+        .chain(profiles.by_ca.values())
+        .filter_map(|p| p.thing_type.as_deref())
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    types
+        .into_iter()
+        .map(|name| {
+            format!(
+                "note: thing type {name} must list {attribute} (DEVICE_ID_ATTRIBUTE) among its searchable attributes, or webhooks cannot find its Things; jitr doctor checks it"
+            )
+        })
+        .collect()
 }
 
 fn print(file: &Path, profiles: &Profiles, from_env: bool) -> Result<(), Failure> {
@@ -47,4 +74,23 @@ fn print(file: &Path, profiles: &Profiles, from_env: bool) -> Result<(), Failure
         line(profile)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_profiles_get_a_note_only_with_a_device_id_attribute() {
+        let document = br#"{"version": 1, "profiles": {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": {"thingType": "sensor"}}}"#;
+        let profiles = parse_document(
+            document,
+            &Config::with_policy("jitr-device").default_profile(),
+        )
+        .unwrap();
+        assert!(typed_thing_notes(&profiles, None).is_empty());
+        let notes = typed_thing_notes(&profiles, Some("menderId"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("thing type sensor must list menderId"));
+    }
 }

@@ -208,6 +208,23 @@ async fn at_trace_both_binaries_log_no_payload_or_credential() {
                 .is_some_and(|t| t.starts_with(TRACE_ID)),
             "{function}: {line}"
         );
+        // Lambda's level filter files a JSON line without an RFC 3339 `timestamp` (or without a
+        // valid `level`) as INFO: at WARN or ERROR it would drop errors and metrics alike.
+        for text in log.lines().filter(|l| !l.trim().is_empty()) {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .unwrap_or_else(|_| panic!("{function}: not a JSON line: {text}"));
+            let stamp = value["timestamp"].as_str().unwrap_or_default();
+            assert!(
+                time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                    .is_ok(),
+                "{function}: no RFC 3339 timestamp: {text}"
+            );
+            assert!(
+                ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                    .contains(&value["level"].as_str().unwrap_or_default()),
+                "{function}: no level: {text}"
+            );
+        }
         let metric = log
             .lines()
             .find(|l| l.contains("\"CloudWatchMetrics\""))

@@ -11,23 +11,33 @@ const TEMPLATE: &str = include_str!("../../template.yaml");
 
 /// API → default rate, from the rows between the README's quota-table markers.
 fn readme_quotas() -> BTreeMap<String, f64> {
-    let start = README.find("<!-- quota-table -->").expect("the README has the quota table");
-    let end = README.find("<!-- /quota-table -->").expect("the table ends");
+    let start = README
+        .find("<!-- quota-table -->")
+        .expect("the README has the quota table");
+    let end = README
+        .find("<!-- /quota-table -->")
+        .expect("the table ends");
     README[start..end]
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| IoT API"))
         .map(|row| {
             let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
             let rate = cells[cells.len() - 1].trim_end_matches('†').trim();
-            (cells[0].to_owned(), rate.parse::<f64>().unwrap_or_else(|_| panic!("rate of {row}")))
+            (
+                cells[0].to_owned(),
+                rate.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("rate of {row}")),
+            )
         })
         .collect()
 }
 
 #[test]
 fn the_readme_table_and_the_fault_model_name_the_same_quotas() {
-    let model: BTreeMap<String, f64> =
-        DEFAULT_IOT_QUOTAS.iter().map(|(api, rate)| ((*api).to_owned(), *rate)).collect();
+    let model: BTreeMap<String, f64> = DEFAULT_IOT_QUOTAS
+        .iter()
+        .map(|(api, rate)| ((*api).to_owned(), *rate))
+        .collect();
     assert_eq!(readme_quotas(), model);
 }
 
@@ -41,7 +51,10 @@ fn the_revocation_sync_leaves_registration_most_of_update_certificate() {
     let parameter = TEMPLATE
         .split("  RevocationSyncRate:\n")
         .nth(1)
-        .and_then(|rest| rest.lines().find_map(|l| l.trim().strip_prefix("Default: ")))
+        .and_then(|rest| {
+            rest.lines()
+                .find_map(|l| l.trim().strip_prefix("Default: "))
+        })
         .expect("template.yaml has RevocationSyncRate's default");
     assert_eq!(parameter, DEFAULT_REVOCATION_SYNC_RATE.to_string());
 }

@@ -12,9 +12,7 @@ use jitr_core::revocation::{RevocationList, RevocationSource};
 use jitr_core::sdk_error::describe;
 use jitr_core::source::{AddressPolicy, Fetched, Fetcher, ObjectSource, SourceFetcher};
 
-use super::checks::{
-    CaFacts, CaState, Facts, LedgerFacts, RevocationFacts, RuleFacts,
-};
+use super::checks::{CaFacts, CaState, Facts, LedgerFacts, RevocationFacts, RuleFacts};
 
 /// One CA's description, with its PEM for verifying its lists.
 struct DescribedCa {
@@ -333,11 +331,16 @@ async fn describe_ca(iot: &aws_sdk_iot::Client, id: &str) -> Result<Option<Descr
     let from_pem = CaCertificate::from_pem(&pem).and_then(|ca| {
         let parsed = ca.parsed()?;
         let validity = parsed.validity();
-        Some((validity.not_before.timestamp(), validity.not_after.timestamp()))
+        Some((
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        ))
     });
     let validity = description.validity();
     let (not_before, not_after) = from_pem.unwrap_or((
-        validity.and_then(|v| v.not_before()).map_or(0, |t| t.secs()),
+        validity
+            .and_then(|v| v.not_before())
+            .map_or(0, |t| t.secs()),
         validity.and_then(|v| v.not_after()).map_or(0, |t| t.secs()),
     ));
     Ok(Some(DescribedCa {

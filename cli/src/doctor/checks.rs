@@ -297,11 +297,7 @@ fn rule(rule: &Result<RuleFacts, String>, expected: &str) -> Line {
     }
 }
 
-fn thing_type(
-    name: &str,
-    described: &ThingTypeRead,
-    device_id_attribute: Option<&String>,
-) -> Line {
+fn thing_type(name: &str, described: &ThingTypeRead, device_id_attribute: Option<&String>) -> Line {
     match described {
         Err(e) => problem(format!("thing type {name}: {e}"), READ_FIX),
         Ok(None) => problem(

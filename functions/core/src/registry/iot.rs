@@ -848,6 +848,18 @@ mod tests {
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     #[test]
+    fn an_iot_entity_limit_is_permanent_and_a_rate_limit_retryable() {
+        assert_eq!(
+            kind_for(Some("LimitExceededException"), 410).class(),
+            crate::ErrorClass::Permanent
+        );
+        assert_eq!(
+            kind_for(Some("ThrottlingException"), 400).class(),
+            crate::ErrorClass::Retryable
+        );
+    }
+
+    #[test]
     fn kind_table() {
         use RegistryErrorKind as K;
         let cases = [
