@@ -232,7 +232,24 @@ def check_statement(where, statement):
     return findings
 
 
+def _self_check():
+    """The matcher on pairs whose answer is known, so a broken matcher cannot pass every policy."""
+    cert = "arn:${Partition}:iot:${Region}:${Account}:cert/${Certificate}"
+    stream = "arn:${Partition}:logs:${Region}:${Account}:log-group:${LogGroupName}:log-stream:${LogStreamName}"
+    known = [
+        ("arn:aws:iot:eu-west-1:123456789012:cert/*", cert, True),
+        ("arn:aws:iot:eu-west-1:123456789012:cert/abc", cert, True),
+        ("arn:aws:iot:eu-west-1:123456789012:thing/*", cert, False),
+        ("arn:aws:iot:*:*:thing/*", cert, False),
+        ("arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/f:*", stream, True),
+        ("arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/f", stream, False),
+    ]
+    for resource, arn_format, expected in known:
+        assert overlaps(resource, arn_format) == expected, (resource, arn_format, expected)
+
+
 def main() -> int:
+    _self_check()
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
     template = yaml.load(path.read_text(), Loader=Loader)
     resolver = Resolver(template)

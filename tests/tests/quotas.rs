@@ -1,6 +1,8 @@
 //! The README's IoT quota table, the fault model's quotas and the revocation sync's default pace
 //! agree (issue 19, item 9): one table an operator reads, and the model the tests run under.
 
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 
 use jitr_core::config::DEFAULT_REVOCATION_SYNC_RATE;
