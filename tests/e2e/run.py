@@ -190,6 +190,10 @@ class Run:
             check(result.returncode == 0, f"jitr ca register: {label} CA {result.stderr.strip()}")
             ca_id = result.stdout.split()[1] if result.stdout.startswith("CA ") else ""
             check(ca_id == authority.certificate_id, f"{label} CA id printed, the SHA-256 of its DER")
+            check(
+                "event configurations: " in result.stdout and "JITR needs none of them" in result.stdout,
+                "and which registry event configurations are on (JITR needs none)",
+            )
             described = self.iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"]
             check(
                 described["status"] == "ACTIVE" and described["autoRegistrationStatus"] == "ENABLE",
