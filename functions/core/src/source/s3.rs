@@ -9,6 +9,11 @@ use super::{BodyBuffer, FetchError, Fetched, MAX_DOCUMENT_BYTES, Validator};
 use crate::s3::status;
 use crate::sdk_error::describe;
 
+/// S3 answers a GetObject for a missing key with 403 unless the caller may list the bucket
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions"); the
+/// template grants s3:ListBucket on the keys it reads, but a role without it sees only 403.
+const MISSING_OR_DENIED: &str = " (S3 also answers 403 for a missing object when the role may not list the bucket: check that it exists)";
+
 /// Fetches objects (revocation lists, profiles) from S3.
 ///
 /// The client is built on first use: a function whose documents are not in S3 never pays for it
@@ -103,8 +108,13 @@ impl S3Fetcher {
             }
             Err(err) if status(&err) == Some(304) => Ok(Fetched::NotModified),
             Err(err) => Err(FetchError(format!(
-                "s3://{bucket}/{key}: {}",
-                describe("GetObject", &err)
+                "s3://{bucket}/{key}: {}{}",
+                describe("GetObject", &err),
+                if status(&err) == Some(403) {
+                    MISSING_OR_DENIED
+                } else {
+                    ""
+                }
             ))),
         }
     }
