@@ -48,10 +48,11 @@ e2e: venv ## Deploy template.yaml on ministack (AUTH=true) and drive real MQTT d
 
 lint: toolchain fmt-check clippy template-lint ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference
 
-fmt-check:
+# Both need the toolchain's components first (make test runs the lint with -j2).
+fmt-check: toolchain
 	$(CARGO) fmt --all --check
 
-clippy:
+clippy: toolchain
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 LINT_VENV := .venv-lint
