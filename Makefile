@@ -24,6 +24,7 @@ help: ## List the targets
 JITR := $(CARGO) run --quiet -p jitr-cli --
 
 demo: ## Replay the sample registration, fleet and lifecycle events on embedded registries (offline)
+	@echo "building jitr (a first run compiles the workspace: about 5 minutes on 2 cores; then seconds)"
 	$(CARGO) build --quiet -p jitr-cli
 	@echo "== registration: events/registration (10 and 11 fail on purpose: jitr exits 2) =="
 	@$(JITR) replay events/registration/[0-9]*.json || test $$? -eq 2

@@ -54,8 +54,10 @@ enum Command {
         /// credential and region chain.
         #[arg(long)]
         endpoint_url: Option<String>,
+        /// The device's Thing name.
         #[arg(long)]
         thing: Option<String>,
+        /// A certificate id (the SHA-256 of its DER, as IoT Core shows it).
         #[arg(long)]
         certificate: Option<String>,
         /// JSON for scripts.
@@ -110,8 +112,10 @@ enum Command {
     },
     /// Load the sample CA (with a verification certificate), device policy and CRL into an emulator.
     Seed {
+        /// The emulator's URL (ministack: http://127.0.0.1:4566).
         #[arg(long)]
         endpoint_url: String,
+        /// The sample folder with registry.json and the certificates.
         #[arg(long, default_value = "events/registration")]
         samples: PathBuf,
         /// The device policy document.
@@ -120,6 +124,9 @@ enum Command {
         /// The bucket the CRL is published to.
         #[arg(long, default_value = "jitr-samples")]
         bucket: String,
+        /// The device ledger table created for local runs (`jitr history`, DEVICE_LEDGER_TABLE).
+        #[arg(long, default_value = "jitr-ledger")]
+        ledger_table: String,
     },
 }
 
@@ -193,7 +200,8 @@ async fn main() -> ExitCode {
             samples,
             policy,
             bucket,
-        } => seed::run(&endpoint_url, &samples, &policy, &bucket).await,
+            ledger_table,
+        } => seed::run(&endpoint_url, &samples, &policy, &bucket, &ledger_table).await,
         Command::Explain {
             endpoint_url,
             thing,
@@ -280,5 +288,30 @@ async fn main() -> ExitCode {
             eprintln!("jitr: {failed} of {total} events failed");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Issue 20, item 5: `--help` explains every flag of every command.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "jitr", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }

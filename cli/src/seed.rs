@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use jitr_core::ledger::DynamoLedger;
 use jitr_core::pki::Ca;
 use jitr_core::registry::iot::load_sdk_config_for_endpoint;
 use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryError, ThingSpec};
@@ -19,6 +20,7 @@ pub async fn run(
     samples: &Path,
     policy_path: &Path,
     bucket: &str,
+    ledger_table: &str,
 ) -> Result<(), Failure> {
     let read = |name: &str| {
         let path = samples.join(name);
@@ -110,5 +112,14 @@ pub async fn run(
             .await?;
         line(format!("CRL: s3://{bucket}/{list}"))?;
     }
+    // The device ledger, so `jitr history` and ledger-backed local runs work (an existing
+    // table is kept).
+    DynamoLedger::from_sdk_config(&sdk, ledger_table)
+        .create_table()
+        .await
+        .map_err(|e| e.to_string())?;
+    line(format!(
+        "ledger table: {ledger_table} (DEVICE_LEDGER_TABLE={ledger_table} for jitr history and the functions)"
+    ))?;
     Ok(())
 }

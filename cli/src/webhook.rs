@@ -2,7 +2,8 @@
 //! `cargo lambda invoke --data-file` (the samples are signed for a pinned clock, so the
 //! function's replay window refuses them today).
 
-use jitr_lifecycle::webhook::sign;
+use jitr_lifecycle::config::WebhookSecret;
+use jitr_lifecycle::webhook::{parse_envelope, sign};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -22,6 +23,10 @@ pub fn run(secret: Option<String>, body: Body, raw: bool) -> Result<(), Failure>
         .or_else(|| std::env::var("WEBHOOK_SECRET").ok())
         .filter(|s| !s.is_empty())
         .ok_or("give --secret, or set WEBHOOK_SECRET")?;
+    // The function's own rule: a secret it would refuse signs nothing.
+    WebhookSecret::parse(&secret).map_err(|e| {
+        format!("the webhook secret {e}: the lifecycle function refuses a shorter one")
+    })?;
     let now = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .map_err(|e| e.to_string())?;
@@ -44,6 +49,7 @@ pub fn run(secret: Option<String>, body: Body, raw: bool) -> Result<(), Failure>
             "time": now, "data": {"id": device}}),
     };
     let body = body.to_string();
+    refused_by_the_function(&body)?;
     let signature = sign(secret.as_bytes(), body.as_bytes());
     if raw {
         // For curl against a Function URL: the body exactly as signed (no newline: it would be
@@ -71,4 +77,42 @@ pub fn run(secret: Option<String>, body: Body, raw: bool) -> Result<(), Failure>
         "isBase64Encoded": false,
     });
     line(serde_json::to_string_pretty(&event).map_err(|e| e.to_string())?)
+}
+
+/// Why the lifecycle function would refuse this body (its own parser, action table and device-id
+/// rule: an unknown `--status`, a body missing a field, an id no Thing can have), before
+/// anything is signed.
+fn refused_by_the_function(body: &str) -> Result<(), String> {
+    parse_envelope(body.as_bytes())
+        .and_then(|event| event.action().and(event.command()))
+        .map(|_| ())
+        .map_err(|e| format!("the lifecycle function would refuse this webhook: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_or_a_status_the_function_refuses_signs_nothing() {
+        let status = |status: &str| Body::Status {
+            device: "sensor-1".into(),
+            status: status.into(),
+        };
+        let short = run(Some("fifteen-chars!!".into()), status("accepted"), true);
+        assert!(
+            matches!(&short, Err(Failure::Message(m)) if m.contains("at least 16 characters")),
+            "{short:?}"
+        );
+        let unknown = run(
+            Some("a-secret-of-24-characters".into()),
+            status("acepted"),
+            true,
+        );
+        assert!(
+            matches!(&unknown, Err(Failure::Message(m)) if m.contains("would refuse") && m.contains("acepted")),
+            "{unknown:?}"
+        );
+        assert!(refused_by_the_function(r#"{"id":"1","type":"device-decommissioned","time":"2026-01-01T00:00:00Z","data":{"id":"sensor-1"}}"#).is_ok());
+    }
 }

@@ -69,7 +69,8 @@ async fn seed_then_replay_against_the_emulator() {
         out.contains("CA ca.pem")
             && out.contains("CA partner-ca.pem")
             && out.contains("policy: jitr-device")
-            && out.contains("s3://jitr-samples/crl.pem"),
+            && out.contains("s3://jitr-samples/crl.pem")
+            && out.contains("ledger table: jitr-ledger"),
         "{out}"
     );
     let (ok, out) = jitr(&["seed", "--endpoint-url", &endpoint]).await;

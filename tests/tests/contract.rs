@@ -65,3 +65,21 @@ async fn dynamodb_ledger_on_the_emulator_honours_the_port_contract() {
         .await
         .unwrap();
 }
+
+/// Issue 20, item 5: a missing table is named once, with the variable that names it, and no
+/// error repeats its own words ("GetItem failed: GetItem failed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_ledger_table_is_named_once() {
+    use jitr_core::ledger::Ledger;
+    let fleet = Fleet::new().await;
+    let ledger = jitr_core::ledger::dynamodb::DynamoLedger::from_sdk_config(
+        &fleet.account.sdk,
+        "no-such-ledger",
+    );
+    let err = ledger.device("sensor-1").await.unwrap_err().to_string();
+    assert!(
+        err.contains("table no-such-ledger not found (DEVICE_LEDGER_TABLE"),
+        "{err}"
+    );
+    assert_eq!(err.matches("failed").count(), 1, "{err}");
+}

@@ -58,7 +58,7 @@ async fn the_binary_activates_a_jitr_certificate_and_the_device_connects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_policy_variable_fails_the_cold_start_naming_it() {
     let fleet = Fleet::new().await;
-    let (runtime_api, _invocations) = serve_one(serde_json::json!({}), String::new()).await;
+    let (runtime_api, mut invocations) = serve_one(serde_json::json!({}), String::new()).await;
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         lambda_command(&fleet, &runtime_api).output(),
@@ -67,9 +67,57 @@ async fn a_missing_policy_variable_fails_the_cold_start_naming_it() {
     .unwrap()
     .unwrap();
     assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // One sentence naming the variable, not the error's Debug form (issue 20, item 4).
+    assert!(stderr.contains("DEVICE_POLICY_NAME"), "{output:?}");
+    assert!(!stderr.contains("Config {"), "{stderr}");
+    // Told to the Runtime API too, so Lambda and `cargo lambda invoke` answer with it.
+    let reported = tokio::time::timeout(Duration::from_secs(5), invocations.recv())
+        .await
+        .expect("an init error reported")
+        .expect("the stub still runs");
+    let Invocation::InitError(body) = reported else {
+        panic!("expected an init error, got {reported:?}");
+    };
+    assert_eq!(body["errorType"], "Permanent.Config", "{body}");
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("DEVICE_POLICY_NAME"),
-        "{output:?}"
+        body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("DEVICE_POLICY_NAME") && m.contains("required")),
+        "{body}"
+    );
+}
+
+/// Issue 20, item 4: without a region the cold start fails at once, naming AWS_REGION, instead
+/// of every event failing later as a retryable dispatch failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_region_fails_the_cold_start_naming_it() {
+    let fleet = Fleet::new().await;
+    let (runtime_api, mut invocations) = serve_one(serde_json::json!({}), String::new()).await;
+    let mut command = lambda_command(&fleet, &runtime_api);
+    command
+        .env("DEVICE_POLICY_NAME", POLICY)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        // No profile file to find a region in either.
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("AWS_REGION"), "{stderr}");
+    let reported = tokio::time::timeout(Duration::from_secs(5), invocations.recv())
+        .await
+        .expect("an init error reported")
+        .expect("the stub still runs");
+    assert!(
+        matches!(&reported, Invocation::InitError(body)
+            if body["errorType"] == "Permanent.Config"
+                && body["errorMessage"].as_str().is_some_and(|m| m.contains("AWS_REGION"))),
+        "{reported:?}"
     );
 }
 

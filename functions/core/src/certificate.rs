@@ -92,6 +92,13 @@ impl CaCertificate {
             .ok()
             .map(|(_, cert)| cert)
     }
+
+    /// Whether it can sign device certificates at `now` (seconds): the check every admission
+    /// makes of its CA, for `jitr ca register` to make before registering one.
+    pub fn check_authority(&self, now: i64) -> Result<(), CertificateProblem> {
+        let cert = self.parsed().ok_or(CertificateProblem::Unparseable)?;
+        check_authority(&cert, now)
+    }
 }
 
 /// The subject fields a Thing can be named after or described by.

@@ -11,6 +11,7 @@
 
 pub mod binding;
 pub mod certificate;
+pub mod cold_start;
 pub mod config;
 #[cfg(feature = "pki")]
 pub mod crl_server;

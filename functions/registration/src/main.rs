@@ -3,27 +3,43 @@
 // The instrumented handler future exceeds the default type-layout depth; compile-time only.
 #![recursion_limit = "256"]
 
+use std::process::ExitCode;
+
 use jitr_core::Config;
+use jitr_core::cold_start::{fail, require_region};
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
 use jitr_core::source::SourceFetcher;
 use jitr_registration::{Registrar, handle_lambda_event};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{LambdaEvent, run, service_fn};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
+async fn main() -> ExitCode {
     jitr_core::telemetry::init_logging();
-    let config = Config::from_env()?;
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return fail(&err).await,
+    };
     let sdk = load_sdk_config().await;
+    if let Err(err) = require_region(&sdk) {
+        return fail(&err).await;
+    }
     let fetcher = SourceFetcher::from_sdk_config(&sdk, config.address_policy());
     let ledger = (config.device_ledger.as_ref()).map(|s| DynamoLedger::from_settings(&sdk, s));
     let registrar =
         Registrar::new(IotRegistry::from_sdk_config(&sdk), config, fetcher).with_ledger(ledger);
     let registrar = &registrar;
-    run(service_fn(move |event: LambdaEvent<Value>| {
+    let served = run(service_fn(move |event: LambdaEvent<Value>| {
         handle_lambda_event(registrar, event)
     }))
-    .await
+    .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "the runtime loop stopped");
+            ExitCode::FAILURE
+        }
+    }
 }

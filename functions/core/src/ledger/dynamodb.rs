@@ -121,7 +121,7 @@ impl DynamoLedger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) => match ledger_error("CreateTable", classify("CreateTable", e)) {
+            Err(e) => match ledger_error(&self.table, "CreateTable", classify("CreateTable", e)) {
                 err if err.message.contains("ResourceInUseException") => Ok(()),
                 err => Err(err),
             },
@@ -165,15 +165,29 @@ impl DynamoLedger {
             .send()
             .await
             .map(drop)
-            .map_err(|e| ledger_error(OP, classify(OP, e)))
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))
     }
 }
 
-fn ledger_error(operation: &'static str, err: crate::registry::RegistryError) -> LedgerError {
+/// The registry error's message without its own "<operation> failed:" (the LedgerError says
+/// it once); a missing table is named, with the variable that named it.
+fn ledger_error(
+    table: &str,
+    operation: &'static str,
+    err: crate::registry::RegistryError,
+) -> LedgerError {
+    let message = if err.message().starts_with("ResourceNotFoundException") {
+        format!(
+            "table {table} not found (DEVICE_LEDGER_TABLE; create it or correct the name): {}",
+            err.message()
+        )
+    } else {
+        err.message().to_owned()
+    };
     LedgerError {
         kind: err.kind(),
         operation,
-        message: err.to_string(),
+        message,
     }
 }
 
@@ -287,7 +301,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map(drop)
-            .map_err(|e| ledger_error(OP, classify(OP, e)))
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))
     }
 
     async fn certificates_with_serial(
@@ -311,7 +325,7 @@ impl Ledger for DynamoLedger {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))?;
         Ok(pages
             .iter()
             .filter_map(|item| serial_entry(item, ca_certificate_id, Some(serial_hex)))
@@ -353,7 +367,7 @@ impl Ledger for DynamoLedger {
         let output = request
             .send()
             .await
-            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))?;
         let entries: Vec<SerialEntry> = output
             .items()
             .iter()
@@ -391,7 +405,7 @@ impl Ledger for DynamoLedger {
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
-                let mut err = ledger_error(OP, classify(OP, e));
+                let mut err = ledger_error(&self.table, OP, classify(OP, e));
                 // The condition failed: no such entry.
                 if err.kind == RegistryErrorKind::Conflict {
                     err.kind = RegistryErrorKind::NotFound;
@@ -412,7 +426,7 @@ impl Ledger for DynamoLedger {
             .key("sk", AttributeValue::S(STATE_KEY.into()))
             .send()
             .await
-            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))?;
         Ok(output.item().map(device_record))
     }
 
@@ -458,7 +472,7 @@ impl Ledger for DynamoLedger {
                     return Ok(Recorded::New(record));
                 }
                 Err(e) => {
-                    let err = ledger_error(OP, classify(OP, e));
+                    let err = ledger_error(&self.table, OP, classify(OP, e));
                     if err.kind != RegistryErrorKind::Conflict {
                         return Err(err);
                     }
@@ -493,7 +507,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map(drop)
-            .map_err(|e| ledger_error(OP, classify(OP, e)));
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)));
         // A newer decision was recorded meanwhile: its own run marks it.
         if condition_failed(&result) {
             return Ok(());
@@ -564,7 +578,7 @@ impl Ledger for DynamoLedger {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| ledger_error(OP, classify(OP, e)));
+                .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)));
             // A newer certificate is already the latest: add the sets alone.
             if latest.is_some() && condition_failed(&result) {
                 latest = None;
@@ -606,7 +620,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map(drop)
-            .map_err(|e| ledger_error(OP, classify(OP, e)))
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))
     }
 
     async fn admitted(&self, certificate_id: &str) -> Result<Option<i64>, LedgerError> {
@@ -619,7 +633,7 @@ impl Ledger for DynamoLedger {
             .key("sk", AttributeValue::S(ADMISSION_SORT_KEY.into()))
             .send()
             .await
-            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))?;
         Ok(output.item().and_then(|item| number(item, "admittedAt")))
     }
 
@@ -666,7 +680,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map(drop)
-            .map_err(|e| ledger_error(OP, classify(OP, e)));
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)));
         if !condition_failed(&written) {
             return written.map(|()| mark.clone());
         }
@@ -741,7 +755,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map(drop)
-            .map_err(|e| ledger_error(OP, classify(OP, e)))
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))
     }
 
     async fn document_generation(&self, document: &str) -> Result<u64, LedgerError> {
@@ -768,7 +782,7 @@ impl Ledger for DynamoLedger {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))?;
         Ok(output
             .attributes
             .as_ref()
@@ -792,7 +806,7 @@ impl Ledger for DynamoLedger {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| ledger_error(OP, classify(OP, e)))?;
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))?;
         Ok(items.iter().filter_map(history_entry).collect())
     }
 }
@@ -814,7 +828,7 @@ impl DynamoLedger {
             .send()
             .await
             .map(|output| output.item)
-            .map_err(|e| ledger_error(OP, classify(OP, e)))
+            .map_err(|e| ledger_error(&self.table, OP, classify(OP, e)))
     }
 }
 

@@ -63,11 +63,15 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ProfilesErro
 /// Parses and validates a document; CA profiles inherit what they omit from `default`.
 pub fn parse_document(bytes: &[u8], default: &Profile) -> Result<Profiles, ProfilesError> {
     let document: Document = serde_json::from_slice(bytes).map_err(|e| {
-        // serde_json names the offending field or position in its message.
-        invalid(
-            format!("line {} column {}", e.line(), e.column()),
-            e.to_string(),
-        )
+        // serde_json names the offending field in its message and ends it with the position,
+        // which is already the `field`: said once.
+        let at = format!("line {} column {}", e.line(), e.column());
+        let message = e.to_string();
+        let problem = message
+            .strip_suffix(&format!(" at {at}"))
+            .unwrap_or(&message)
+            .to_owned();
+        invalid(at, problem)
     })?;
     if document.version != 1 {
         return Err(invalid(
@@ -386,5 +390,13 @@ mod tests {
             panic!("expected an error");
         };
         assert!(problem.contains("unknown field `policy`"), "{problem}");
+    }
+
+    /// Issue 20, item 5: the position is said once.
+    #[test]
+    fn a_json_error_names_its_position_once() {
+        let err = parse(r#"{"profiles": {}}"#).unwrap_err().to_string();
+        assert_eq!(err.matches("line 1 column").count(), 1, "{err}");
+        assert!(err.contains("missing field `version`"), "{err}");
     }
 }

@@ -191,6 +191,11 @@ impl RegistryError {
     pub fn operation(&self) -> &'static str {
         self.operation
     }
+
+    /// What went wrong, without the operation (`Display` puts "<operation> failed: " first).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 /// The port. Each method is one IoT Core API call with its documented semantics.
