@@ -1,4 +1,4 @@
-//! The README's IoT quota table, the fault model's quotas and the revocation sync's default pace
+//! The IoT quota table (docs/operations.md), the fault model's quotas and the revocation sync's default pace
 //! agree (issue 19, item 9): one table an operator reads, and the model the tests run under.
 
 #![allow(clippy::expect_used, clippy::panic)]
@@ -8,18 +8,18 @@ use std::collections::BTreeMap;
 use jitr_core::config::DEFAULT_REVOCATION_SYNC_RATE;
 use jitr_tests::fault_model::DEFAULT_IOT_QUOTAS;
 
-const README: &str = include_str!("../../README.md");
+const OPERATIONS: &str = include_str!("../../docs/operations.md");
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
-/// API → default rate, from the rows between the README's quota-table markers.
-fn readme_quotas() -> BTreeMap<String, f64> {
-    let start = README
+/// API → default rate, from the rows between the quota-table markers.
+fn documented_quotas() -> BTreeMap<String, f64> {
+    let start = OPERATIONS
         .find("<!-- quota-table -->")
-        .expect("the README has the quota table");
-    let end = README
+        .expect("docs/operations.md has the quota table");
+    let end = OPERATIONS
         .find("<!-- /quota-table -->")
         .expect("the table ends");
-    README[start..end]
+    OPERATIONS[start..end]
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| IoT API"))
         .map(|row| {
@@ -35,17 +35,17 @@ fn readme_quotas() -> BTreeMap<String, f64> {
 }
 
 #[test]
-fn the_readme_table_and_the_fault_model_name_the_same_quotas() {
+fn the_documented_table_and_the_fault_model_name_the_same_quotas() {
     let model: BTreeMap<String, f64> = DEFAULT_IOT_QUOTAS
         .iter()
         .map(|(api, rate)| ((*api).to_owned(), *rate))
         .collect();
-    assert_eq!(readme_quotas(), model);
+    assert_eq!(documented_quotas(), model);
 }
 
 #[test]
 fn the_revocation_sync_leaves_registration_most_of_update_certificate() {
-    let quota = readme_quotas()["UpdateCertificate"];
+    let quota = documented_quotas()["UpdateCertificate"];
     assert!(
         f64::from(DEFAULT_REVOCATION_SYNC_RATE) <= quota / 5.0,
         "the sync's default {DEFAULT_REVOCATION_SYNC_RATE}/s takes more than a fifth of {quota}/s"
