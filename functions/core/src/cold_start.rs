@@ -26,6 +26,17 @@ pub async fn fail_with(error_type: &str, message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The process's exit code once the runtime loop has ended (it only ends on a runtime failure).
+pub fn exit_code<E: std::fmt::Display>(served: Result<(), E>) -> ExitCode {
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "the runtime loop stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The SDK needs a region for every call; without one, every event would fail late, as a
 /// retryable dispatch failure. Lambda always sets AWS_REGION: this catches local runs.
 pub fn require_region(sdk: &SdkConfig) -> Result<(), JitrError> {

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use jitr_core::cold_start::{fail, fail_with, require_region};
+use jitr_core::cold_start::{exit_code, fail, fail_with, require_region};
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
@@ -41,11 +41,5 @@ async fn main() -> ExitCode {
         handle_lambda_event(lifecycle, event)
     }))
     .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "the runtime loop stopped");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(served)
 }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use jitr_core::Config;
-use jitr_core::cold_start::{fail, require_region};
+use jitr_core::cold_start::{exit_code, fail, require_region};
 use jitr_core::ledger::DynamoLedger;
 use jitr_core::registry::IotRegistry;
 use jitr_core::registry::iot::load_sdk_config;
@@ -35,11 +35,5 @@ async fn main() -> ExitCode {
         handle_lambda_event(registrar, event)
     }))
     .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "the runtime loop stopped");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(served)
 }
