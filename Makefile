@@ -16,7 +16,7 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: docs-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
+.PHONY: tools docs-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 $(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
+
+tools: $(VENV)/.build-installed ## cargo-lambda and zig into .venv; `export PATH="$$PWD/.venv/bin:$$PATH"` puts them first
+	@echo 'installed: cargo-lambda and zig in .venv/bin; run: export PATH="$$PWD/.venv/bin:$$PATH"'
 
 lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch + invoke (registration) and a signed webhook (lifecycle) against ministack on :4566 (seconds once built)
 	$(CARGO) build -p jitr-cli --bin jitr -p jitr-registration -p jitr-lifecycle
