@@ -4,6 +4,7 @@
 //! a webhook for a local run.
 
 mod ca;
+mod device;
 mod doctor;
 mod explain;
 mod history;
@@ -95,6 +96,11 @@ enum Command {
         #[arg(long)]
         endpoint_url: Option<String>,
     },
+    /// A device's connect, for trying JITR by hand.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
     /// Device CAs.
     Ca {
         #[command(subcommand)]
@@ -145,6 +151,37 @@ enum CaCommand {
         /// The IoT API at this URL (an emulator); without it, AWS through the SDK's usual chain.
         #[arg(long)]
         endpoint_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Connect once over mutual TLS with the certificate and its CA (the chain JITR needs on a
+    /// first connect), send an MQTT CONNECT and say what the broker answered. A first connect is
+    /// closed while IoT Core registers the certificate; the next one is accepted once admitted.
+    Connect {
+        /// The device certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The device's private key (PEM), read locally only.
+        #[arg(long)]
+        key: PathBuf,
+        /// The CA certificate that signed it (PEM), sent after it as the chain.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The MQTT client id (default: the certificate's common name, the usual Thing name).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// An emulator at this URL (its broker CA is read from it); without it, the account's
+        /// AWS IoT ATS endpoint through the SDK's usual chain.
+        #[arg(long, conflicts_with = "host")]
+        endpoint_url: Option<String>,
+        /// The broker's host, instead of asking IoT for the account's ATS endpoint.
+        #[arg(long)]
+        host: Option<String>,
+        /// The MQTT over TLS port.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
     },
 }
 
@@ -234,6 +271,29 @@ async fn main() -> ExitCode {
             }
             (None, None) => Err("give --thing NAME or --device-id ID".into()),
         },
+        Command::Device {
+            command:
+                DeviceCommand::Connect {
+                    cert,
+                    key,
+                    ca,
+                    client_id,
+                    endpoint_url,
+                    host,
+                    port,
+                },
+        } => {
+            device::run(device::Request {
+                cert: &cert,
+                key: &key,
+                ca: &ca,
+                client_id: client_id.as_deref(),
+                endpoint_url: endpoint_url.as_deref(),
+                host: host.as_deref(),
+                port,
+            })
+            .await
+        }
         Command::Doctor {
             stack,
             endpoint_url,

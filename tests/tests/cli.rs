@@ -76,10 +76,37 @@ async fn seed_then_replay_against_the_emulator() {
     let (ok, out) = jitr(&["seed", "--endpoint-url", &endpoint]).await;
     assert!(ok, "seeding twice is harmless: {out}");
 
-    assert_eq!(
-        connect_sample("sensor-0001").await,
-        Connect::Closed,
-        "auto-registered, pending"
+    // The first connect, as a person tries it: `jitr device connect` with the chain.
+    let device_connect = |name: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            let port = shared().mtls_port.to_string();
+            let (cert, key) = (
+                format!("events/registration/{name}.pem"),
+                format!("events/registration/{name}.key.pem"),
+            );
+            jitr(&[
+                "device",
+                "connect",
+                "--endpoint-url",
+                &endpoint,
+                "--port",
+                &port,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--ca",
+                "events/registration/ca.pem",
+            ])
+            .await
+        }
+    };
+    let (ok, out) = device_connect("sensor-0001").await;
+    assert!(
+        !ok && out.contains("closed the connection without a CONNACK")
+            && out.contains("JITR at work"),
+        "auto-registered, pending: {out}"
     );
     assert_eq!(
         connect_sample("sensor-0002").await,
@@ -153,7 +180,8 @@ async fn seed_then_replay_against_the_emulator() {
             .status,
         CertificateStatus::Revoked
     );
-    assert_eq!(connect_sample("sensor-0001").await, Connect::Accepted);
+    let (ok, out) = device_connect("sensor-0001").await;
+    assert!(ok && out.contains("sensor-0001: connected to"), "{out}");
     assert_ne!(connect_sample("sensor-0002").await, Connect::Accepted);
 
     // jitr explain: the real registry and decision code, reading only.

@@ -20,6 +20,8 @@ pub mod error;
 pub mod event;
 pub mod interpose;
 pub mod ledger;
+#[cfg(feature = "pki")]
+pub mod mqtt_connect;
 pub mod naming;
 #[cfg(feature = "pki")]
 pub mod pki;

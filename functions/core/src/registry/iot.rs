@@ -39,7 +39,7 @@ pub async fn load_sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
 
 /// The roots of Amazon Trust Services (Amazon Root CA 1 to 4, and Starfield Services Root G2
 /// that cross-signs them), which sign the certificate of every AWS service endpoint.
-const AMAZON_ROOTS: &str = include_str!("../../roots/amazon-trust-services.pem");
+pub const AMAZON_ROOTS: &str = include_str!("../../roots/amazon-trust-services.pem");
 
 /// The HTTPS client every AWS client uses: the SDK's own hyper client on rustls with ring (the
 /// workspace's one crypto library). The SDK's default client would link aws-lc as well.
@@ -151,6 +151,21 @@ impl IotRegistry {
         out.registration_code()
             .map(str::to_owned)
             .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no registration code"))
+    }
+
+    /// DescribeEndpoint (iot:Data-ATS): the host devices connect to.
+    pub async fn data_endpoint(&self) -> Result<String, RegistryError> {
+        const OP: &str = "DescribeEndpoint";
+        let out = self
+            .client
+            .describe_endpoint()
+            .endpoint_type("iot:Data-ATS")
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        out.endpoint_address()
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no endpoint address"))
     }
 
     /// DescribeEventConfigurations: the registry event types that are on, sorted. JITR's
