@@ -169,7 +169,7 @@ class Run:
         notifying = [a["AlarmName"] for a in alarms if topic in a.get("AlarmActions", []) and topic in a.get("OKActions", [])]
         check(len(notifying) == 6, f"all {len(notifying)} alarms notify the alarm topic (and recover on it)")
         # The canary's rollback alarm watches the version the live alias runs, not the function.
-        release = next(a for a in alarms if a["AlarmName"].startswith(f"{STACK}-RegistrationReleaseErrorsAlarm") or "RegistrationReleaseErrorsAlarm" in a["AlarmName"])
+        release = next(a for a in alarms if "RegistrationReleaseErrorsAlarm" in a["AlarmName"])
         dimensions = {d["Name"]: d["Value"] for d in release["Dimensions"]}
         live = self.emulator.client("lambda").get_alias(FunctionName=f"{STACK}-registration", Name="live")
         check(

@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use jitr_core::Config;
 use jitr_core::certificate::CaCertificate;
 use jitr_core::profiles::parse_document;
+use jitr_core::registry::{IotRegistry, Registry};
 use jitr_core::revocation::{RevocationList, RevocationSource};
 use jitr_core::sdk_error::describe;
 use jitr_core::source::{AddressPolicy, Fetched, Fetcher, ObjectSource, SourceFetcher};
@@ -57,6 +58,9 @@ pub async fn gather(sdk: &SdkConfig, stack: &str, now: i64) -> Result<Facts, Str
     };
 
     let iot = aws_sdk_iot::Client::new(sdk);
+    // The registry port's reads where they say what the doctor needs (listing CAs, a policy's
+    // existence); the raw client for what the port does not carry (auto-registration, rules).
+    let registry = IotRegistry::new(iot.clone());
     let fetcher = SourceFetcher::from_sdk_config(sdk, AddressPolicy::PublicOnly);
     let policy_name = parameter("DevicePolicyName").unwrap_or_else(|| "jitr-device".to_owned());
     let default_profile = Config::with_policy(&policy_name).default_profile();
@@ -94,9 +98,9 @@ pub async fn gather(sdk: &SdkConfig, stack: &str, now: i64) -> Result<Facts, Str
     }
     let mut ca_listing_error = None;
     if named.is_empty() {
-        match list_cas(&iot).await {
+        match registry.list_ca_certificates().await {
             Ok(ids) => named.extend(ids.into_iter().map(|id| (id, "registered".to_owned()))),
-            Err(e) => ca_listing_error = Some(e),
+            Err(e) => ca_listing_error = Some(e.to_string()),
         }
     }
     let mut cas = Vec::new();
@@ -169,15 +173,11 @@ pub async fn gather(sdk: &SdkConfig, stack: &str, now: i64) -> Result<Facts, Str
     }
     let mut policies = Vec::new();
     for name in policy_names {
-        let exists = iot.get_policy().policy_name(&name).send().await;
-        policies.push((
-            name,
-            match exists {
-                Ok(_) => Ok(true),
-                Err(e) if is_not_found(&e) => Ok(false),
-                Err(e) => Err(describe("GetPolicy", &e)),
-            },
-        ));
+        let exists = registry
+            .policy_exists(&name)
+            .await
+            .map_err(|e| e.to_string());
+        policies.push((name, exists));
     }
     let mut thing_types = Vec::new();
     for name in type_names {
@@ -265,51 +265,24 @@ async fn stack_resources(
     cloudformation: &aws_sdk_cloudformation::Client,
     stack: &str,
 ) -> Result<BTreeMap<String, String>, String> {
-    let mut resources = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = cloudformation
-            .list_stack_resources()
-            .stack_name(stack)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| format!("stack {stack}: {}", describe("ListStackResources", &e)))?;
-        for summary in page.stack_resource_summaries() {
-            if let (Some(logical), Some(physical)) = (
-                summary.logical_resource_id(),
-                summary.physical_resource_id(),
-            ) {
-                resources.insert(logical.to_owned(), physical.to_owned());
-            }
-        }
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(resources);
-        }
-    }
-}
-
-async fn list_cas(iot: &aws_sdk_iot::Client) -> Result<Vec<String>, String> {
-    let mut ids = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = iot
-            .list_ca_certificates()
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| describe("ListCACertificates", &e))?;
-        ids.extend(
-            page.certificates()
-                .iter()
-                .filter_map(|c| c.certificate_id().map(str::to_owned)),
-        );
-        marker = page.next_marker().map(str::to_owned);
-        if marker.is_none() {
-            return Ok(ids);
-        }
-    }
+    let summaries = cloudformation
+        .list_stack_resources()
+        .stack_name(stack)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| format!("stack {stack}: {}", describe("ListStackResources", &e)))?;
+    Ok(summaries
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.logical_resource_id()?.to_owned(),
+                s.physical_resource_id()?.to_owned(),
+            ))
+        })
+        .collect())
 }
 
 async fn describe_ca(iot: &aws_sdk_iot::Client, id: &str) -> Result<Option<DescribedCa>, String> {
