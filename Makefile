@@ -16,7 +16,7 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: tools docs-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
+.PHONY: deploy delete newcomer tools docs-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,15 +37,20 @@ demo: ## Replay the sample registration, fleet and lifecycle events on embedded 
 
 # The lint's Python environments install while clippy compiles (-j2): on a fresh clone that
 # overlaps about three minutes of pip with cargo instead of adding them.
-test: ## Format check, clippy, every test (unit, contract, emulator-backed) and the end-to-end run
+test: ## Format check, clippy, every test (unit, contract, emulator-backed), the end-to-end run and the README's newcomer check
 	$(MAKE) --no-print-directory -j2 --output-sync=target lint venv
 	$(CARGO) build --workspace --bins
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) test --workspace
 	$(VENV)/bin/python tests/e2e/run.py
+	$(VENV)/bin/python tests/e2e/newcomer.py
 
-e2e: venv ## Deploy template.yaml on ministack (AUTH=true) and drive real MQTT devices through the stack
+e2e: venv $(SAM_VENV)/.installed ## make deploy of template.yaml on ministack (AUTH=true), then real MQTT devices through the stack
 	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
 	$(VENV)/bin/python tests/e2e/run.py
+
+newcomer: venv $(SAM_VENV)/.installed ## The README's deploy, teardown and local-loop blocks run as typed (deploy against ministack; ~3 min once built)
+	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
+	$(VENV)/bin/python tests/e2e/newcomer.py
 
 lint: toolchain fmt-check clippy template-lint docs-check ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference, the docs' names and links
 
@@ -118,6 +123,25 @@ sam-build: $(VENV)/.build-installed $(SAM_VENV)/.installed ## sam build (BuildMe
 	PATH="$(abspath $(VENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region eu-west-1
 
+# make deploy: the stack, the template sam deploy reads (sam build's by default; the end-to-end
+# run and the newcomer check give the emulator's packaging, since the emulator runs functions as
+# processes of this x86_64 host) and parameters over samconfig.toml's (Key=Value ...).
+STACK ?= iot-jitr
+BUILT_TEMPLATE := .aws-sam/build/template.yaml
+DEPLOY_TEMPLATE ?= $(BUILT_TEMPLATE)
+PARAMETERS ?=
+# Through the environment, so values keep their own quoting.
+export PARAMETERS
+DEPLOY = SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/python scripts/deploy.py --sam $(SAM_VENV)/bin/sam --stack $(STACK)
+
+deploy: $(SAM_VENV)/.installed $(if $(filter $(BUILT_TEMPLATE),$(DEPLOY_TEMPLATE)),sam-build) ## Build, sam deploy with samconfig.toml (no prompts), print the outputs and the webhook key's command, run jitr doctor (STACK, PARAMETERS)
+	$(DEPLOY) --template $(DEPLOY_TEMPLATE) --parameters "$$PARAMETERS" deploy
+	@$(CARGO) build --quiet -p jitr-cli
+	@$(JITR) doctor --stack $(STACK) || echo "make deploy: $(STACK) is deployed; each PROBLEM above says what to do next"
+
+delete: $(SAM_VENV)/.installed ## sam delete the stack (STACK), then name what it retains (ledger table, device policy) and how to remove them
+	$(DEPLOY) delete
+
 $(SAM_VENV)/.installed: requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
@@ -130,7 +154,7 @@ $(VENV)/.build-installed: requirements-build.txt $(VENV)/.installed
 tools: $(VENV)/.build-installed ## cargo-lambda and zig into .venv; `export PATH="$$PWD/.venv/bin:$$PATH"` puts them first
 	@echo 'installed: cargo-lambda and zig in .venv/bin; run: export PATH="$$PWD/.venv/bin:$$PATH"'
 
-lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch + invoke (registration) and a signed webhook (lifecycle) against ministack on :4566 (seconds once built)
+lambda-loop: venv $(VENV)/.build-installed ## cargo lambda watch --env-file local.env + invoke (registration) and a signed webhook (lifecycle) against ministack on a free port (seconds once built)
 	$(CARGO) build -p jitr-cli --bin jitr -p jitr-registration -p jitr-lifecycle
 	$(VENV)/bin/python tests/e2e/lambda_loop.py
 

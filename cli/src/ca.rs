@@ -37,7 +37,7 @@ pub async fn run(endpoint_url: Option<&str>, ca_cert: &Path, ca_key: &Path) -> R
         "event configurations: {events}; JITR needs none of them (its event follows the CA's auto-registration)"
     ))?;
     line(format!(
-        "admit its devices: add {id} to ALLOWED_CA_CERTIFICATE_IDS (AllowedCaCertificateIds), or give it a registration profile"
+        "its devices are admitted while AllowedCaCertificateIds (ALLOWED_CA_CERTIFICATE_IDS) is empty; to admit only listed CAs add {id} there, or give it a registration profile"
     ))
 }
 

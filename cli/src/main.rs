@@ -172,8 +172,8 @@ enum DeviceCommand {
         /// The MQTT client id (default: the certificate's common name, the usual Thing name).
         #[arg(long)]
         client_id: Option<String>,
-        /// An emulator at this URL (its broker CA is read from it); without it, the account's
-        /// AWS IoT ATS endpoint through the SDK's usual chain.
+        /// An emulator at this URL (its broker CA is read from it; default: AWS_ENDPOINT_URL);
+        /// without either, the account's AWS IoT ATS endpoint through the SDK's usual chain.
         #[arg(long, conflicts_with = "host")]
         endpoint_url: Option<String>,
         /// The broker's host, instead of asking IoT for the account's ATS endpoint.
@@ -283,6 +283,11 @@ async fn main() -> ExitCode {
                     port,
                 },
         } => {
+            // Like every AWS tool, an emulator named by AWS_ENDPOINT_URL (unless --host says where).
+            let from_environment = || std::env::var("AWS_ENDPOINT_URL").ok();
+            let endpoint_url = endpoint_url
+                .or_else(|| host.is_none().then(from_environment).flatten())
+                .filter(|url| !url.is_empty());
             device::run(device::Request {
                 cert: &cert,
                 key: &key,

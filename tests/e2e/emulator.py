@@ -73,6 +73,16 @@ class Emulator:
     def client(self, service: str):
         return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **ROOT_CREDENTIALS)
 
+    def operator_environment(self) -> dict[str, str]:
+        """What an operator's shell holds to reach this emulator with sam, the AWS CLI or jitr."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ROOT_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": ROOT_CREDENTIALS["aws_secret_access_key"],
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
     def broker_ca(self) -> bytes:
         return urllib.request.urlopen(f"{self.endpoint}/_ministack/iot/ca.pem", timeout=5).read()
 

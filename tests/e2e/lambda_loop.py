@@ -1,8 +1,9 @@
 """The cargo-lambda loop a Rust Lambda developer runs (`make lambda-loop`).
 
-ministack on 127.0.0.1:4566 (where `[workspace.metadata.lambda.env]` in Cargo.toml points
-`cargo lambda watch`), seeded with `jitr seed`; the sample device sensor-0001 connects over mTLS
-and is held PENDING_ACTIVATION; `cargo lambda watch` runs both functions from source;
+ministack on a free loopback port, seeded with `jitr seed`; the sample device sensor-0001
+connects over mTLS and is held PENDING_ACTIVATION; `cargo lambda watch --env-file local.env`
+runs both functions from source, with `--env-var AWS_ENDPOINT_URL=` pointing them at this
+emulator instead of local.env's :4566 (so the override the README documents is exercised);
 `cargo lambda invoke registration` with the sample event activates it and the device connects;
 a webhook signed now by `jitr webhook sign` goes through the lifecycle function's Function URL
 path and deactivates it, and a forged one answers 401. Prints each step; exits non-zero with
@@ -26,8 +27,8 @@ from harness import ROOT, Failure, check, target_directory
 from mqtt_device import Session
 
 SAMPLES = ROOT / "events" / "registration"
-ACCOUNT, REGION, PORT = "123456789012", "eu-west-1", 4566
-SECRET = "jitr-demo-webhook-secret"  # the documented test secret, as in Cargo.toml's metadata
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+SECRET = "jitr-demo-webhook-secret"  # the documented test secret, as in local.env
 
 
 TARGET = target_directory()
@@ -69,12 +70,7 @@ def post(url: str, body: bytes, signature: str) -> tuple[int, str]:
 
 
 def main() -> int:
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", PORT)) == 0:
-            print(f"lambda-loop: port {PORT} is taken; Cargo.toml's metadata points cargo lambda watch there: "
-                  "stop what listens on it", file=sys.stderr)
-            return 1
-    emulator = Emulator(WORK / "ministack", gateway_port=PORT, auth=False)
+    emulator = Emulator(WORK / "ministack", auth=False)
     watch = None
     started = time.monotonic()
     try:
@@ -96,9 +92,10 @@ def main() -> int:
         check(not connect(), "sensor-0001's first connect is dropped: its certificate is PENDING_ACTIVATION")
 
         port = free_port()
-        print(f"2. cargo lambda watch on :{port} (both functions, from source)")
+        print(f"2. cargo lambda watch --env-file local.env --env-var AWS_ENDPOINT_URL={emulator.endpoint} on :{port}")
         watch = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--invoke-port", str(port)], cwd=ROOT, env=ENV,
+            ["cargo", "lambda", "watch", "--invoke-port", str(port), "--env-file", "local.env",
+             "--env-var", f"AWS_ENDPOINT_URL={emulator.endpoint}"], cwd=ROOT, env=ENV,
             stdout=open(WORK / "watch.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 120
@@ -119,7 +116,7 @@ def main() -> int:
         print(f"     {invoked.stdout.strip()[:300]}")
         report = json.loads(invoked.stdout) if invoked.returncode == 0 else {}
         check(report.get("outcome") == "Activated", f"registration answered {report.get('outcome')} "
-              f"(the account check passed through EXPECTED_ACCOUNT_ID) {invoked.stderr.strip()[-300:]}")
+              f"(local.env's EXPECTED_ACCOUNT_ID, --env-var's endpoint) {invoked.stderr.strip()[-300:]}")
         check(connect(), "sensor-0001 connects")
 
         print("4. jitr webhook sign, then POST to the lifecycle Function URL path")

@@ -1,7 +1,7 @@
 """End-to-end run of the deployed stack with real devices (`make e2e`).
 
 ministack with AUTH=true (IAM and IoT policies enforced) -> the real template.yaml deployed
-through CloudFormation with the SAM transform -> a CA registered the real way -> devices as
+by `make deploy` (sam deploy, samconfig.toml, the SAM transform) -> a CA registered the real way -> devices as
 real MQTT clients over mTLS: two CAs with their own registration profiles each get a device
 admitted, a partner certificate naming the factory device's Thing is refused, a revoked device
 and a stranger are kept out, a new CRL uploaded to S3 revokes an ACTIVE device, a device rejected
@@ -110,7 +110,7 @@ class Run:
 
     # ------------------------------------------------------------------ 1. deploy
     def deploy(self) -> None:
-        print("1. deploy template.yaml (CloudFormation + SAM transform, native bootstraps)")
+        print("1. make deploy: template.yaml through sam deploy (SAM transform, samconfig.toml), native bootstraps")
         self.s3.create_bucket(Bucket=CRL_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.s3.put_object(Bucket=CRL_BUCKET, Key=CRL_KEY, Body=self.ca.crl([self.revoked]))
         profiles = {
@@ -132,29 +132,31 @@ class Run:
             thingTypeName=SENSOR_TYPE, thingTypeProperties={"searchableAttributes": [DEVICE_ID_ATTRIBUTE]}
         )
         self.iot.create_policy(policyName=PARTNER_POLICY, policyDocument=(ROOT / "policies" / "device-policy.json").read_text())
-        body, left_out = stack.package(ROOT / "template.yaml", TARGET / "debug", self.s3)
-        print(f"   ..  left out, unknown to the emulator (cfn-lint checks them): {', '.join(left_out) or 'none'}")
+        parameters = {
+            "RevocationListBucket": CRL_BUCKET,
+            "RevocationListKey": CRL_KEY,
+            "RegistrationProfilesBucket": CRL_BUCKET,
+            "RegistrationProfilesKey": PROFILES_KEY,
+            "DevicePolicyName": "jitr-e2e-device",
+            # The optional parts on: X-Ray permissions, a mail subscription to the alarms.
+            "Tracing": "Active",
+            "AlarmEmail": "ops@example.com",
+            # Webhooks name devices by a device-management id found on a Thing attribute
+            # (Mender's id in production). Here the attribute every profile fills with the
+            # CN, so each webhook below finds its Thing through ListThings under the role.
+            "DeviceIdAttribute": DEVICE_ID_ATTRIBUTE,
+            "DeviceIdTemplate": DEVICE_ID_TEMPLATE,
+        }
         started = time.monotonic()
-        self.outputs = stack.deploy(
-            self.cloudformation,
-            STACK,
-            body,
-            {
-                "RevocationListBucket": CRL_BUCKET,
-                "RevocationListKey": CRL_KEY,
-                "RegistrationProfilesBucket": CRL_BUCKET,
-                "RegistrationProfilesKey": PROFILES_KEY,
-                "DevicePolicyName": "jitr-e2e-device",
-                # The optional parts on: X-Ray permissions, a mail subscription to the alarms.
-                "Tracing": "Active",
-                "AlarmEmail": "ops@example.com",
-                # Webhooks name devices by a device-management id found on a Thing attribute
-                # (Mender's id in production). Here the attribute every profile fills with the
-                # CN, so each webhook below finds its Thing through ListThings under the role.
-                "DeviceIdAttribute": DEVICE_ID_ATTRIBUTE,
-                "DeviceIdTemplate": DEVICE_ID_TEMPLATE,
-            },
-        )
+        deployed = stack.make_deploy(self.emulator, STACK, WORK, TARGET / "debug", parameters)
+        check(deployed.returncode == 0, f"make deploy STACK={STACK} PARAMETERS=... exit 0" + ("" if deployed.returncode == 0 else f": {deployed.stderr.strip()[-600:]}"))
+        self.outputs = stack.outputs(self.cloudformation, STACK)
+        for needle, what in (
+            ("Function URL authentication: no AWS authentication", "states the Function URL's authentication from samconfig.toml"),
+            ("aws secretsmanager get-secret-value --secret-id", "prints the command that reads the webhook key"),
+            (f"ok       stack {STACK}: CREATE_COMPLETE", "runs jitr doctor on the new stack"),
+        ):
+            check(needle in deployed.stdout, what)
         self.resources = stack.resources(self.cloudformation, STACK)
         check(
             {"RegistrationFunctionArn", "LifecycleFunctionArn", "WebhookUrl"} <= self.outputs.keys(),
@@ -693,7 +695,9 @@ class Run:
         for target in targets:
             self.iot.detach_policy(policyName="jitr-e2e-device", target=target)
         check(True, f"device policy detached from the {len(targets)} certificate(s) still holding it")
-        stack.delete(self.cloudformation, STACK)
+        deleted = stack.make_delete(self.emulator, STACK)
+        check(deleted.returncode == 0, f"make delete STACK={STACK} exit 0" + ("" if deleted.returncode == 0 else f": {deleted.stderr.strip()[-600:]}"))
+        check("device ledger table (decisions and admissions): " in deleted.stdout, "and names the ledger table it retains")
         functions = [f["FunctionName"] for f in self.emulator.client("lambda").list_functions()["Functions"]]
         check(not any(f.startswith(STACK) for f in functions), f"stack {STACK} deleted with its functions")
 

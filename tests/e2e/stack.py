@@ -1,4 +1,4 @@
-"""Package and deploy the real template.yaml, as `sam package` + `sam deploy` would.
+"""Package the real template.yaml for the emulator and deploy it with `make deploy`.
 
 The only change made to the template is the packaging step's own: each function's CodeUri
 (the source folder that `sam build` compiles with cargo-lambda) becomes the S3 location of a
@@ -10,11 +10,15 @@ named in the run's output; cfn-lint and `sam validate --lint` check them.
 
 import io
 import json
-import time
+import os
+import shlex
+import subprocess
 import zipfile
 from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
+
+from harness import ROOT
 
 ARTIFACT_BUCKET = "jitr-e2e-artifacts"
 # ministack 1.5.33 has neither the resource nor the Logs API behind it (PutQueryDefinition).
@@ -63,47 +67,38 @@ def package(template_path: Path, binaries: Path, s3) -> tuple[str, list[str]]:
     return json.dumps(template), left_out
 
 
-def _wait(cloudformation, name: str, goal: str) -> dict:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-        except cloudformation.exceptions.ClientError as error:
-            if goal == "DELETE_COMPLETE" and "does not exist" in str(error):
-                return {"StackStatus": goal}
-            raise
-        status = stack["StackStatus"]
-        if not status.endswith("_IN_PROGRESS"):
-            if status != goal:
-                failures = [
-                    f"  {e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
-                    for e in cloudformation.describe_stack_events(StackName=name)["StackEvents"]
-                    if e["ResourceStatus"].endswith("_FAILED")
-                ]
-                raise RuntimeError(f"stack {name} ended {status}, not {goal}:\n" + "\n".join(failures))
-            return stack
-        time.sleep(0.5)
-    raise RuntimeError(f"stack {name} did not reach {goal} within 120 s")
+def make_deploy(emulator, name: str, work: Path, binaries: Path, parameters: dict[str, str]) -> subprocess.CompletedProcess:
+    """`make deploy` as an operator runs it, pointed at the emulator: AWS_ENDPOINT_URL, its
+    credentials, and DEPLOY_TEMPLATE = the emulator's packaging (instead of `sam build`'s arm64
+    bootstraps, which cannot run on this host). Prints its output indented."""
+    body, left_out = package(ROOT / "template.yaml", binaries, emulator.client("s3"))
+    print(f"   ..  left out, unknown to the emulator (cfn-lint checks them): {', '.join(left_out) or 'none'}")
+    packaged = work / "packaged-template.json"
+    packaged.write_text(body)
+    overrides = " ".join(f"{key}={shlex.quote(value)}" for key, value in parameters.items())
+    return make(emulator, "deploy", f"STACK={name}", f"DEPLOY_TEMPLATE={packaged}", f"PARAMETERS={overrides}")
 
 
-def deploy(cloudformation, name: str, template_body: str, parameters: dict[str, str]) -> dict[str, str]:
-    """CreateStack with the SAM transform; returns the stack's outputs."""
-    cloudformation.create_stack(
-        StackName=name,
-        TemplateBody=template_body,
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
-    stack = _wait(cloudformation, name, "CREATE_COMPLETE")
+def make_delete(emulator, name: str) -> subprocess.CompletedProcess:
+    return make(emulator, "delete", f"STACK={name}")
+
+
+def make(emulator, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **emulator.operator_environment()}
+    result = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    print(f"   $ make {args[0]}")
+    for line in result.stdout.splitlines():
+        print(f"     {line}")
+    return result
+
+
+def outputs(cloudformation, name: str) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-
-
 def resources(cloudformation, name: str) -> dict[str, str]:
     """Logical id -> physical id."""
     summaries = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
     return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries}
 
 
-def delete(cloudformation, name: str) -> None:
-    cloudformation.delete_stack(StackName=name)
-    _wait(cloudformation, name, "DELETE_COMPLETE")
