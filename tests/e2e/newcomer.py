@@ -172,8 +172,9 @@ def deploy_and_teardown() -> None:
         body, left_out = stack.package(ROOT / "template.yaml", TARGET / "debug", emulator.client("s3"))
         packaged = WORK / "packaged-template.json"
         packaged.write_text(body)
-        print(f"   ..  DEPLOY_TEMPLATE={packaged.name}: native bootstraps; left out, unknown to the emulator: "
-              f"{', '.join(left_out)}")
+        print(f"   ..  DEPLOY_TEMPLATE={packaged.name}: the native debug bootstraps instead of sam build's arm64 ones, "
+              "which the emulator (functions run as processes of this x86_64 host) cannot execute")
+        print(f"   ..  left out, unknown to the emulator (no CodeDeploy, no Logs Insights queries): {', '.join(left_out)}")
         env = {**os.environ, **emulator.operator_environment(), "DEPLOY_TEMPLATE": str(packaged)}
         env.pop("PARAMETERS", None)
         # The decision `sam deploy --guided` asked at a prompt (and aborted on by default) must be
