@@ -146,8 +146,8 @@ impl IotRegistry {
             .client
             .get_registration_code()
             .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
+            .classified(OP)
+            .await?;
         out.registration_code()
             .map(str::to_owned)
             .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no registration code"))
@@ -161,8 +161,8 @@ impl IotRegistry {
             .describe_endpoint()
             .endpoint_type("iot:Data-ATS")
             .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
+            .classified(OP)
+            .await?;
         out.endpoint_address()
             .map(str::to_owned)
             .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no endpoint address"))
@@ -176,8 +176,8 @@ impl IotRegistry {
             .client
             .describe_event_configurations()
             .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
+            .classified(OP)
+            .await?;
         let mut on: Vec<String> = out
             .event_configurations()
             .into_iter()
@@ -234,9 +234,9 @@ impl IotRegistry {
             .certificate_id(ca_certificate_id)
             .new_status(status)
             .send()
+            .classified("UpdateCACertificate")
             .await
             .map(drop)
-            .map_err(|e| classify("UpdateCACertificate", e))
     }
 
     /// CreatePolicy; an existing policy of that name is success.
@@ -247,8 +247,9 @@ impl IotRegistry {
             .policy_name(name)
             .policy_document(document)
             .send()
+            .classified("CreatePolicy")
             .await;
-        ignore_already_exists(result.map(drop).map_err(|e| classify("CreatePolicy", e)))
+        ignore_already_exists(result.map(drop))
     }
 
     /// CreateThingType; an existing one is success.
@@ -258,8 +259,9 @@ impl IotRegistry {
             .create_thing_type()
             .thing_type_name(name)
             .send()
+            .classified("CreateThingType")
             .await;
-        ignore_already_exists(result.map(drop).map_err(|e| classify("CreateThingType", e)))
+        ignore_already_exists(result.map(drop))
     }
 
     /// CreateThingGroup; an existing one is success.
@@ -269,12 +271,9 @@ impl IotRegistry {
             .create_thing_group()
             .thing_group_name(name)
             .send()
+            .classified("CreateThingGroup")
             .await;
-        ignore_already_exists(
-            result
-                .map(drop)
-                .map_err(|e| classify("CreateThingGroup", e)),
-        )
+        ignore_already_exists(result.map(drop))
     }
 
     /// RegisterCertificate with its CA and a status (not PENDING_ACTIVATION, which only a
@@ -317,8 +316,8 @@ impl IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListTargetsForPolicy")
             .await
-            .map_err(|e| classify("ListTargetsForPolicy", e))
     }
 
     /// The groups a Thing belongs to.
@@ -333,15 +332,43 @@ impl IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListThingGroupsForThing")
             .await
-            .map(|groups| {
-                groups
-                    .iter()
-                    .filter_map(|g| g.group_name().map(str::to_owned))
-                    .collect()
-            })
-            .map_err(|e| classify("ListThingGroupsForThing", e))
+            .map(|items| names(&items, |item| item.group_name()))
     }
+}
+
+/// How every IoT call of this adapter ends: awaited, its failure classified under the
+/// operation's name (a paginated listing's `collect` too).
+trait Classified<T> {
+    async fn classified(self, operation: &'static str) -> Result<T, RegistryError>;
+}
+
+impl<F, T, E> Classified<T> for F
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    async fn classified(self, operation: &'static str) -> Result<T, RegistryError> {
+        self.await.map_err(|e| classify(operation, e))
+    }
+}
+
+/// The names (or ids) of a listing's items; an item without one is skipped.
+fn names<T>(items: &[T], name: impl Fn(&T) -> Option<&str>) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|item| name(item).map(str::to_owned))
+        .collect()
+}
+
+/// A response without a field the model leaves optional but IoT always sends.
+fn missing(operation: &'static str, what: &str) -> RegistryError {
+    RegistryError::new(
+        RegistryErrorKind::Other,
+        operation,
+        format!("response has no {what}"),
+    )
 }
 
 /// The id a Register* call returned or, for a certificate already registered, the id its
@@ -383,15 +410,9 @@ impl Registry for IotRegistry {
             .describe_certificate()
             .certificate_id(certificate_id)
             .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
-        let missing = |what: &str| {
-            RegistryError::new(
-                RegistryErrorKind::Other,
-                OP,
-                format!("response has no {what}"),
-            )
-        };
+            .classified(OP)
+            .await?;
+        let missing = |what| missing(OP, what);
         let d = out
             .certificate_description()
             .ok_or_else(|| missing("certificateDescription"))?;
@@ -420,15 +441,9 @@ impl Registry for IotRegistry {
             .describe_ca_certificate()
             .certificate_id(ca_certificate_id)
             .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
-        let missing = |what: &str| {
-            RegistryError::new(
-                RegistryErrorKind::Other,
-                OP,
-                format!("response has no {what}"),
-            )
-        };
+            .classified(OP)
+            .await?;
+        let missing = |what| missing(OP, what);
         let d = out
             .certificate_description()
             .ok_or_else(|| missing("certificateDescription"))?;
@@ -443,18 +458,17 @@ impl Registry for IotRegistry {
     }
 
     async fn policy_exists(&self, policy_name: &str) -> Result<bool, RegistryError> {
-        match self
+        let result = self
             .client
             .get_policy()
             .policy_name(policy_name)
             .send()
-            .await
-        {
+            .classified("GetPolicy")
+            .await;
+        match result {
             Ok(_) => Ok(true),
-            Err(e) => match classify("GetPolicy", e) {
-                e if e.kind() == RegistryErrorKind::NotFound => Ok(false),
-                e => Err(e),
-            },
+            Err(e) if e.kind() == RegistryErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -465,13 +479,9 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListCACertificates")
             .await
-            .map(|cas| {
-                cas.iter()
-                    .filter_map(|ca| ca.certificate_id().map(str::to_owned))
-                    .collect()
-            })
-            .map_err(|e| classify("ListCACertificates", e))
+            .map(|items| names(&items, |item| item.certificate_id()))
     }
 
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
@@ -490,9 +500,9 @@ impl Registry for IotRegistry {
                     .build(),
             )
             .send()
+            .classified("CreateThing")
             .await
             .map(drop)
-            .map_err(|e| classify("CreateThing", e))
     }
 
     async fn describe_thing(&self, thing_name: &str) -> Result<ThingDescription, RegistryError> {
@@ -501,8 +511,8 @@ impl Registry for IotRegistry {
             .describe_thing()
             .thing_name(thing_name)
             .send()
-            .await
-            .map_err(|e| classify("DescribeThing", e))?;
+            .classified("DescribeThing")
+            .await?;
         Ok(ThingDescription {
             name: out.thing_name().unwrap_or(thing_name).to_owned(),
             type_name: out.thing_type_name().map(str::to_owned),
@@ -534,9 +544,9 @@ impl Registry for IotRegistry {
             )
             .expected_version(expected_version)
             .send()
+            .classified("UpdateThing")
             .await
             .map(drop)
-            .map_err(|e| classify("UpdateThing", e))
     }
 
     async fn add_thing_to_group(
@@ -549,9 +559,9 @@ impl Registry for IotRegistry {
             .thing_name(thing_name)
             .thing_group_name(group_name)
             .send()
+            .classified("AddThingToThingGroup")
             .await
             .map(drop)
-            .map_err(|e| classify("AddThingToThingGroup", e))
     }
 
     async fn attach_policy(
@@ -564,9 +574,9 @@ impl Registry for IotRegistry {
             .policy_name(policy_name)
             .target(target_arn)
             .send()
+            .classified("AttachPolicy")
             .await
             .map(drop)
-            .map_err(|e| classify("AttachPolicy", e))
     }
 
     async fn attach_thing_principal(
@@ -579,9 +589,9 @@ impl Registry for IotRegistry {
             .thing_name(thing_name)
             .principal(principal_arn)
             .send()
+            .classified("AttachThingPrincipal")
             .await
             .map(drop)
-            .map_err(|e| classify("AttachThingPrincipal", e))
     }
 
     async fn update_certificate_status(
@@ -594,9 +604,9 @@ impl Registry for IotRegistry {
             .certificate_id(certificate_id)
             .new_status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
             .send()
+            .classified("UpdateCertificate")
             .await
             .map(drop)
-            .map_err(|e| classify("UpdateCertificate", e))
     }
 
     async fn list_thing_principals(&self, thing_name: &str) -> Result<Vec<String>, RegistryError> {
@@ -607,8 +617,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListThingPrincipals")
             .await
-            .map_err(|e| classify("ListThingPrincipals", e))
     }
 
     async fn list_principal_things(
@@ -622,8 +632,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListPrincipalThings")
             .await
-            .map_err(|e| classify("ListPrincipalThings", e))
     }
 
     async fn things_with_attribute(
@@ -639,14 +649,9 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListThings")
             .await
-            .map(|things| {
-                things
-                    .iter()
-                    .filter_map(|t| t.thing_name().map(str::to_owned))
-                    .collect()
-            })
-            .map_err(|e| classify("ListThings", e))
+            .map(|items| names(&items, |item| item.thing_name()))
     }
 
     async fn list_attached_policies(&self, target_arn: &str) -> Result<Vec<String>, RegistryError> {
@@ -657,14 +662,9 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
+            .classified("ListAttachedPolicies")
             .await
-            .map(|policies| {
-                policies
-                    .iter()
-                    .filter_map(|p| p.policy_name().map(str::to_owned))
-                    .collect()
-            })
-            .map_err(|e| classify("ListAttachedPolicies", e))
+            .map(|items| names(&items, |item| item.policy_name()))
     }
 
     async fn detach_thing_principal(
@@ -677,9 +677,9 @@ impl Registry for IotRegistry {
             .thing_name(thing_name)
             .principal(principal_arn)
             .send()
+            .classified("DetachThingPrincipal")
             .await
             .map(drop)
-            .map_err(|e| classify("DetachThingPrincipal", e))
     }
 
     async fn detach_policy(
@@ -692,9 +692,9 @@ impl Registry for IotRegistry {
             .policy_name(policy_name)
             .target(target_arn)
             .send()
+            .classified("DetachPolicy")
             .await
             .map(drop)
-            .map_err(|e| classify("DetachPolicy", e))
     }
 
     async fn delete_certificate(&self, certificate_id: &str) -> Result<(), RegistryError> {
@@ -702,9 +702,9 @@ impl Registry for IotRegistry {
             .delete_certificate()
             .certificate_id(certificate_id)
             .send()
+            .classified("DeleteCertificate")
             .await
             .map(drop)
-            .map_err(|e| classify("DeleteCertificate", e))
     }
 
     async fn delete_thing(&self, thing_name: &str) -> Result<(), RegistryError> {
@@ -712,9 +712,9 @@ impl Registry for IotRegistry {
             .delete_thing()
             .thing_name(thing_name)
             .send()
+            .classified("DeleteThing")
             .await
             .map(drop)
-            .map_err(|e| classify("DeleteThing", e))
     }
 }
 
