@@ -8,7 +8,7 @@
 
 use std::str::FromStr;
 
-use crate::decision::RejectReason;
+use crate::reasons::RejectReason;
 use crate::registry::{CertificateStatus, ThingDescription};
 
 /// The Thing attribute naming the CA certificate id the Thing is bound to.

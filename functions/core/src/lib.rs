@@ -26,6 +26,7 @@ pub mod naming;
 #[cfg(feature = "pki")]
 pub mod pki;
 pub mod profiles;
+pub mod reasons;
 pub mod registry;
 pub mod revocation;
 pub mod rotation;

@@ -1,22 +1,31 @@
 //! `decide`: (event, facts, config) → what to do. Pure and synchronous, so nearly every rule
-//! of admission is table-tested here without a registry.
-
-use std::collections::BTreeMap;
+//! of admission is table-tested here without a registry. By concern: the checks in order here
+//! (event against registry, CA and profile, the certificate, revocation, naming and the device
+//! id); the plan and the Thing's attributes in `plan`; the device ledger's say in `standing`;
+//! the reason codes in `crate::reasons`; the Thing-to-CA rule in `crate::binding`.
 
 use std::sync::Arc;
 
-use crate::binding::{BINDING_ATTRIBUTE, BindingRule};
-use crate::certificate::{CaCertificate, CertificateProblem, inspect};
+use crate::certificate::{CaCertificate, inspect};
 use crate::config::Config;
 use crate::error::JitrError;
 use crate::event::{RegistrationEvent, escape};
-use crate::ledger::{DeviceRecord, DeviceState, device_key};
-use crate::naming::{is_valid_attribute_value, is_valid_device_id, is_valid_thing_name};
+use crate::ledger::device_key;
+use crate::naming::{is_valid_device_id, is_valid_thing_name};
 use crate::profiles::Profile;
 use crate::profiles::template::FieldValues;
 use crate::registry::{CaDescription, CertificateDescription, CertificateStatus, ThingSpec};
 use crate::revocation::RevocationList;
-use crate::rotation::{RotationPolicy, is_superseded};
+
+mod plan;
+mod standing;
+#[cfg(test)]
+mod world;
+
+pub use crate::reasons::{RejectReason, RevokeReason};
+pub use plan::ProvisionPlan;
+use plan::{profile_names, thing_attributes};
+pub use standing::standing;
 
 /// What the revocation check could rely on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,112 +65,6 @@ pub struct Facts<'a> {
     pub revocation: RevocationFacts<'a>,
     /// Seconds since the epoch.
     pub now: i64,
-}
-
-/// Why a certificate is refused; `as_str` is the reason code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RejectReason {
-    CaUnknown,
-    CaNotAllowed,
-    /// The profiles document has no profile for the CA and refuses unlisted CAs.
-    NoProfile,
-    /// The CA's profile is disabled.
-    ProfileDisabled,
-    CaInactive,
-    CaUnparseable,
-    Certificate(CertificateProblem),
-    ThingNameMissing,
-    /// The derived name, escaped for logs.
-    ThingNameInvalid(String),
-    /// The Thing of that name belongs to another CA (see `binding`).
-    ThingBoundToOtherCa,
-    /// The Thing exists without a binding and the profile's rule is `strict`.
-    ThingUnbound,
-    /// The device-management system rejected the device (deactivate or revoke).
-    DeviceDenied,
-    /// The device has moved on to a newer certificate (see `rotation`).
-    Superseded,
-    /// `DEVICE_ID_ATTRIBUTE` is set, the CA's profile fills that attribute, and this certificate
-    /// lacks the subject field it comes from: admitted, the device could never be governed by
-    /// its device-management id.
-    DeviceIdMissing,
-    /// `DEVICE_ID_ATTRIBUTE`'s value from this certificate is outside the device-id alphabet
-    /// (`naming::is_valid_device_id`, too long): the lifecycle function could not address it.
-    DeviceIdInvalid,
-}
-
-impl RejectReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::CaUnknown => "CaUnknown",
-            Self::CaNotAllowed => "CaNotAllowed",
-            Self::NoProfile => "NoProfile",
-            Self::ProfileDisabled => "ProfileDisabled",
-            Self::CaInactive => "CaInactive",
-            Self::CaUnparseable => "CaUnparseable",
-            Self::Certificate(problem) => problem.as_str(),
-            Self::ThingNameMissing => "ThingNameMissing",
-            Self::ThingNameInvalid(_) => "ThingNameInvalid",
-            Self::ThingBoundToOtherCa => "ThingBoundToOtherCa",
-            Self::ThingUnbound => "ThingUnbound",
-            Self::DeviceDenied => "DeviceDenied",
-            Self::Superseded => "Superseded",
-            Self::DeviceIdMissing => "DeviceIdMissing",
-            Self::DeviceIdInvalid => "DeviceIdInvalid",
-        }
-    }
-}
-
-/// Why a certificate is revoked; `code` is the reason code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevokeReason {
-    /// The serial is in the CA's revocation list.
-    SerialRevoked { serial_hex: String },
-    /// The device was decommissioned: none of its certificates is admitted again (a deleted one
-    /// comes back through JITR at the device's next connect).
-    Decommissioned,
-    /// Device management revoked the device: its certificates are REVOKED, new ones too.
-    DeviceRevoked,
-}
-
-impl RevokeReason {
-    pub fn code(&self) -> String {
-        match self {
-            Self::SerialRevoked { serial_hex } => format!("SerialRevoked:{serial_hex}"),
-            Self::Decommissioned => "Decommissioned".to_owned(),
-            Self::DeviceRevoked => "DeviceRevoked".to_owned(),
-        }
-    }
-}
-
-/// The provisioning steps for an admissible certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvisionPlan {
-    pub certificate_id: String,
-    pub certificate_arn: String,
-    /// The CA the Thing is bound to (its `caCertificateId` attribute).
-    pub ca_certificate_id: String,
-    /// What to do when the Thing exists without a binding.
-    pub binding_rule: BindingRule,
-    pub thing: ThingSpec,
-    /// The device's key in the device ledger: its device-management id when `DEVICE_ID_ATTRIBUTE`
-    /// names an attribute the Thing carries (see `ledger::device_key`), else the Thing's name.
-    pub device_key: String,
-    pub thing_groups: Vec<String>,
-    /// Every policy of the profile, attached to the certificate.
-    pub policies: Vec<String>,
-    /// The profile that admitted it.
-    pub profile_name: String,
-    /// The certificate serial, hex without leading zero bytes (the serial index key).
-    pub serial_hex: String,
-    /// notBefore, seconds since the epoch: orders the device's certificates.
-    pub not_before: i64,
-    /// What happens to the device's other certificates once this one is ACTIVE.
-    pub rotation: RotationPolicy,
-    /// True for a PENDING_ACTIVATION certificate; false reconciles an ACTIVE one.
-    pub activate: bool,
-    /// True when admitted without a revocation check (fail-open).
-    pub revocation_unchecked: bool,
 }
 
 /// What to do with the certificate.
@@ -296,200 +199,15 @@ pub fn decide(
     })))
 }
 
-/// What the device ledger says about a plan: `None` lets it go ahead; otherwise the decision
-/// that replaces it. The device-management side's decision stands over the certificate's merits:
-/// decommissioned or revoked → REVOKED, deactivated → INACTIVE (what the lifecycle function did
-/// to the device's other certificates); and an older certificate than the device's latest is
-/// refused. A device the ledger does not know, or that was allowed, goes ahead.
-pub fn standing(plan: &ProvisionPlan, device: Option<&DeviceRecord>) -> Option<Decision> {
-    let device = device?;
-    let revoked = device
-        .decision
-        .as_ref()
-        .is_some_and(|d| d.action == "revoke");
-    match device.state() {
-        Some(DeviceState::Decommissioned) => Some(Decision::Revoke {
-            reason: RevokeReason::Decommissioned,
-        }),
-        Some(DeviceState::Denied) if revoked => Some(Decision::Revoke {
-            reason: RevokeReason::DeviceRevoked,
-        }),
-        Some(DeviceState::Denied) => Some(Decision::Reject {
-            reason: RejectReason::DeviceDenied,
-        }),
-        Some(DeviceState::Allowed) | None => {
-            is_superseded(device, &plan.certificate_id, plan.not_before).then_some(
-                Decision::Reject {
-                    reason: RejectReason::Superseded,
-                },
-            )
-        }
-    }
-}
-
-/// Whether the profile's attribute templates fill `attribute`.
-fn profile_names(profile: &Profile, attribute: &str) -> bool {
-    profile
-        .attributes
-        .as_ref()
-        .is_some_and(|templates| templates.contains_key(attribute))
-}
-
-/// IoT Core allows 3 attributes on a Thing without a type, 50 with one.
-const MAX_UNTYPED_ATTRIBUTES: usize = 3;
-
-/// The CA binding first (it must fit even IoT Core's 3 attributes of an untyped Thing), then the
-/// profile's attributes or, when it names none, searchable facts about the device in priority
-/// order, within IoT Core's limits. Values IoT Core would refuse (spaces, say) or that the
-/// certificate lacks are left out rather than altered.
-fn thing_attributes(
-    profile: &Profile,
-    values: &FieldValues<'_>,
-    ca_certificate_id: &str,
-) -> BTreeMap<String, String> {
-    let mut attributes =
-        BTreeMap::from([(BINDING_ATTRIBUTE.to_owned(), ca_certificate_id.to_owned())]);
-    let usable = |v: &str| !v.is_empty() && is_valid_attribute_value(v);
-    if let Some(templates) = &profile.attributes {
-        for (name, template) in templates {
-            if let Ok(value) = template.render(values).map(|v| v.to_owned())
-                && usable(&value)
-            {
-                attributes.insert(name.clone(), value);
-            }
-        }
-        return attributes;
-    }
-    let subject = values.subject;
-    let candidates = [
-        ("commonName", subject.common_name.as_deref()),
-        ("certificateSerial", Some(values.certificate_serial_hex)),
-        ("organization", subject.organization.as_deref()),
-        ("subjectSerialNumber", subject.serial_number.as_deref()),
-        ("organizationalUnit", subject.organizational_unit.as_deref()),
-        ("country", subject.country.as_deref()),
-    ];
-    let limit = if profile.thing_type.is_some() {
-        candidates.len()
-    } else {
-        MAX_UNTYPED_ATTRIBUTES - 1
-    };
-    attributes.extend(
-        candidates
-            .into_iter()
-            .filter_map(|(name, value)| {
-                value
-                    .filter(|v| usable(v))
-                    .map(|v| (name.to_owned(), v.to_owned()))
-            })
-            .take(limit),
-    );
-    attributes
-}
-
 #[cfg(test)]
 mod tests {
+    use super::world::*;
     use super::*;
+    use crate::binding::BINDING_ATTRIBUTE;
     use crate::naming::ThingNameSource;
     use crate::pki::{Ca, CaSpec, Device, DeviceSpec};
     use crate::profiles::template::{Field, Template};
     use time::{Duration, OffsetDateTime};
-
-    const ACCOUNT: &str = "123456789012";
-
-    struct World {
-        ca: Ca,
-        ca_certificate: CaCertificate,
-        ca_description: CaDescription,
-    }
-
-    fn world() -> World {
-        world_with(Ca::new("Table CA", "Acme").unwrap())
-    }
-
-    fn world_with(ca: Ca) -> World {
-        let ca_certificate = CaCertificate::from_pem(&ca.pem).unwrap();
-        let ca_description = CaDescription {
-            id: ca.id(),
-            active: true,
-            pem: ca.pem.clone(),
-        };
-        World {
-            ca,
-            ca_certificate,
-            ca_description,
-        }
-    }
-
-    fn description(
-        device: &Device,
-        ca_id: &str,
-        status: CertificateStatus,
-    ) -> CertificateDescription {
-        CertificateDescription {
-            id: device.id.clone(),
-            arn: format!("arn:aws:iot:eu-west-1:{ACCOUNT}:cert/{}", device.id),
-            status,
-            pem: device.cert_pem.clone(),
-            ca_certificate_id: Some(ca_id.to_owned()),
-        }
-    }
-
-    fn event(device: &Device, ca_id: &str) -> RegistrationEvent {
-        RegistrationEvent {
-            certificate_id: device.id.clone(),
-            ca_certificate_id: ca_id.to_owned(),
-            timestamp_ms: 0,
-            account_id: ACCOUNT.into(),
-            registration_timestamp_ms: None,
-        }
-    }
-
-    fn now() -> i64 {
-        OffsetDateTime::now_utc().unix_timestamp()
-    }
-
-    /// Facts that differ from the default world.
-    #[derive(Default)]
-    struct Tweak<'a> {
-        ca: Option<Option<&'a CaDescription>>,
-        no_ca_certificate: bool,
-        revocation: Option<RevocationFacts<'a>>,
-        seconds_earlier: i64,
-    }
-
-    /// Decides for `device` with the world's CA, with `tweak` applied to the facts.
-    fn run(
-        w: &World,
-        device: &Device,
-        status: CertificateStatus,
-        config: &Config,
-        tweak: Tweak<'_>,
-    ) -> Result<Decision, JitrError> {
-        let ca_id = w.ca.id();
-        let cert = description(device, &ca_id, status);
-        let profile = config.default_profile();
-        let facts = Facts {
-            certificate: &cert,
-            ca: tweak.ca.unwrap_or(Some(&w.ca_description)),
-            ca_certificate: if tweak.no_ca_certificate {
-                None
-            } else {
-                Some(&w.ca_certificate)
-            },
-            profile: Some(&profile),
-            revocation: tweak.revocation.unwrap_or(RevocationFacts::NOT_CONFIGURED),
-            now: now() - tweak.seconds_earlier,
-        };
-        decide(&event(device, &ca_id), &facts, config)
-    }
-
-    fn reason(decision: Result<Decision, JitrError>) -> String {
-        match decision {
-            Ok(Decision::Reject { reason }) => reason.as_str().to_owned(),
-            other => format!("{other:?}"),
-        }
-    }
 
     #[test]
     fn admits_a_valid_pending_certificate_with_a_full_plan() {
@@ -529,31 +247,6 @@ mod tests {
             hex::encode(&device.serial)
         );
         assert!(plan.certificate_arn.ends_with(&device.id));
-    }
-
-    #[test]
-    fn typed_things_get_every_valid_attribute() {
-        let w = world();
-        let device =
-            w.ca.issue(&DeviceSpec {
-                subject_serial_number: Some("SN-7".into()),
-                ..DeviceSpec::named("sensor-7")
-            })
-            .unwrap();
-        let mut config = Config::with_policy("p");
-        config.thing_type_name = Some("sensor".into());
-        let Ok(Decision::Provision(plan)) = run(
-            &w,
-            &device,
-            CertificateStatus::PendingActivation,
-            &config,
-            Tweak::default(),
-        ) else {
-            panic!("expected a provision plan");
-        };
-        assert_eq!(plan.thing.type_name.as_deref(), Some("sensor"));
-        assert_eq!(plan.thing.attributes["subjectSerialNumber"], "SN-7");
-        assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
     }
 
     /// `DEVICE_ID_ATTRIBUTE`: the device is keyed in the ledger by the id its certificate
@@ -1024,86 +717,6 @@ mod tests {
             matches!(decision, Decision::Provision(ref p) if p.revocation_unchecked),
             "{decision:?}"
         );
-    }
-
-    #[test]
-    fn the_device_managements_decision_stands_over_the_certificate() {
-        use crate::ledger::{DeviceDecision, EventStamp, LatestCertificate};
-        let w = world();
-        let device = w.ca.issue(&DeviceSpec::named("sensor-9")).unwrap();
-        let policy = Config::with_policy("p");
-        let plan = match run(
-            &w,
-            &device,
-            CertificateStatus::PendingActivation,
-            &policy,
-            Tweak::default(),
-        ) {
-            Ok(Decision::Provision(plan)) => *plan,
-            other => panic!("{other:?}"),
-        };
-        let record = |state: Option<DeviceState>, latest: Option<(&str, i64)>| DeviceRecord {
-            thing_name: "sensor-9".into(),
-            decision: state.map(|state| DeviceDecision {
-                state,
-                action: "deactivate".into(),
-                event: EventStamp {
-                    at_ms: 1,
-                    id: "e".into(),
-                },
-            }),
-            latest: latest.map(|(id, not_before)| LatestCertificate {
-                certificate_id: id.into(),
-                not_before,
-            }),
-            ..DeviceRecord::default()
-        };
-        let revoked = Some(Decision::Revoke {
-            reason: RevokeReason::Decommissioned,
-        });
-        let rejected = |reason| Some(Decision::Reject { reason });
-        let newer = Some(("newer", plan.not_before + 1));
-        let older = Some(("older", plan.not_before - 1));
-        let cases = [
-            (None, None),
-            (Some(record(None, None)), None),
-            (Some(record(Some(DeviceState::Allowed), older)), None),
-            (
-                Some(record(Some(DeviceState::Decommissioned), None)),
-                revoked.clone(),
-            ),
-            (
-                Some(record(Some(DeviceState::Decommissioned), older)),
-                revoked,
-            ),
-            (
-                Some(record(Some(DeviceState::Denied), None)),
-                rejected(RejectReason::DeviceDenied),
-            ),
-            (
-                Some(record(Some(DeviceState::Allowed), newer)),
-                rejected(RejectReason::Superseded),
-            ),
-            (
-                Some(record(None, newer)),
-                rejected(RejectReason::Superseded),
-            ),
-        ];
-        for (device, expected) in cases {
-            assert_eq!(standing(&plan, device.as_ref()), expected, "{device:?}");
-        }
-        let mut by_revoke = record(Some(DeviceState::Denied), None);
-        if let Some(decision) = by_revoke.decision.as_mut() {
-            decision.action = "revoke".into();
-        }
-        assert_eq!(
-            standing(&plan, Some(&by_revoke)),
-            Some(Decision::Revoke {
-                reason: RevokeReason::DeviceRevoked
-            }),
-            "a revoked device's new certificate is REVOKED, as its others are"
-        );
-        assert_eq!(RevokeReason::Decommissioned.code(), "Decommissioned");
     }
 
     #[test]
