@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::binding::{BINDING_ATTRIBUTE, BindingRule};
 use crate::error::JitrError;
-use crate::event::is_certificate_id;
-use crate::naming::{ThingNameSource, is_valid_attribute_name, is_valid_thing_name};
+use crate::naming::is_certificate_id;
+pub use crate::ledger::{DEFAULT_HISTORY_DAYS, LedgerSettings};
+use crate::naming::{
+    ThingNameSource, is_valid_attribute_name, is_valid_policy_name, is_valid_thing_name,
+};
 use crate::profiles::Profile;
 use crate::profiles::template::{Field, Template, attribute_value_char};
 use crate::revocation::RevocationSource;
@@ -162,7 +165,7 @@ impl Config {
             .unwrap_or_default();
         let expected_account_id = get("EXPECTED_ACCOUNT_ID")
             .map(|id| {
-                if crate::event::is_account_id(&id) {
+                if crate::naming::is_account_id(&id) {
                     Ok(id)
                 } else {
                     Err(config_error("EXPECTED_ACCOUNT_ID", "twelve digits"))
@@ -269,15 +272,8 @@ impl Config {
 /// certificate). Raise `REVOCATION_SYNC_RATE` with the account's quota (README, "IoT quotas").
 pub const DEFAULT_REVOCATION_SYNC_RATE: u32 = 2;
 
-/// Where the device ledger lives and how long its history is kept; both functions read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerSettings {
-    /// `DEVICE_LEDGER_TABLE`.
-    pub table: String,
-    /// `DEVICE_LEDGER_HISTORY_DAYS` (default 400): history entries expire after this.
-    pub history_days: u32,
-}
-
+// The ledger's settings belong to the ledger (crate::ledger::LedgerSettings); reading them from
+// the environment is configuration's job.
 impl LedgerSettings {
     /// `None` when `DEVICE_LEDGER_TABLE` is unset: no ledger, nothing remembered.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, JitrError> {
@@ -291,7 +287,7 @@ impl LedgerSettings {
             ));
         }
         let history_days = match get("DEVICE_LEDGER_HISTORY_DAYS") {
-            None => crate::ledger::dynamodb::DEFAULT_HISTORY_DAYS,
+            None => DEFAULT_HISTORY_DAYS,
             Some(v) => v
                 .parse::<u32>()
                 .ok()
@@ -333,14 +329,6 @@ fn is_valid_table_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
-/// IoT policy names: `[\w+=,.@-]{1,128}`.
-pub(crate) fn is_valid_policy_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }
 
 fn list(value: Option<String>) -> Vec<String> {

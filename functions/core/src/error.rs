@@ -1,29 +1,11 @@
 //! Classified errors: every failure is Permanent or Retryable before it leaves the crate,
 //! and the Lambda `error_type` is `<Class>.<Kind>` so alarms and DLQ triage can key on it.
 
+pub use crate::error_class::ErrorClass;
 use crate::ledger::LedgerError;
 use crate::profiles::ProfilesError;
 use crate::registry::{RegistryError, RegistryErrorKind};
 use crate::revocation::RevocationError;
-
-/// Whether repeating the same invocation can succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Repeating cannot help: bad input, wrong account, missing permission or configuration.
-    Permanent,
-    /// A transient fault (throttling, 5xx, timeout, unreadable revocation list): retry.
-    Retryable,
-}
-
-impl ErrorClass {
-    /// The class name used as the prefix of the Lambda `error_type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Permanent => "Permanent",
-            ErrorClass::Retryable => "Retryable",
-        }
-    }
-}
 
 /// Everything a handler can fail with; rejections of a certificate are outcomes, not errors.
 #[derive(Debug, Clone, thiserror::Error)]

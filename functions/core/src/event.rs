@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::JitrError;
+pub use crate::naming::{is_account_id, is_certificate_id};
 
 /// The status IoT Core gives a just-in-time registered certificate.
 pub const PENDING_ACTIVATION: &str = "PENDING_ACTIVATION";
@@ -132,16 +133,6 @@ pub fn function_account(arn: &str, expected: Option<&str>) -> Result<String, Jit
             ),
         )),
     }
-}
-
-/// True for exactly twelve ASCII digits.
-pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// True for a 64-character lowercase hex id, the form IoT Core uses for certificate ids.
-pub fn is_certificate_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Escapes a hostile value for a message or a log line and bounds its length.

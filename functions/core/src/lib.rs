@@ -17,6 +17,7 @@ pub mod config;
 pub mod crl_server;
 pub mod decision;
 pub mod error;
+pub mod error_class;
 pub mod event;
 pub mod interpose;
 pub mod ledger;

@@ -80,6 +80,24 @@ pub fn is_valid_device_id(id: &str) -> bool {
     (1..=MAX_DEVICE_ID_LEN).contains(&id.len()) && is_valid_attribute_value(id)
 }
 
+/// IoT policy names: `[\w+=,.@-]{1,128}`.
+pub fn is_valid_policy_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+}
+
+/// True for exactly twelve ASCII digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// True for a 64-character lowercase hex id, the form IoT Core uses for certificate ids.
+pub fn is_certificate_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

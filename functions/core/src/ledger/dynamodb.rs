@@ -15,13 +15,13 @@ use super::device::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings,
     LatestCertificate, Recorded, STATE_KEY, device_pk, judge,
 };
-use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
+use super::{
+    DEFAULT_HISTORY_DAYS, Ledger, LedgerError, LedgerSettings, Revoked, SerialEntry,
+    certificate_key, serial_key,
+};
 use crate::registry::RegistryErrorKind;
 use crate::registry::iot::classify;
-use crate::revocation::{ListMark, SyncProgress};
-
-/// How long history entries are kept by default (`DEVICE_LEDGER_HISTORY_DAYS`).
-pub const DEFAULT_HISTORY_DAYS: u32 = 400;
+use crate::revocation::mark::{ListMark, SyncProgress};
 
 /// How often a decision is judged again when the record changed between write and read.
 const RECORD_ATTEMPTS: usize = 3;
@@ -55,10 +55,7 @@ impl DynamoLedger {
     }
 
     /// The ledger the functions' configuration names (`DEVICE_LEDGER_*`).
-    pub fn from_settings(
-        sdk: &aws_config::SdkConfig,
-        settings: &crate::config::LedgerSettings,
-    ) -> Self {
+    pub fn from_settings(sdk: &aws_config::SdkConfig, settings: &LedgerSettings) -> Self {
         Self::from_sdk_config(sdk, &settings.table).with_history_days(settings.history_days)
     }
 

@@ -9,7 +9,7 @@ use super::device::{
 };
 use super::{Ledger, LedgerError, Revoked, SerialEntry, certificate_key, serial_key};
 use crate::registry::RegistryErrorKind;
-use crate::revocation::{ListMark, SyncProgress};
+use crate::revocation::mark::{ListMark, SyncProgress};
 use crate::sync::lock;
 
 /// (partition key, sort key) → entry; devices by Thing name; history by (Thing, sort key).

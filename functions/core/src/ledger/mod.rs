@@ -29,7 +29,20 @@ pub use dynamodb::DynamoLedger;
 pub use memory::MemoryLedger;
 
 use crate::registry::RegistryErrorKind;
-use crate::revocation::{ListMark, SyncProgress};
+use crate::revocation::mark::{ListMark, SyncProgress};
+
+/// How long history entries are kept by default (`DEVICE_LEDGER_HISTORY_DAYS`).
+pub const DEFAULT_HISTORY_DAYS: u32 = 400;
+
+/// Where the device ledger lives and how long its history is kept; both functions read it
+/// (`config` reads it from the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// `DEVICE_LEDGER_TABLE`.
+    pub table: String,
+    /// `DEVICE_LEDGER_HISTORY_DAYS` (default 400): history entries expire after this.
+    pub history_days: u32,
+}
 
 /// One admitted certificate in the serial index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
-use crate::error::ErrorClass;
+use crate::error_class::ErrorClass;
 
 pub mod contract;
 pub mod faults;
