@@ -16,7 +16,7 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: deploy delete newcomer tools docs-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
+.PHONY: deploy delete newcomer tools docs-check module-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ newcomer: venv $(SAM_VENV)/.installed ## The README's deploy, teardown and local
 	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
 	$(VENV)/bin/python tests/e2e/newcomer.py
 
-lint: toolchain fmt-check clippy template-lint docs-check ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference, the docs' names and links
+lint: toolchain fmt-check clippy template-lint docs-check module-check ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference, the docs' names and links, no module circle
 
 # Both need the toolchain's components first (make test runs the lint with -j2).
 fmt-check: toolchain
@@ -74,6 +74,9 @@ template-lint: venv $(SAM_VENV)/.installed $(LINT_VENV)/.installed $(IAM_VENV)/.
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region eu-west-1
 	$(IAM_VENV)/bin/python scripts/check_iam.py
 	$(LINT_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
+module-check: ## No module of a crate imports another in a circle (the module graph from the sources; tests excepted)
+	$(PYTHON) scripts/check_module_cycles.py
 
 docs-check: ## Every link, make target, jitr command, variable, parameter and output the README and docs/ name exists
 	$(PYTHON) scripts/check_docs.py
