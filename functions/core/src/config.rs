@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::binding::{BINDING_ATTRIBUTE, BindingRule};
 use crate::error::JitrError;
-use crate::naming::is_certificate_id;
 pub use crate::ledger::{DEFAULT_HISTORY_DAYS, LedgerSettings};
+use crate::naming::is_certificate_id;
 use crate::naming::{
     ThingNameSource, is_valid_attribute_name, is_valid_policy_name, is_valid_thing_name,
 };
