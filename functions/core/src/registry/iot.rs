@@ -146,8 +146,8 @@ impl IotRegistry {
             .client
             .get_registration_code()
             .send()
-            .classified(OP)
-            .await?;
+            .await
+            .classified(OP)?;
         out.registration_code()
             .map(str::to_owned)
             .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no registration code"))
@@ -161,8 +161,8 @@ impl IotRegistry {
             .describe_endpoint()
             .endpoint_type("iot:Data-ATS")
             .send()
-            .classified(OP)
-            .await?;
+            .await
+            .classified(OP)?;
         out.endpoint_address()
             .map(str::to_owned)
             .ok_or_else(|| RegistryError::new(RegistryErrorKind::Other, OP, "no endpoint address"))
@@ -176,8 +176,8 @@ impl IotRegistry {
             .client
             .describe_event_configurations()
             .send()
-            .classified(OP)
-            .await?;
+            .await
+            .classified(OP)?;
         let mut on: Vec<String> = out
             .event_configurations()
             .into_iter()
@@ -234,8 +234,8 @@ impl IotRegistry {
             .certificate_id(ca_certificate_id)
             .new_status(status)
             .send()
-            .classified("UpdateCACertificate")
             .await
+            .classified("UpdateCACertificate")
             .map(drop)
     }
 
@@ -247,8 +247,8 @@ impl IotRegistry {
             .policy_name(name)
             .policy_document(document)
             .send()
-            .classified("CreatePolicy")
-            .await;
+            .await
+            .classified("CreatePolicy");
         ignore_already_exists(result.map(drop))
     }
 
@@ -259,8 +259,8 @@ impl IotRegistry {
             .create_thing_type()
             .thing_type_name(name)
             .send()
-            .classified("CreateThingType")
-            .await;
+            .await
+            .classified("CreateThingType");
         ignore_already_exists(result.map(drop))
     }
 
@@ -271,8 +271,8 @@ impl IotRegistry {
             .create_thing_group()
             .thing_group_name(name)
             .send()
-            .classified("CreateThingGroup")
-            .await;
+            .await
+            .classified("CreateThingGroup");
         ignore_already_exists(result.map(drop))
     }
 
@@ -316,8 +316,8 @@ impl IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListTargetsForPolicy")
             .await
+            .classified("ListTargetsForPolicy")
     }
 
     /// The groups a Thing belongs to.
@@ -332,25 +332,25 @@ impl IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListThingGroupsForThing")
             .await
+            .classified("ListThingGroupsForThing")
             .map(|items| names(&items, |item| item.group_name()))
     }
 }
 
-/// How every IoT call of this adapter ends: awaited, its failure classified under the
-/// operation's name (a paginated listing's `collect` too).
+/// How every IoT call of this adapter ends: its failure classified under the operation's
+/// name (a paginated listing's `collect` too). On the result, not the future: wrapping the
+/// SDK's large futures in another would double their size on the stack in debug builds.
 trait Classified<T> {
-    async fn classified(self, operation: &'static str) -> Result<T, RegistryError>;
+    fn classified(self, operation: &'static str) -> Result<T, RegistryError>;
 }
 
-impl<F, T, E> Classified<T> for F
+impl<T, E> Classified<T> for Result<T, SdkError<E, HttpResponse>>
 where
-    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    async fn classified(self, operation: &'static str) -> Result<T, RegistryError> {
-        self.await.map_err(|e| classify(operation, e))
+    fn classified(self, operation: &'static str) -> Result<T, RegistryError> {
+        self.map_err(|e| classify(operation, e))
     }
 }
 
@@ -410,8 +410,8 @@ impl Registry for IotRegistry {
             .describe_certificate()
             .certificate_id(certificate_id)
             .send()
-            .classified(OP)
-            .await?;
+            .await
+            .classified(OP)?;
         let missing = |what| missing(OP, what);
         let d = out
             .certificate_description()
@@ -441,8 +441,8 @@ impl Registry for IotRegistry {
             .describe_ca_certificate()
             .certificate_id(ca_certificate_id)
             .send()
-            .classified(OP)
-            .await?;
+            .await
+            .classified(OP)?;
         let missing = |what| missing(OP, what);
         let d = out
             .certificate_description()
@@ -463,8 +463,8 @@ impl Registry for IotRegistry {
             .get_policy()
             .policy_name(policy_name)
             .send()
-            .classified("GetPolicy")
-            .await;
+            .await
+            .classified("GetPolicy");
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == RegistryErrorKind::NotFound => Ok(false),
@@ -479,8 +479,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListCACertificates")
             .await
+            .classified("ListCACertificates")
             .map(|items| names(&items, |item| item.certificate_id()))
     }
 
@@ -500,8 +500,8 @@ impl Registry for IotRegistry {
                     .build(),
             )
             .send()
-            .classified("CreateThing")
             .await
+            .classified("CreateThing")
             .map(drop)
     }
 
@@ -511,8 +511,8 @@ impl Registry for IotRegistry {
             .describe_thing()
             .thing_name(thing_name)
             .send()
-            .classified("DescribeThing")
-            .await?;
+            .await
+            .classified("DescribeThing")?;
         Ok(ThingDescription {
             name: out.thing_name().unwrap_or(thing_name).to_owned(),
             type_name: out.thing_type_name().map(str::to_owned),
@@ -544,8 +544,8 @@ impl Registry for IotRegistry {
             )
             .expected_version(expected_version)
             .send()
-            .classified("UpdateThing")
             .await
+            .classified("UpdateThing")
             .map(drop)
     }
 
@@ -559,8 +559,8 @@ impl Registry for IotRegistry {
             .thing_name(thing_name)
             .thing_group_name(group_name)
             .send()
-            .classified("AddThingToThingGroup")
             .await
+            .classified("AddThingToThingGroup")
             .map(drop)
     }
 
@@ -574,8 +574,8 @@ impl Registry for IotRegistry {
             .policy_name(policy_name)
             .target(target_arn)
             .send()
-            .classified("AttachPolicy")
             .await
+            .classified("AttachPolicy")
             .map(drop)
     }
 
@@ -589,8 +589,8 @@ impl Registry for IotRegistry {
             .thing_name(thing_name)
             .principal(principal_arn)
             .send()
-            .classified("AttachThingPrincipal")
             .await
+            .classified("AttachThingPrincipal")
             .map(drop)
     }
 
@@ -604,8 +604,8 @@ impl Registry for IotRegistry {
             .certificate_id(certificate_id)
             .new_status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
             .send()
-            .classified("UpdateCertificate")
             .await
+            .classified("UpdateCertificate")
             .map(drop)
     }
 
@@ -617,8 +617,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListThingPrincipals")
             .await
+            .classified("ListThingPrincipals")
     }
 
     async fn list_principal_things(
@@ -632,8 +632,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListPrincipalThings")
             .await
+            .classified("ListPrincipalThings")
     }
 
     async fn things_with_attribute(
@@ -649,8 +649,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListThings")
             .await
+            .classified("ListThings")
             .map(|items| names(&items, |item| item.thing_name()))
     }
 
@@ -662,8 +662,8 @@ impl Registry for IotRegistry {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .classified("ListAttachedPolicies")
             .await
+            .classified("ListAttachedPolicies")
             .map(|items| names(&items, |item| item.policy_name()))
     }
 
@@ -677,8 +677,8 @@ impl Registry for IotRegistry {
             .thing_name(thing_name)
             .principal(principal_arn)
             .send()
-            .classified("DetachThingPrincipal")
             .await
+            .classified("DetachThingPrincipal")
             .map(drop)
     }
 
@@ -692,8 +692,8 @@ impl Registry for IotRegistry {
             .policy_name(policy_name)
             .target(target_arn)
             .send()
-            .classified("DetachPolicy")
             .await
+            .classified("DetachPolicy")
             .map(drop)
     }
 
@@ -702,8 +702,8 @@ impl Registry for IotRegistry {
             .delete_certificate()
             .certificate_id(certificate_id)
             .send()
-            .classified("DeleteCertificate")
             .await
+            .classified("DeleteCertificate")
             .map(drop)
     }
 
@@ -712,8 +712,8 @@ impl Registry for IotRegistry {
             .delete_thing()
             .thing_name(thing_name)
             .send()
-            .classified("DeleteThing")
             .await
+            .classified("DeleteThing")
             .map(drop)
     }
 }
