@@ -212,12 +212,7 @@ mod tests {
     #[test]
     fn admits_a_valid_pending_certificate_with_a_full_plan() {
         let w = world();
-        let device =
-            w.ca.issue(&DeviceSpec {
-                subject_serial_number: Some("SN-7".into()),
-                ..DeviceSpec::named("sensor-7")
-            })
-            .unwrap();
+        let device = sensor_7(&w);
         let mut config = Config::with_policy("device-policy");
         config.thing_group_names = vec!["fleet".into()];
         let Ok(Decision::Provision(plan)) = run(

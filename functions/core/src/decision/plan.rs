@@ -104,19 +104,13 @@ pub(super) fn thing_attributes(
 mod tests {
     use crate::config::Config;
     use crate::decision::Decision;
-    use crate::decision::world::{Tweak, run, world};
-    use crate::pki::DeviceSpec;
+    use crate::decision::world::{Tweak, run, sensor_7, world};
     use crate::registry::CertificateStatus;
 
     #[test]
     fn typed_things_get_every_valid_attribute() {
         let w = world();
-        let device =
-            w.ca.issue(&DeviceSpec {
-                subject_serial_number: Some("SN-7".into()),
-                ..DeviceSpec::named("sensor-7")
-            })
-            .unwrap();
+        let device = sensor_7(&w);
         let mut config = Config::with_policy("p");
         config.thing_type_name = Some("sensor".into());
         let Ok(Decision::Provision(plan)) = run(

@@ -17,6 +17,15 @@ pub fn world() -> World {
     world_with(Ca::new("Table CA", "Acme").unwrap())
 }
 
+/// A device whose certificate carries a subject serial number besides its CN.
+pub fn sensor_7(w: &World) -> Device {
+    w.ca.issue(&crate::pki::DeviceSpec {
+        subject_serial_number: Some("SN-7".into()),
+        ..crate::pki::DeviceSpec::named("sensor-7")
+    })
+    .unwrap()
+}
+
 pub fn world_with(ca: Ca) -> World {
     let ca_certificate = CaCertificate::from_pem(&ca.pem).unwrap();
     let ca_description = CaDescription {
