@@ -37,12 +37,14 @@ demo: ## Replay the sample registration, fleet and lifecycle events on embedded 
 
 # The lint's Python environments install while clippy compiles (-j2): on a fresh clone that
 # overlaps about three minutes of pip with cargo instead of adding them.
-test: ## Format check, clippy, every test (unit, contract, emulator-backed), the end-to-end run and the README's newcomer check
+test: ## Format check, clippy, every test (unit, contract, emulator-backed), the end-to-end run, the README's newcomer check and the cargo-lambda loop
 	$(MAKE) --no-print-directory -j2 --output-sync=target lint venv
 	$(CARGO) build --workspace --bins
 	MINISTACK_BIN=$(MINISTACK) $(CARGO) test --workspace
 	$(VENV)/bin/python tests/e2e/run.py
 	$(VENV)/bin/python tests/e2e/newcomer.py
+	$(MAKE) --no-print-directory $(VENV)/.build-installed
+	$(VENV)/bin/python tests/e2e/lambda_loop.py
 
 e2e: venv $(SAM_VENV)/.installed ## make deploy of template.yaml on ministack (AUTH=true), then real MQTT devices through the stack
 	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
