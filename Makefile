@@ -54,7 +54,7 @@ newcomer: venv $(SAM_VENV)/.installed ## The README's deploy, teardown and local
 	$(CARGO) build -p jitr-registration -p jitr-lifecycle -p jitr-cli --bins
 	$(VENV)/bin/python tests/e2e/newcomer.py
 
-lint: toolchain fmt-check clippy template-lint docs-check module-check ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference, the docs' names and links, no module circle
+lint: toolchain fmt-check clippy template-lint docs-check module-check ## rustfmt --check, clippy -D warnings, cfn-lint, sam validate, checkov, IAM vs the Service Authorization Reference, the docs' names and links, no module circle, crates by layer
 
 # Both need the toolchain's components first (make test runs the lint with -j2).
 fmt-check: toolchain
@@ -77,8 +77,9 @@ template-lint: venv $(SAM_VENV)/.installed $(LINT_VENV)/.installed $(IAM_VENV)/.
 	$(IAM_VENV)/bin/python scripts/check_iam.py
 	$(LINT_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
-module-check: ## No module of a crate imports another in a circle (the module graph from the sources; tests excepted)
+module-check: ## No module of a crate imports another in a circle (the module graph from the sources; tests excepted); the crates depend by layer, the domain without SDK, HTTP or TLS
 	$(PYTHON) scripts/check_module_cycles.py
+	$(PYTHON) scripts/check_crate_layers.py
 
 docs-check: ## Every link, make target, jitr command, variable, parameter and output the README and docs/ name exists
 	$(PYTHON) scripts/check_docs.py
@@ -167,8 +168,8 @@ BENCH_ROWS = $(TARGET_DIR)/bench-rows.tsv
 
 bench: venv ## Decision path, CRL at 1M entries, critical path, cold start, memory: one table, docs/benchmarks.md (~5 min after the release build)
 	rm -f $(BENCH_ROWS)
-	BENCH_ROWS=$(BENCH_ROWS) $(CARGO) bench -p jitr-core --bench decision_path
-	BENCH_ROWS=$(BENCH_ROWS) $(CARGO) bench -p jitr-core --bench crl_scale
+	BENCH_ROWS=$(BENCH_ROWS) $(CARGO) bench -p jitr-domain --bench decision_path
+	BENCH_ROWS=$(BENCH_ROWS) $(CARGO) bench -p jitr-domain --bench crl_scale
 	$(CARGO) build --release -p jitr-tests --bin bench-lambda --bin hello-lambda -p jitr-registration --bin registration -p jitr-lifecycle --bin lifecycle
 	BENCH_ROWS=$(BENCH_ROWS) MINISTACK_BIN=$(MINISTACK) $(CARGO) run --release -p jitr-tests --bin bench-lambda
 	@echo

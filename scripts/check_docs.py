@@ -72,7 +72,7 @@ def template_names() -> tuple[set[str], set[str]]:
 
 def code_text() -> str:
     parts = []
-    for folder in ["functions", "cli", "tests", "scripts"]:
+    for folder in ["crates", "functions", "cli", "tests", "scripts"]:
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in {".rs", ".py", ".toml"} and "target" not in path.parts:
                 parts.append(path.read_text(errors="replace"))

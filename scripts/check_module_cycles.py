@@ -22,7 +22,7 @@ from pathlib import Path
 
 # The working copy, or another checkout given as the argument.
 ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent
-CRATES = ["functions/core/src", "functions/registration/src", "functions/lifecycle/src", "cli/src"]
+CRATES = ["crates/domain/src", "crates/aws/src", "crates/pki/src", "crates/testkit/src", "functions/registration/src", "functions/lifecycle/src", "cli/src"]
 PATH = r"((?:[a-z_][a-z0-9_]*)(?:::[a-z_][a-z0-9_]*)*)"
 
 

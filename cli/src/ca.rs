@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use jitr_core::certificate::{CaCertificate, CertificateProblem};
-use jitr_core::pki::Ca;
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_aws::IotRegistry;
+use jitr_aws::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_domain::certificate::{CaCertificate, CertificateProblem};
+use jitr_pki::Ca;
 
 use crate::output::{Failure, line};
 
@@ -79,7 +79,7 @@ fn refuse_unusable(ca: &Ca, now: i64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jitr_core::pki::CaSpec;
+    use jitr_pki::CaSpec;
 
     #[test]
     fn only_a_valid_signing_ca_is_registered() {

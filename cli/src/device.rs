@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use jitr_core::mqtt_connect::{Broker, Connect, Credentials, connect};
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::iot::{AMAZON_ROOTS, load_sdk_config};
-use jitr_core::source::{AddressPolicy, Fetched, HttpFetcher, HttpLimits};
+use jitr_aws::IotRegistry;
+use jitr_aws::iot::{AMAZON_ROOTS, load_sdk_config};
+use jitr_aws::source::HttpFetcher;
+use jitr_aws::source::HttpLimits;
+use jitr_domain::source::{AddressPolicy, Fetched};
+use jitr_pki::mqtt_connect::{Broker, Connect, Credentials, connect};
 
 use crate::output::{Failure, line};
 
@@ -31,7 +33,7 @@ pub async fn run(request: Request<'_>) -> Result<(), Failure> {
     let (cert_pem, key_pem, ca_pem) = (read(request.cert)?, read(request.key)?, read(request.ca)?);
     let client_id = match request.client_id {
         Some(id) => id.to_owned(),
-        None => jitr_core::certificate::common_name(&cert_pem)
+        None => jitr_domain::certificate::common_name(&cert_pem)
             .ok_or("the certificate has no common name: give --client-id (the Thing name)")?,
     };
     let broker = broker(&request).await?;

@@ -3,11 +3,11 @@
 //! only. The registration function's configuration is read from this shell's variables, as the
 //! function reads its own (without `DEVICE_POLICY_NAME`, the template's `jitr-device`).
 
-use jitr_core::Config;
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
-use jitr_core::source::SourceFetcher;
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_aws::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_domain::Config;
 use jitr_registration::{Explanation, Registrar, Target};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -16,7 +16,7 @@ use crate::output::{Failure, line};
 
 pub async fn run(endpoint_url: Option<&str>, target: Target, json: bool) -> Result<(), Failure> {
     let config = match std::env::var("DEVICE_POLICY_NAME") {
-        Ok(_) => Config::from_env().map_err(|e| e.to_string())?,
+        Ok(_) => jitr_aws::environment::config().map_err(|e| e.to_string())?,
         Err(_) => Config::from_lookup(|name| match name {
             "DEVICE_POLICY_NAME" => Some("jitr-device".to_owned()),
             other => std::env::var(other).ok(),
@@ -33,7 +33,7 @@ pub async fn run(endpoint_url: Option<&str>, target: Target, json: bool) -> Resu
         .with_ledger(ledger)
         .reading_only();
     let explanation = registrar
-        .explain(&target, jitr_core::unix_now())
+        .explain(&target, jitr_aws::unix_now())
         .await
         .map_err(|e| format!("{}: {e}", e.error_type()))?;
     if json {

@@ -3,10 +3,11 @@
 //! `DEVICE_LEDGER_TABLE`. With `DEVICE_ID_ATTRIBUTE` the ledger knows devices by their
 //! device-management id: a Thing is looked up for it, or the id is given as is.
 
-use jitr_core::event::printable;
-use jitr_core::ledger::{DeviceRecord, DynamoLedger, HistoryEntry, Ledger, device_key, id_key};
-use jitr_core::registry::iot::{IotRegistry, load_sdk_config, load_sdk_config_for_endpoint};
-use jitr_core::registry::{Registry, RegistryErrorKind};
+use jitr_aws::DynamoLedger;
+use jitr_aws::iot::{IotRegistry, load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_domain::event::printable;
+use jitr_domain::ledger::{DeviceRecord, HistoryEntry, Ledger, device_key, id_key};
+use jitr_domain::registry::{Registry, RegistryErrorKind};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -25,12 +26,12 @@ pub async fn run(
     json: bool,
 ) -> Result<(), Failure> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let settings = jitr_core::config::LedgerSettings::from_lookup(&env)
+    let settings = jitr_domain::config::LedgerSettings::from_lookup(&env)
         .map_err(|e| e.to_string())?
         .ok_or(
             "set DEVICE_LEDGER_TABLE to the ledger table (the stack output DeviceLedgerTableName)",
         )?;
-    let id_attribute = jitr_core::config::device_id_attribute(&env).map_err(|e| e.to_string())?;
+    let id_attribute = jitr_domain::config::device_id_attribute(&env).map_err(|e| e.to_string())?;
     let sdk = match endpoint_url {
         Some(url) => load_sdk_config_for_endpoint(url).await,
         None => load_sdk_config().await,
@@ -57,7 +58,7 @@ pub async fn run(
         }
     };
     let ledger = DynamoLedger::from_settings(&sdk, &settings);
-    let failed = |e: jitr_core::ledger::LedgerError| Failure::from(e.to_string());
+    let failed = |e: jitr_domain::ledger::LedgerError| Failure::from(e.to_string());
     let device = ledger.device(&key).await.map_err(failed)?;
     let history = ledger.history(&key).await.map_err(failed)?;
     if json {

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use jitr_core::Config;
-use jitr_core::profiles::{Profiles, Unlisted, parse_document};
+use jitr_domain::Config;
+use jitr_domain::profiles::{Profiles, Unlisted, parse_document};
 
 use crate::output::{Failure, line};
 
@@ -13,7 +13,10 @@ use crate::output::{Failure, line};
 pub fn check(file: &Path) -> Result<(), Failure> {
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let (config, from_env) = match std::env::var("DEVICE_POLICY_NAME") {
-        Ok(_) => (Config::from_env().map_err(|e| e.to_string())?, true),
+        Ok(_) => (
+            jitr_aws::environment::config().map_err(|e| e.to_string())?,
+            true,
+        ),
         Err(_) => (Config::with_policy("jitr-device"), false),
     };
     let profiles = parse_document(&bytes, &config.default_profile())

@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use jitr_core::registry::iot::load_sdk_config_for_endpoint;
-use jitr_core::registry::{IotRegistry, Registry};
-use jitr_core::samples::{self, SampleRegistry};
-use jitr_core::source::{Fetcher, SourceFetcher};
-use jitr_core::{Config, JitrError};
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_aws::iot::load_sdk_config_for_endpoint;
+use jitr_domain::registry::Registry;
+use jitr_domain::samples::{self, SampleRegistry};
+use jitr_domain::source::Fetcher;
+use jitr_domain::{Config, JitrError};
 use jitr_lifecycle::{Lifecycle, LifecycleConfig, handle_payload};
 use jitr_registration::Registrar;
 use serde_json::{Value, json};

@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::pki::Ca;
-use jitr_core::registry::iot::load_sdk_config_for_endpoint;
-use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryError, ThingSpec};
-use jitr_core::samples::read_manifest;
-use jitr_core::source::S3Fetcher;
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::iot::load_sdk_config_for_endpoint;
+use jitr_aws::source::S3Fetcher;
+use jitr_domain::registry::{CertificateStatus, Registry, RegistryError, ThingSpec};
+use jitr_domain::samples::read_manifest;
+use jitr_pki::Ca;
 
 use crate::output::{Failure, line};
 
@@ -60,7 +61,7 @@ pub async fn run(
             ..ThingSpec::default()
         };
         match iot.create_thing(&spec).await {
-            Err(e) if e.kind() != jitr_core::registry::RegistryErrorKind::AlreadyExists => {
+            Err(e) if e.kind() != jitr_domain::registry::RegistryErrorKind::AlreadyExists => {
                 return Err(failed(thing, e));
             }
             _ => line(format!("thing: {thing}"))?,

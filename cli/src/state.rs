@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use jitr_core::registry::{Registry, RegistryError, RegistryErrorKind, certificate_id_from_arn};
+use jitr_domain::registry::{Registry, RegistryError, RegistryErrorKind, certificate_id_from_arn};
 use serde_json::{Value, json};
 
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub async fn collect_state<R: Registry>(
         }
         state.certificates.push(CertificateState {
             id: id.clone(),
-            subject: jitr_core::certificate::common_name(&description.pem).unwrap_or_default(),
+            subject: jitr_domain::certificate::common_name(&description.pem).unwrap_or_default(),
             status: description.status.to_string(),
             things,
             policies,

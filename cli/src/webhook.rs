@@ -2,8 +2,8 @@
 //! `cargo lambda invoke --data-file` (the samples are signed for a pinned clock, so the
 //! function's replay window refuses them today).
 
-use jitr_lifecycle::config::WebhookSecret;
-use jitr_lifecycle::webhook::{parse_envelope, sign};
+use jitr_domain::webhook::WebhookSecret;
+use jitr_domain::webhook::{parse_envelope, sign};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use base64::Engine;
-use jitr_core::certificate::{CaCertificate, inspect, summary};
+use jitr_domain::certificate::{CaCertificate, inspect, summary};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A revocation list (DER, or PEM text) verified against a real CA.
 #![no_main]
 
-use jitr_core::revocation::RevocationList;
+use jitr_domain::revocation::RevocationList;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,8 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = jitr_core::event::RegistrationEvent::from_slice(data);
+    let _ = jitr_domain::event::RegistrationEvent::from_slice(data);
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = jitr_lifecycle::DeviceCommand::from_value(&value);
+        let _ = jitr_domain::command::DeviceCommand::from_value(&value);
     }
 });

@@ -2,8 +2,8 @@
 //! body parsed as a Mender envelope.
 #![no_main]
 
-use jitr_lifecycle::config::WebhookSecret;
-use jitr_lifecycle::webhook::{WebhookRequest, parse_envelope};
+use jitr_domain::webhook::WebhookSecret;
+use jitr_domain::webhook::{WebhookRequest, parse_envelope};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

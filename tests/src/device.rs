@@ -1,8 +1,8 @@
-//! A device's connect to the emulator's MQTT listener: `jitr_core::mqtt_connect` with the
+//! A device's connect to the emulator's MQTT listener: `jitr_testkit::pki::mqtt_connect` with the
 //! emulator's broker CA, on loopback.
 
-pub use jitr_core::mqtt_connect::Connect;
-use jitr_core::mqtt_connect::{Broker, Credentials};
+pub use jitr_testkit::pki::mqtt_connect::Connect;
+use jitr_testkit::pki::mqtt_connect::{Broker, Credentials};
 
 /// Connects as `client_id` with `cert_pem` (+ `ca_pem` as the chain) and `key_pem`.
 pub async fn connect(
@@ -25,7 +25,7 @@ pub async fn connect(
         ca_pem,
         key_pem,
     };
-    jitr_core::mqtt_connect::connect(&broker, credentials, client_id)
+    jitr_testkit::pki::mqtt_connect::connect(&broker, credentials, client_id)
         .await
         .expect("a device connect set up from valid test credentials")
 }

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-use jitr_core::Config;
-use jitr_core::ledger::{DynamoLedger, Ledger};
-use jitr_core::pki::{Ca, Device, DeviceSpec};
-use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
-use jitr_core::source::SourceFetcher;
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_domain::Config;
+use jitr_domain::ledger::Ledger;
+use jitr_domain::registry::{CertificateStatus, Registry};
 use jitr_registration::{Outcome, Registrar};
+use jitr_testkit::pki::{Ca, Device, DeviceSpec};
 use serde_json::{Value, json};
 
 use crate::device::{Connect, connect};
@@ -97,8 +99,8 @@ impl Fleet {
 
     /// A connect presenting `ca`'s certificate after the device's.
     pub async fn connect_with(&self, ca: &Ca, device: &Device) -> Connect {
-        let client_id = jitr_core::certificate::pem_to_der(&device.cert_pem)
-            .and_then(|_| jitr_core::certificate::common_name(&device.cert_pem))
+        let client_id = jitr_domain::certificate::pem_to_der(&device.cert_pem)
+            .and_then(|_| jitr_domain::certificate::common_name(&device.cert_pem))
             .unwrap_or_else(|| "device".into());
         let key = device.key_pem.as_deref().expect("device key");
         connect(

@@ -9,9 +9,6 @@
 
 pub mod device;
 pub mod failure_log;
-pub mod fault_model;
 pub mod fleet;
 pub mod ministack;
 pub mod runtime_api;
-
-pub use jitr_core::pki;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use jitr_core::registry::IotRegistry;
+use jitr_aws::IotRegistry;
 
 /// A running emulator.
 #[derive(Debug)]
@@ -178,7 +178,7 @@ impl Ministack {
     pub fn account(&self, id: &str, region: &str) -> Account {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .http_client(jitr_core::registry::iot::https_client())
+            .http_client(jitr_aws::iot::https_client())
             .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_iot::config::SharedCredentialsProvider::new(

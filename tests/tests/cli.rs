@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use jitr_core::registry::{CertificateStatus, Registry};
+use jitr_domain::registry::{CertificateStatus, Registry};
 use jitr_tests::device::{Connect, connect};
 use jitr_tests::ministack::{shared, workspace_binary, workspace_root};
 use tokio::process::Command;
@@ -158,7 +158,7 @@ async fn seed_then_replay_against_the_emulator() {
 
     let account = shared().account(SAMPLE_ACCOUNT, SAMPLE_REGION);
     let id = |name: &str| {
-        jitr_core::pki::certificate_id(
+        jitr_testkit::pki::certificate_id(
             &std::fs::read_to_string(samples().join(format!("{name}.pem"))).unwrap(),
         )
     };
@@ -196,8 +196,9 @@ async fn seed_then_replay_against_the_emulator() {
     .await;
     assert!(ok, "{out}");
     let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let ca_id =
-        jitr_core::pki::certificate_id(&std::fs::read_to_string(samples().join("ca.pem")).unwrap());
+    let ca_id = jitr_testkit::pki::certificate_id(
+        &std::fs::read_to_string(samples().join("ca.pem")).unwrap(),
+    );
     assert_eq!(answer["thing"]["boundToCa"], ca_id.as_str(), "{out}");
     let certificate = &answer["certificates"][0];
     assert_eq!(certificate["certificateId"], id("sensor-0001").as_str());
@@ -363,7 +364,7 @@ async fn replay_finds_its_samples_or_says_how() {
 /// then rejected and accepted again by the device-management side, in time order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_shows_a_devices_decisions_in_time_order() {
-    use jitr_core::ledger::EventStamp;
+    use jitr_domain::ledger::EventStamp;
     use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
     let fleet = jitr_tests::fleet::Fleet::new().await;
     let ledger = fleet.ledger().await;
@@ -472,8 +473,8 @@ async fn history_shows_a_devices_decisions_in_time_order() {
 /// accepts now (signature and replay window), for `cargo lambda invoke`. Offline.
 #[tokio::test]
 async fn webhook_sign_makes_a_request_the_function_accepts_now() {
-    use jitr_lifecycle::config::WebhookSecret;
-    use jitr_lifecycle::webhook::{WebhookRequest, parse_envelope};
+    use jitr_domain::webhook::WebhookSecret;
+    use jitr_domain::webhook::{WebhookRequest, parse_envelope};
     const SECRET: &str = "cli-test-webhook-secret";
     let (ok, out) = jitr_in(
         &workspace_root(),

@@ -1,13 +1,13 @@
-//! The registry port contract (jitr_core::registry::contract) against the AWS adapter on
+//! The registry port contract (jitr_testkit::contract::registry) against the AWS adapter on
 //! ministack: the same checks the in-memory adapter passes in its unit tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use jitr_core::pki::DeviceSpec;
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::contract::{ContractHarness, run_all};
+use jitr_aws::IotRegistry;
+use jitr_testkit::contract::registry::{ContractHarness, run_all};
+use jitr_testkit::pki::DeviceSpec;
 use jitr_tests::fleet::Fleet;
 
 struct Emulator {
@@ -56,12 +56,12 @@ async fn aws_adapter_on_the_emulator_honours_the_port_contract() {
     run_all(&harness).await.unwrap();
 }
 
-/// The ledger contract (jitr_core::ledger::contract) against DynamoDB on the emulator.
+/// The ledger contract (jitr_testkit::contract::ledger) against DynamoDB on the emulator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_ledger_on_the_emulator_honours_the_port_contract() {
     let fleet = Fleet::new().await;
     let ledger = fleet.ledger().await;
-    jitr_core::ledger::contract::run_all(&ledger, &fleet.account.id)
+    jitr_testkit::contract::ledger::run_all(&ledger, &fleet.account.id)
         .await
         .unwrap();
 }
@@ -70,12 +70,10 @@ async fn dynamodb_ledger_on_the_emulator_honours_the_port_contract() {
 /// error repeats its own words ("GetItem failed: GetItem failed").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_ledger_table_is_named_once() {
-    use jitr_core::ledger::Ledger;
+    use jitr_domain::ledger::Ledger;
     let fleet = Fleet::new().await;
-    let ledger = jitr_core::ledger::dynamodb::DynamoLedger::from_sdk_config(
-        &fleet.account.sdk,
-        "no-such-ledger",
-    );
+    let ledger =
+        jitr_aws::dynamodb::DynamoLedger::from_sdk_config(&fleet.account.sdk, "no-such-ledger");
     let err = ledger.device("sensor-1").await.unwrap_err().to_string();
     assert!(
         err.contains("table no-such-ledger not found (DEVICE_LEDGER_TABLE"),

@@ -9,14 +9,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use jitr_core::Config;
-use jitr_core::interpose::{Gate, Interposed};
-use jitr_core::ledger::{DynamoLedger, EventStamp, Ledger, MemoryLedger};
-use jitr_core::pki::{Ca, DeviceSpec, registered_event};
-use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry, RegistryErrorKind};
-use jitr_core::source::SourceFetcher;
+use jitr_aws::DynamoLedger;
+use jitr_aws::SourceFetcher;
+use jitr_domain::Config;
+use jitr_domain::ledger::{EventStamp, Ledger, MemoryLedger};
+use jitr_domain::registry::{CertificateStatus, MemoryRegistry, Registry, RegistryErrorKind};
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
 use jitr_registration::{Outcome, Registrar};
+use jitr_testkit::interpose::{Gate, Interposed};
+use jitr_testkit::pki::{Ca, DeviceSpec, registered_event};
 use jitr_tests::fleet::{Fleet, POLICY};
 use serde_json::Value;
 
@@ -95,7 +96,7 @@ impl OnEmulator {
 }
 
 impl World for OnEmulator {
-    type R = jitr_core::registry::IotRegistry;
+    type R = jitr_aws::IotRegistry;
     type L = DynamoLedger;
     fn registry(&self) -> Self::R {
         self.fleet.iot().clone()
@@ -429,12 +430,13 @@ async fn a_device_known_by_its_management_id_on_the_emulator() {
 /// One run of either function: its report (registration) or none (lifecycle).
 type Run = std::pin::Pin<
     Box<
-        dyn Future<Output = Result<Option<jitr_registration::Report>, jitr_core::JitrError>> + Send,
+        dyn Future<Output = Result<Option<jitr_registration::Report>, jitr_domain::JitrError>>
+            + Send,
     >,
 >;
 
 fn boxed(
-    run: impl Future<Output = Result<Option<jitr_registration::Report>, jitr_core::JitrError>>
+    run: impl Future<Output = Result<Option<jitr_registration::Report>, jitr_domain::JitrError>>
     + Send
     + 'static,
 ) -> Run {
@@ -456,7 +458,7 @@ async fn race_once<W: World>(world: &W, action: Action, hold: Hold, name: &str) 
     let account = world.account();
     let gate = Gate::new();
     let decision = command(name, action);
-    let stamp = EventStamp::arrival();
+    let stamp = EventStamp::arrival(jitr_aws::unix_now_ms());
     let register = |gated: bool| {
         let (event, account) = (event.clone(), account.clone());
         let (registry, ledger, gate) = (world.registry(), world.ledger(), Arc::clone(&gate));
@@ -536,7 +538,7 @@ async fn race_once<W: World>(world: &W, action: Action, hold: Hold, name: &str) 
         // A teardown racing a registration can make its next call fail: the certificate is
         // gone (NotFound), or IoT Core catches up (retryable). Anything else is a bug.
         assert!(
-            e.class() == jitr_core::ErrorClass::Retryable
+            e.class() == jitr_domain::ErrorClass::Retryable
                 || e.is_registry(RegistryErrorKind::NotFound),
             "registration {context}: {e}"
         );
@@ -590,7 +592,7 @@ struct DecideBeforeActivation<R, L> {
 /// The hook that runs it, shared with the test that reads `done`.
 struct Deciding<R, L>(Arc<DecideBeforeActivation<R, L>>);
 
-impl<R: Registry + Clone + 'static, L: Ledger + Clone + 'static> jitr_core::interpose::Hook
+impl<R: Registry + Clone + 'static, L: Ledger + Clone + 'static> jitr_testkit::interpose::Hook
     for Deciding<R, L>
 {
     async fn before(&self, operation: &'static str) -> Result<(), RegistryErrorKind> {
@@ -611,7 +613,7 @@ impl<R: Registry + Clone + 'static, L: Ledger + Clone + 'static> jitr_core::inte
 /// is delivered again. Whatever the call that failed, the device ends kept out: the duplicate
 /// shortcut never answers from an admission recorded before the read that would have refused it.
 async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped(world: &impl World) {
-    use jitr_core::interpose::FailNth;
+    use jitr_testkit::interpose::FailNth;
     let mut faults = 0;
     for n in 0.. {
         let name = format!("faulted-{n}");
@@ -633,7 +635,7 @@ async fn a_fault_at_any_ledger_call_never_lets_a_denial_be_skipped(world: &impl 
         if let Err(e) = &first {
             assert_eq!(
                 e.class(),
-                jitr_core::ErrorClass::Retryable,
+                jitr_domain::ErrorClass::Retryable,
                 "fault {n}: {e}"
             );
         }
@@ -729,7 +731,7 @@ proptest::proptest! {
 /// Fails the first call of one operation through the port it wraps.
 struct FailFirst(&'static str, std::sync::atomic::AtomicBool);
 
-impl jitr_core::interpose::Hook for FailFirst {
+impl jitr_testkit::interpose::Hook for FailFirst {
     async fn before(&self, operation: &'static str) -> Result<(), RegistryErrorKind> {
         use std::sync::atomic::Ordering;
         if operation == self.0 && !self.1.swap(true, Ordering::SeqCst) {
@@ -752,7 +754,7 @@ async fn a_failed_forget_never_outlives_the_decommission(world: &impl World) {
     assert_eq!(report.outcome, Outcome::Activated);
     assert!(world.ledger().admitted(&id).await.unwrap().is_some());
     let decommission = command("forgotten-1", Action::Decommission);
-    let stamp = EventStamp::arrival();
+    let stamp = EventStamp::arrival(jitr_aws::unix_now_ms());
     let faulty = FailFirst("PutItem", false.into());
     let first = lifecycle(world.registry(), Interposed::new(world.ledger(), faulty))
         .apply(&decommission, &stamp, "test")

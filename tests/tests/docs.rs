@@ -3,8 +3,8 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
-use jitr_core::Config;
-use jitr_core::profiles::parse_document;
+use jitr_domain::Config;
+use jitr_domain::profiles::parse_document;
 
 const PROFILES_PAGE: &str = include_str!("../../docs/profiles.md");
 

@@ -21,15 +21,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use jitr_core::JitrError;
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::pki::{Device, DeviceSpec};
-use jitr_core::registry::{CertificateStatus, IotRegistry, Registry, RegistryErrorKind};
-use jitr_core::source::SourceFetcher;
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_domain::JitrError;
+use jitr_domain::registry::{CertificateStatus, Registry, RegistryErrorKind};
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig};
 use jitr_registration::{Outcome, Registrar};
+use jitr_testkit::fault_model::{DEFAULT_IOT_QUOTAS, FaultModel, Faults};
+use jitr_testkit::pki::{Device, DeviceSpec};
 use jitr_tests::failure_log::FailureLog;
-use jitr_tests::fault_model::{DEFAULT_IOT_QUOTAS, FaultModel, Faults};
 use jitr_tests::fleet::Fleet;
 
 /// Devices per run: small, so `make test` stays fast; `make bench-burst` is for fleets.
@@ -274,7 +275,7 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
         .iter()
         .map(|device| {
             let lifecycle = Arc::clone(&faulty_lifecycle);
-            let name = jitr_core::certificate::common_name(&device.cert_pem).unwrap();
+            let name = jitr_domain::certificate::common_name(&device.cert_pem).unwrap();
             let command = DeviceCommand::new(&name, Action::Decommission, None).unwrap();
             tokio::spawn(async move { invoke_async(|| lifecycle.apply_now(&command)).await })
         })
@@ -285,7 +286,7 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
         if let Err(error_type) = run.await.expect("lifecycle task") {
             // An operator redrives the dead letter once the storm is over.
             assert!(error_type.contains('.'), "classified: {error_type}");
-            let name = jitr_core::certificate::common_name(&device.cert_pem).unwrap();
+            let name = jitr_domain::certificate::common_name(&device.cert_pem).unwrap();
             let command = DeviceCommand::new(&name, Action::Decommission, None).unwrap();
             clean_lifecycle.apply_now(&command).await.expect("redrive");
             redriven += 1;
@@ -299,7 +300,7 @@ async fn registration_and_decommission_hold_under_quotas_and_faults() {
     assert!(violations.is_empty(), "{violations:#?}");
 
     for device in retired {
-        let name = jitr_core::certificate::common_name(&device.cert_pem).unwrap();
+        let name = jitr_domain::certificate::common_name(&device.cert_pem).unwrap();
         let thing = fleet.iot().describe_thing(&name).await;
         assert!(
             thing.is_err_and(|e| e.kind() == RegistryErrorKind::NotFound),

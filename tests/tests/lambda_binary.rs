@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use jitr_core::pki::DeviceSpec;
-use jitr_core::registry::CertificateStatus;
+use jitr_domain::registry::CertificateStatus;
+use jitr_testkit::pki::DeviceSpec;
 use jitr_tests::device::Connect;
 use jitr_tests::fleet::{Fleet, POLICY};
 use jitr_tests::ministack::workspace_binary;
@@ -170,7 +170,7 @@ fn rejected_webhook(secret: &str, id: &str, device: &str) -> (serde_json::Value,
     let body = serde_json::json!({"id": id, "type": "device-status-changed",
         "data": {"id": device, "status": "rejected"}, "time": now})
     .to_string();
-    let signature = jitr_lifecycle::webhook::sign(secret.as_bytes(), body.as_bytes());
+    let signature = jitr_domain::webhook::sign(secret.as_bytes(), body.as_bytes());
     let request = serde_json::json!({"version": "2.0", "rawPath": "/", "headers": {"x-men-signature": signature},
         "requestContext": {"http": {"method": "POST"}, "timeEpoch": 0}, "body": body, "isBase64Encoded": false});
     (request, body, signature)

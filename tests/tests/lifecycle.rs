@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use jitr_core::ledger::{DynamoLedger, Ledger};
-use jitr_core::pki::{Device, DeviceSpec};
-use jitr_core::registry::{CertificateStatus, Faulty, Registry, RegistryErrorKind};
-use jitr_lifecycle::config::WebhookSecret;
-use jitr_lifecycle::webhook::sign;
+use jitr_domain::ledger::Ledger;
+
+use jitr_aws::DynamoLedger;
+use jitr_domain::registry::{CertificateStatus, Registry, RegistryErrorKind};
+use jitr_domain::webhook::WebhookSecret;
+use jitr_domain::webhook::sign;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
 use jitr_registration::Outcome;
+use jitr_testkit::faults::Faulty;
+use jitr_testkit::pki::{Device, DeviceSpec};
 use jitr_tests::device::Connect;
 use jitr_tests::fleet::{Fleet, POLICY};
 use serde_json::json;
@@ -31,7 +34,7 @@ fn config() -> LifecycleConfig {
 
 /// A device connected, registered and activated, as in production.
 async fn admitted(fleet: &Fleet, name: &str) -> Device {
-    fleet.admitted(name, jitr_core::ledger::NoLedger).await
+    fleet.admitted(name, jitr_domain::ledger::NoLedger).await
 }
 
 fn command(device: &str, action: Action) -> DeviceCommand {

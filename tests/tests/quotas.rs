@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use jitr_core::config::DEFAULT_REVOCATION_SYNC_RATE;
-use jitr_tests::fault_model::DEFAULT_IOT_QUOTAS;
+use jitr_domain::config::DEFAULT_REVOCATION_SYNC_RATE;
+use jitr_testkit::fault_model::DEFAULT_IOT_QUOTAS;
 
 const OPERATIONS: &str = include_str!("../../docs/operations.md");
 const TEMPLATE: &str = include_str!("../../template.yaml");

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use jitr_core::binding::BINDING_ATTRIBUTE;
-use jitr_core::pki::DeviceSpec;
-use jitr_core::registry::{CertificateStatus, Registry};
-use jitr_core::revocation::RevocationSource;
-use jitr_core::source::ObjectSource;
+use jitr_domain::binding::BINDING_ATTRIBUTE;
+use jitr_domain::registry::{CertificateStatus, Registry};
+use jitr_domain::revocation::RevocationSource;
+use jitr_domain::source::ObjectSource;
 use jitr_registration::Outcome;
+use jitr_testkit::pki::DeviceSpec;
 use jitr_tests::device::Connect;
 use jitr_tests::fleet::{Fleet, POLICY};
 use time::{Duration as Span, OffsetDateTime};
@@ -168,7 +168,7 @@ async fn a_crl_in_s3_is_fetched_and_applied() {
         )
         .unwrap();
     let bucket = format!("crl-{}", fleet.account.id);
-    jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk)
+    jitr_aws::source::S3Fetcher::from_sdk_config(&fleet.account.sdk)
         .publish(&bucket, "ca.crl", crl.into_bytes())
         .await
         .unwrap();
@@ -199,9 +199,11 @@ async fn a_crl_in_s3_is_fetched_and_applied() {
 /// The refresh is a conditional GET: an unchanged object costs a 304, a changed one is re-read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_refreshes_are_conditional_on_the_etag() {
-    use jitr_core::source::{
-        Fetched, Fetcher, HttpFetcher, HttpLimits, S3Fetcher, SourceFetcher, Validator,
-    };
+    use jitr_aws::SourceFetcher;
+    use jitr_aws::source::HttpFetcher;
+    use jitr_aws::source::HttpLimits;
+    use jitr_aws::source::S3Fetcher;
+    use jitr_domain::source::{Fetched, Fetcher, Validator};
     let fleet = Fleet::new().await;
     let s3 = S3Fetcher::from_sdk_config(&fleet.account.sdk);
     let bucket = format!("etag-{}", fleet.account.id);
@@ -522,7 +524,7 @@ async fn a_crl_published_later_revokes_an_active_device() {
         rate_per_second: 10,
         deadline: tokio::time::Instant::now() + Duration::from_secs(30),
     };
-    let later = jitr_core::unix_now() + 400; // past the cached list's refresh interval
+    let later = jitr_aws::unix_now() + 400; // past the cached list's refresh interval
     let reports = registrar.sync_revocations(later, budget).await.unwrap();
     assert_eq!(reports[0].revoked, 1, "{reports:?}");
     assert_eq!(fleet.status(&device).await, CertificateStatus::Revoked);
@@ -570,7 +572,7 @@ async fn a_late_admission_in_a_stale_container_is_revoked_on_the_emulator() {
         rate_per_second: 10,
         deadline: tokio::time::Instant::now() + Duration::from_secs(30),
     };
-    let at = jitr_core::unix_now();
+    let at = jitr_aws::unix_now();
     let reports = syncing.sync_revocations(at, budget()).await.unwrap();
     assert!(
         !reports[0].partial && reports[0].error.is_none(),
@@ -601,14 +603,14 @@ async fn a_late_admission_in_a_stale_container_is_revoked_on_the_emulator() {
 /// registration configuration that reads it for that CA.
 struct S3Crl<'a> {
     fleet: &'a Fleet,
-    s3: jitr_core::source::S3Fetcher,
+    s3: jitr_aws::source::S3Fetcher,
     bucket: String,
-    config: jitr_core::Config,
+    config: jitr_domain::Config,
 }
 
 impl<'a> S3Crl<'a> {
     async fn new(fleet: &'a Fleet, tag: &str) -> Self {
-        let s3 = jitr_core::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
+        let s3 = jitr_aws::source::S3Fetcher::from_sdk_config(&fleet.account.sdk);
         let bucket = format!("{tag}-{}", fleet.account.id);
         let mut config = fleet.config();
         config.allowed_ca_certificate_ids = [fleet.ca_id.clone()].into();

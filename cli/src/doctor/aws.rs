@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::SdkConfig;
-use jitr_core::Config;
-use jitr_core::certificate::CaCertificate;
-use jitr_core::profiles::parse_document;
-use jitr_core::registry::{IotRegistry, Registry};
-use jitr_core::revocation::{RevocationList, RevocationSource};
-use jitr_core::sdk_error::describe;
-use jitr_core::source::{AddressPolicy, Fetched, Fetcher, ObjectSource, SourceFetcher};
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_aws::sdk_error::describe;
+use jitr_domain::Config;
+use jitr_domain::certificate::CaCertificate;
+use jitr_domain::profiles::parse_document;
+use jitr_domain::registry::Registry;
+use jitr_domain::revocation::{RevocationList, RevocationSource};
+use jitr_domain::source::{AddressPolicy, Fetched, Fetcher, ObjectSource};
 
 use super::checks::{CaFacts, CaState, Facts, LedgerFacts, RevocationFacts, RuleFacts};
 

@@ -5,7 +5,7 @@
 mod aws;
 pub mod checks;
 
-use jitr_core::registry::iot::{load_sdk_config, load_sdk_config_for_endpoint};
+use jitr_aws::iot::{load_sdk_config, load_sdk_config_for_endpoint};
 
 use crate::output::{Failure, line};
 

@@ -1,42 +1,12 @@
 //! The lifecycle function's configuration, read once at cold start; an invalid value fails the
 //! cold start with a message naming the variable.
 
-use jitr_core::JitrError;
-use jitr_core::config::{LedgerSettings, bool_variable, config_error, device_id_attribute};
+use jitr_domain::JitrError;
+use jitr_domain::config::{LedgerSettings, bool_variable, config_error, device_id_attribute};
+use jitr_domain::webhook::WebhookSecret;
 
 /// How old (or how far in the future) a webhook's `time` may be before it is refused as a replay.
 pub const DEFAULT_WEBHOOK_MAX_AGE_SECS: i64 = 15 * 60;
-
-/// The shortest secret accepted: a short HMAC key is guessable offline from one signed request.
-pub const MIN_SECRET_LEN: usize = 16;
-
-/// The shared secret for `X-Men-Signature`; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret(Vec<u8>);
-
-impl WebhookSecret {
-    pub fn new(secret: &str) -> Self {
-        Self(secret.as_bytes().to_vec())
-    }
-
-    /// A secret long enough to use (from the environment or from Secrets Manager).
-    pub fn parse(secret: &str) -> Result<Self, String> {
-        if secret.len() < MIN_SECRET_LEN {
-            return Err(format!("must be at least {MIN_SECRET_LEN} characters"));
-        }
-        Ok(Self::new(secret))
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(redacted)")
-    }
-}
 
 /// Validated configuration of the lifecycle function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +33,7 @@ pub struct LifecycleConfig {
 
 impl LifecycleConfig {
     pub fn from_env() -> Result<Self, JitrError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(jitr_aws::environment::variable)
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, JitrError> {

@@ -8,16 +8,16 @@ use std::time::Instant;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlResponse;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use jitr_core::JitrError;
-use jitr_core::ledger::{EventStamp, Ledger, StampError};
-use jitr_core::registry::Registry;
-use jitr_core::telemetry;
+use jitr_aws::telemetry;
+use jitr_domain::JitrError;
+use jitr_domain::ledger::{EventStamp, Ledger, StampError};
+use jitr_domain::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::command::DeviceCommand;
 use crate::transitions::{Lifecycle, Summary};
-use crate::webhook::{WebhookError, WebhookRequest, is_function_url_request, parse_envelope};
+use jitr_domain::command::DeviceCommand;
+use jitr_domain::webhook::{WebhookError, WebhookRequest, is_function_url_request, parse_envelope};
 
 /// Handles any supported payload at `now` (seconds since the epoch).
 pub async fn handle_payload<R: Registry, L: Ledger>(
@@ -58,7 +58,7 @@ pub async fn handle_payload<R: Registry, L: Ledger>(
 fn malformed(field: &'static str, err: &serde_json::Error) -> JitrError {
     JitrError::MalformedEvent {
         field,
-        problem: jitr_core::event::escape(&err.to_string()),
+        problem: jitr_domain::event::escape(&err.to_string()),
     }
 }
 
@@ -114,7 +114,8 @@ async fn run_command<R: Registry, L: Ledger>(
                 .or(envelope);
             match stamped.as_ref().map(|s| s.check(now)).transpose() {
                 Ok(_) => {
-                    let stamp = stamped.map_or_else(EventStamp::arrival, |s| s.stamp);
+                    let stamp = stamped
+                        .map_or_else(|| EventStamp::arrival(jitr_aws::unix_now_ms()), |s| s.stamp);
                     lifecycle.apply(&command, &stamp, source).await
                 }
                 Err(err) => Err(err),
@@ -236,7 +237,7 @@ async fn handle_webhook<R: Registry, L: Ledger>(
         Ok(command) => command,
         Err(err) => return refuse(&err),
     };
-    tracing::info!(webhook_id = %jitr_core::event::escape(&event.id), webhook_type = %event.kind, device_id = %command.device_id, "webhook authenticated");
+    tracing::info!(webhook_id = %jitr_domain::event::escape(&event.id), webhook_type = %event.kind, device_id = %command.device_id, "webhook authenticated");
     let stamp = Stamped {
         stamp: event.stamp(),
         time_field: "time",
@@ -247,8 +248,8 @@ async fn handle_webhook<R: Registry, L: Ledger>(
         Err(err) => {
             let status = match (&err, err.class()) {
                 (JitrError::MalformedEvent { .. }, _) => 400,
-                (_, jitr_core::ErrorClass::Retryable) => 503,
-                (_, jitr_core::ErrorClass::Permanent) => 500,
+                (_, jitr_domain::ErrorClass::Retryable) => 503,
+                (_, jitr_domain::ErrorClass::Permanent) => 500,
             };
             http(status, &json!({"error": err.error_type()}))
         }

@@ -9,21 +9,19 @@
 //! idempotent so duplicates and retries are harmless; and a decommission works from the
 //! certificate ids it recorded first, so a retry completes an interrupted teardown.
 
-pub mod command;
 pub mod config;
 mod handler;
 pub mod secret;
 pub mod transitions;
-pub mod webhook;
 
-use jitr_core::ledger::Ledger;
-use jitr_core::registry::Registry;
+use jitr_domain::ledger::Ledger;
+use jitr_domain::registry::Registry;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
-pub use command::{Action, DeviceCommand};
 pub use config::LifecycleConfig;
 pub use handler::{handle_payload, http};
+pub use jitr_domain::command::{Action, DeviceCommand};
 pub use transitions::{CertificateChange, Lifecycle, Summary, state_after};
 
 /// The Lambda entry point.
@@ -32,7 +30,7 @@ pub async fn handle_lambda_event<R: Registry, L: Ledger>(
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let span = jitr_core::telemetry::invocation_span(
+    let span = jitr_aws::telemetry::invocation_span(
         &event.context.request_id,
         event.context.xray_trace_id.as_deref(),
     );

@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-use jitr_core::cold_start::{exit_code, fail, fail_with, require_region};
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::iot::load_sdk_config;
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::cold_start::{exit_code, fail, fail_with, require_region};
+use jitr_aws::iot::load_sdk_config;
 use jitr_lifecycle::secret::{SecretTimings, WebhookSecrets, secrets_manager};
 use jitr_lifecycle::{Lifecycle, LifecycleConfig, handle_lambda_event};
 use lambda_runtime::{LambdaEvent, run, service_fn};
@@ -16,7 +16,7 @@ use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    jitr_core::telemetry::init_logging();
+    jitr_aws::telemetry::init_logging();
     let config = match LifecycleConfig::from_env() {
         Ok(config) => config,
         Err(err) => return fail(&err).await,

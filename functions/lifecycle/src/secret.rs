@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::config::WebhookSecret;
+use jitr_domain::webhook::WebhookSecret;
 
 /// The longest a secret read from Secrets Manager is used before it is read again.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
@@ -178,7 +178,7 @@ pub fn secrets_manager(client: aws_sdk_secretsmanager::Client, arn: String) -> S
                 .map_err(|e| {
                     format!(
                         "GetSecretValue {arn}: {}",
-                        jitr_core::sdk_error::describe("GetSecretValue", &e)
+                        jitr_aws::sdk_error::describe("GetSecretValue", &e)
                     )
                 })?;
             output

@@ -16,21 +16,21 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jitr_core::JitrError;
-use jitr_core::ledger::{
+use jitr_domain::JitrError;
+use jitr_domain::ledger::{
     DeviceDecision, DeviceRecord, DeviceState, EventStamp, HistoryEntry, Holdings, Ledger,
     NoLedger, Recorded, id_key,
 };
-use jitr_core::naming::is_valid_thing_name;
-use jitr_core::registry::{
+use jitr_domain::naming::is_valid_thing_name;
+use jitr_domain::registry::{
     CertificateDescription, CertificateStatus, Registry, RegistryError, RegistryErrorKind,
     certificate_id_from_arn,
 };
 use serde::Serialize;
 
-use crate::command::{Action, DeviceCommand};
 use crate::config::LifecycleConfig;
 use crate::secret::WebhookSecrets;
+use jitr_domain::command::{Action, DeviceCommand};
 
 /// Waits between checks that a detached principal has left the Thing (AWS detaches
 /// asynchronously); about 3 s in all before giving up with a retryable error.
@@ -141,7 +141,10 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
     /// `apply` with the command's own stamp, or its arrival time: for callers without an
     /// envelope (tests, `jitr`).
     pub async fn apply_now(&self, command: &DeviceCommand) -> Result<Summary, JitrError> {
-        let stamp = command.stamp.clone().unwrap_or_else(EventStamp::arrival);
+        let stamp = command
+            .stamp
+            .clone()
+            .unwrap_or_else(|| EventStamp::arrival(jitr_aws::unix_now_ms()));
         self.apply(command, &stamp, "direct").await
     }
 
@@ -164,7 +167,7 @@ impl<R: Registry, L: Ledger> Lifecycle<R, L> {
                     field: "deviceId",
                     problem: format!(
                         "{} is not a thing name (ids that are not need DEVICE_ID_ATTRIBUTE)",
-                        jitr_core::event::escape(device)
+                        jitr_domain::event::escape(device)
                     ),
                 });
             }

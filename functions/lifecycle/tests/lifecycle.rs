@@ -5,15 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jitr_core::ledger::{Ledger, MemoryLedger};
-use jitr_core::pki::{Ca, DeviceSpec};
-use jitr_core::registry::memory::Snapshot;
-use jitr_core::registry::{
-    CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
+use jitr_domain::ledger::{Ledger, MemoryLedger};
+use jitr_domain::registry::memory::Snapshot;
+use jitr_domain::registry::{
+    CertificateStatus, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
 };
-use jitr_core::samples;
-use jitr_lifecycle::webhook::sign;
+use jitr_domain::samples;
+use jitr_domain::webhook::sign;
 use jitr_lifecycle::{Action, DeviceCommand, Lifecycle, LifecycleConfig, handle_payload};
+use jitr_testkit::faults::Faulty;
+use jitr_testkit::pki::{Ca, DeviceSpec};
 use serde_json::{Value, json};
 
 fn samples_dir() -> PathBuf {
@@ -126,7 +127,7 @@ async fn every_lifecycle_sample_parses() {
             samples::load(&samples_dir()).await.unwrap();
         } else if name.ends_with(".json") {
             let value: Value = serde_json::from_str(&text).unwrap();
-            let recognised = jitr_lifecycle::webhook::is_function_url_request(&value)
+            let recognised = jitr_domain::webhook::is_function_url_request(&value)
                 || value.get("Records").is_some()
                 || DeviceCommand::from_value(value.get("detail").unwrap_or(&value)).is_ok();
             assert!(recognised, "{name}");
@@ -134,7 +135,7 @@ async fn every_lifecycle_sample_parses() {
             assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{name}");
         } else if name.ends_with(".pem") {
             assert!(
-                jitr_core::certificate::pem_to_der(&text).is_some(),
+                jitr_domain::certificate::pem_to_der(&text).is_some(),
                 "{name}"
             );
         } else {
@@ -471,7 +472,7 @@ async fn webhooks_with_bad_signatures_change_nothing() {
         .await;
     let secret = "webhook-secret-for-tests";
     let config = LifecycleConfig {
-        webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
+        webhook_secret: Some(jitr_domain::webhook::WebhookSecret::new(secret)),
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
@@ -520,7 +521,7 @@ async fn retryable_failures_answer_503_and_direct_errors_are_classified() {
         .await;
     let secret = "webhook-secret-for-tests";
     let config = LifecycleConfig {
-        webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
+        webhook_secret: Some(jitr_domain::webhook::WebhookSecret::new(secret)),
         decommission_deletes_certificates: true,
         device_ledger: None,
         webhook_max_age_secs: 900,
@@ -610,7 +611,7 @@ impl World {
         secret: &str,
     ) -> Lifecycle<Arc<Faulty<Arc<MemoryRegistry>>>, Arc<MemoryLedger>> {
         let config = LifecycleConfig {
-            webhook_secret: Some(jitr_lifecycle::config::WebhookSecret::new(secret)),
+            webhook_secret: Some(jitr_domain::webhook::WebhookSecret::new(secret)),
             decommission_deletes_certificates: true,
             device_ledger: None,
             webhook_max_age_secs: 900,
@@ -815,10 +816,10 @@ async fn activate_leaves_certificates_retired_by_rotation_alone() {
         .ledger
         .add_certificates(
             "rot",
-            &jitr_core::ledger::Holdings {
+            &jitr_domain::ledger::Holdings {
                 held: vec![old.clone(), current.clone()],
                 retired: vec![old.clone()],
-                ..jitr_core::ledger::Holdings::default()
+                ..jitr_domain::ledger::Holdings::default()
             },
         )
         .await
@@ -885,7 +886,7 @@ async fn sender_stamps_out_of_bounds_are_refused_and_record_nothing() {
     ];
     for (payload, field) in cases {
         match handle_payload(&lifecycle, &payload, now).await {
-            Err(jitr_core::JitrError::MalformedEvent { field: got, .. }) => {
+            Err(jitr_domain::JitrError::MalformedEvent { field: got, .. }) => {
                 assert_eq!(got, field, "{payload}")
             }
             other => panic!("{payload}: {other:?}"),

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitr_core::Config;
-use jitr_core::interpose::{Hook, Interposed};
-use jitr_core::ledger::{Ledger, MemoryLedger, NoLedger};
-use jitr_core::pki::{Ca, DeviceSpec, registered_event};
-use jitr_core::registry::{MemoryRegistry, RegistryErrorKind};
-use jitr_core::source::SourceFetcher;
+use jitr_aws::SourceFetcher;
+use jitr_domain::Config;
+use jitr_domain::ledger::{Ledger, MemoryLedger, NoLedger};
+use jitr_domain::registry::{MemoryRegistry, RegistryErrorKind};
 use jitr_registration::{Outcome, Registrar};
+use jitr_testkit::interpose::{Hook, Interposed};
+use jitr_testkit::pki::{Ca, DeviceSpec, registered_event};
 use time::OffsetDateTime;
 
 const ACCOUNT: &str = "123456789012";

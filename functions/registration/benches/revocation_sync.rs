@@ -15,16 +15,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitr_core::Config;
-use jitr_core::interpose::{Interposed, Latency};
-use jitr_core::ledger::{Ledger, MemoryLedger, Revoked, SerialEntry};
-use jitr_core::pki::Ca;
-use jitr_core::registry::{
+use jitr_aws::SourceFetcher;
+use jitr_domain::Config;
+use jitr_domain::ledger::{Ledger, MemoryLedger, Revoked, SerialEntry};
+use jitr_domain::registry::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryError,
     RegistryErrorKind, ThingDescription, ThingSpec,
 };
-use jitr_core::source::SourceFetcher;
 use jitr_registration::{Registrar, SyncBudget};
+use jitr_testkit::interpose::{Interposed, Latency};
+use jitr_testkit::pki::Ca;
 use time::{Duration as Span, OffsetDateTime};
 
 const FLEET: usize = 100_000;
@@ -272,7 +272,7 @@ async fn main() {
         deadline: tokio::time::Instant::now() + Duration::from_secs(55),
     };
     let reports = registrar
-        .sync_revocations(jitr_core::unix_now(), budget)
+        .sync_revocations(jitr_aws::unix_now(), budget)
         .await
         .unwrap();
     let elapsed = started.elapsed();
@@ -306,7 +306,7 @@ async fn main() {
 #[derive(Clone, Default)]
 struct LedgerModel(Arc<std::sync::atomic::AtomicUsize>);
 
-impl jitr_core::interpose::Hook for LedgerModel {
+impl jitr_testkit::interpose::Hook for LedgerModel {
     async fn before(&self, operation: &'static str) -> Result<(), RegistryErrorKind> {
         if operation == "Query" {
             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -319,13 +319,13 @@ impl jitr_core::interpose::Hook for LedgerModel {
 /// Serves one list, as S3 would: the body, then 304 for its ETag.
 struct OneList(Vec<u8>);
 
-impl jitr_core::source::Fetcher for OneList {
+impl jitr_domain::source::Fetcher for OneList {
     async fn fetch(
         &self,
-        _: &jitr_core::source::ObjectSource,
-        validator: Option<&jitr_core::source::Validator>,
-    ) -> Result<jitr_core::source::Fetched, jitr_core::source::FetchError> {
-        use jitr_core::source::{Fetched, Validator};
+        _: &jitr_domain::source::ObjectSource,
+        validator: Option<&jitr_domain::source::Validator>,
+    ) -> Result<jitr_domain::source::Fetched, jitr_domain::source::FetchError> {
+        use jitr_domain::source::{Fetched, Validator};
         if validator == Some(&Validator::ETag("\"scale\"".into())) {
             return Ok(Fetched::NotModified);
         }
@@ -362,7 +362,7 @@ async fn sync_scale(ca: &Ca, listed: usize, indexed: usize, admitted_listed: usi
     .with_ledger(Interposed::new(ledger, reads.clone()));
     let started = tokio::time::Instant::now();
     let (mut runs, mut revoked) = (0, 0);
-    let mut clock = jitr_core::unix_now();
+    let mut clock = jitr_aws::unix_now();
     loop {
         runs += 1;
         let budget = SyncBudget {

@@ -3,16 +3,16 @@
 //! lookups and the real decision code (`Registrar::assess`, the binding rule) on the real facts,
 //! with reads only: nothing is created, attached or changed.
 
-use jitr_core::JitrError;
-use jitr_core::binding::{BINDING_ATTRIBUTE, Binding};
-use jitr_core::certificate::summary;
-use jitr_core::decision::{Decision, RejectReason};
-use jitr_core::event::RegistrationEvent;
-use jitr_core::ledger::{DeviceRecord, HistoryEntry, Ledger, device_key};
-use jitr_core::registry::{
+use jitr_domain::JitrError;
+use jitr_domain::binding::{BINDING_ATTRIBUTE, Binding};
+use jitr_domain::certificate::summary;
+use jitr_domain::decision::{Decision, RejectReason};
+use jitr_domain::event::RegistrationEvent;
+use jitr_domain::ledger::{DeviceRecord, HistoryEntry, Ledger, device_key};
+use jitr_domain::registry::{
     CertificateStatus, Registry, RegistryErrorKind, certificate_id_from_arn,
 };
-use jitr_core::source::Fetcher;
+use jitr_domain::source::Fetcher;
 use serde::Serialize;
 
 use crate::provision::judge_binding;

@@ -19,11 +19,11 @@ mod revocation_sync;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use jitr_core::event::function_account;
-use jitr_core::ledger::Ledger;
-use jitr_core::registry::Registry;
-use jitr_core::source::Fetcher;
-use jitr_core::telemetry;
+use jitr_aws::telemetry;
+use jitr_domain::event::function_account;
+use jitr_domain::ledger::Ledger;
+use jitr_domain::registry::Registry;
+use jitr_domain::source::Fetcher;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -182,8 +182,8 @@ fn is_sync_trigger(payload: &Value) -> bool {
 async fn handle_one<R: Registry, F: Fetcher, L: Ledger>(
     registrar: &Registrar<R, F, L>,
     payload: &Value,
-    account: &Result<String, jitr_core::JitrError>,
-) -> Result<Report, jitr_core::JitrError> {
+    account: &Result<String, jitr_domain::JitrError>,
+) -> Result<Report, jitr_domain::JitrError> {
     let started = Instant::now();
     let result = match account {
         Ok(account) => registrar.handle(payload, account).await,

@@ -5,20 +5,17 @@
 
 use std::process::ExitCode;
 
-use jitr_core::Config;
-use jitr_core::cold_start::{exit_code, fail, require_region};
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::registry::IotRegistry;
-use jitr_core::registry::iot::load_sdk_config;
-use jitr_core::source::SourceFetcher;
+use jitr_aws::cold_start::{exit_code, fail, require_region};
+use jitr_aws::iot::load_sdk_config;
+use jitr_aws::{DynamoLedger, IotRegistry, SourceFetcher};
 use jitr_registration::{Registrar, handle_lambda_event};
 use lambda_runtime::{LambdaEvent, run, service_fn};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    jitr_core::telemetry::init_logging();
-    let config = match Config::from_env() {
+    jitr_aws::telemetry::init_logging();
+    let config = match jitr_aws::environment::config() {
         Ok(config) => config,
         Err(err) => return fail(&err).await,
     };

@@ -7,15 +7,15 @@
 
 use std::future::Future;
 
-use jitr_core::JitrError;
-use jitr_core::binding::{AttachedPrincipal, BINDING_ATTRIBUTE, Binding, bind};
-use jitr_core::certificate::summary;
-use jitr_core::decision::{ProvisionPlan, RejectReason};
-use jitr_core::registry::{
+use jitr_domain::JitrError;
+use jitr_domain::binding::{AttachedPrincipal, BINDING_ATTRIBUTE, Binding, bind};
+use jitr_domain::certificate::summary;
+use jitr_domain::decision::{ProvisionPlan, RejectReason};
+use jitr_domain::registry::{
     CertificateStatus, Registry, RegistryError, RegistryErrorKind, ThingDescription,
     certificate_id_from_arn,
 };
-use jitr_core::rotation::RotationPolicy;
+use jitr_domain::rotation::RotationPolicy;
 
 use crate::report::Outcome;
 
@@ -270,7 +270,7 @@ async fn adopt<R: Registry>(
     registry: &R,
     thing: &ThingDescription,
     ca_certificate_id: &str,
-) -> Result<(), jitr_core::registry::RegistryError> {
+) -> Result<(), jitr_domain::registry::RegistryError> {
     let written = registry
         .set_thing_attribute(
             &thing.name,

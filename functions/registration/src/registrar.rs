@@ -6,23 +6,23 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use jitr_core::certificate::{CaCertificate, distribution_points, inspect};
-use jitr_core::decision::{
+pub use jitr_aws::unix_now;
+use jitr_domain::certificate::{CaCertificate, distribution_points, inspect};
+use jitr_domain::decision::{
     Decision, Facts, ProvisionPlan, RejectReason, RevocationFacts, RevokeReason, decide, standing,
 };
-use jitr_core::event::RegistrationEvent;
-use jitr_core::ledger::{
+use jitr_domain::event::RegistrationEvent;
+use jitr_domain::ledger::{
     DeviceRecord, HistoryEntry, Holdings, LatestCertificate, Ledger, NoLedger, SerialEntry,
 };
-use jitr_core::profiles::{Profile, Profiles, ProfilesCache};
-use jitr_core::registry::{
+use jitr_domain::profiles::{Profile, Profiles, ProfilesCache};
+use jitr_domain::registry::{
     CaDescription, CertificateDescription, CertificateStatus, Registry, RegistryErrorKind,
 };
-use jitr_core::revocation::{RevocationCache, RevocationError, RevocationList, RevocationSource};
-use jitr_core::source::{Fetcher, ObjectSource};
-use jitr_core::sync::lock;
-pub use jitr_core::unix_now;
-use jitr_core::{Config, JitrError};
+use jitr_domain::revocation::{RevocationCache, RevocationError, RevocationList, RevocationSource};
+use jitr_domain::source::{Fetcher, ObjectSource};
+use jitr_domain::sync::lock;
+use jitr_domain::{Config, JitrError};
 use serde_json::Value;
 
 use crate::provision::{
@@ -53,7 +53,7 @@ const MAX_SOURCES_PER_CA: usize = 16;
 pub const MAX_DISTRIBUTION_POINTS_PER_WINDOW: usize = 8;
 
 /// The window of [`MAX_DISTRIBUTION_POINTS_PER_WINDOW`] (seconds): the lists' refresh interval.
-pub const DISTRIBUTION_POINT_WINDOW_SECS: i64 = jitr_core::revocation::REFRESH_INTERVAL_SECS;
+pub const DISTRIBUTION_POINT_WINDOW_SECS: i64 = jitr_domain::revocation::REFRESH_INTERVAL_SECS;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CachedCa {

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use jitr_core::JitrError;
-use jitr_core::ledger::{Ledger, Revoked, SerialEntry};
-use jitr_core::profiles::{Profile, Unlisted};
-use jitr_core::registry::{CertificateStatus, Registry, RegistryErrorKind};
-use jitr_core::revocation::{RevocationError, RevocationList, RevocationSource, SyncProgress};
-use jitr_core::source::{Fetcher, ObjectSource};
+use jitr_domain::JitrError;
+use jitr_domain::ledger::{Ledger, Revoked, SerialEntry};
+use jitr_domain::profiles::{Profile, Unlisted};
+use jitr_domain::registry::{CertificateStatus, Registry, RegistryErrorKind};
+use jitr_domain::revocation::{RevocationError, RevocationList, RevocationSource, SyncProgress};
+use jitr_domain::source::{Fetcher, ObjectSource};
 use serde::Serialize;
 
 use crate::registrar::Registrar;
@@ -193,7 +193,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                 (None, false, false) => "Synced",
             };
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            jitr_core::telemetry::emit_metric("revocation-sync", outcome, elapsed_ms);
+            jitr_aws::telemetry::emit_metric("revocation-sync", outcome, elapsed_ms);
             reports.push(report);
         }
         Ok(reports)
@@ -350,7 +350,7 @@ impl<R: Registry, F: Fetcher, L: Ledger> Registrar<R, F, L> {
                         self.revoke_entry(entry, &by, now, pacer, report).await?;
                     }
                 }
-                after = Some(jitr_core::ledger::index_cursor(entry));
+                after = Some(jitr_domain::ledger::index_cursor(entry));
             }
             if page.after.is_none() {
                 return Ok(None);

@@ -6,15 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jitr_core::Config;
-use jitr_core::binding::{BINDING_ATTRIBUTE, BindingRule};
-use jitr_core::pki::{Ca, DeviceSpec, registered_event};
-use jitr_core::registry::{
-    CertificateStatus, Faulty, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
+use jitr_aws::SourceFetcher;
+use jitr_domain::Config;
+use jitr_domain::binding::{BINDING_ATTRIBUTE, BindingRule};
+use jitr_domain::registry::{
+    CertificateStatus, MemoryRegistry, Registry, RegistryErrorKind, ThingSpec,
 };
-use jitr_core::samples;
-use jitr_core::source::SourceFetcher;
+use jitr_domain::samples;
 use jitr_registration::{Outcome, Registrar, handle_lambda_event};
+use jitr_testkit::faults::Faulty;
+use jitr_testkit::pki::{Ca, DeviceSpec, registered_event};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -48,7 +49,7 @@ async fn sample_events_have_their_documented_outcomes() {
     for (file, want) in expected {
         let bytes = std::fs::read(samples_dir().join(file)).unwrap();
         let got = match serde_json::from_slice::<Value>(&bytes) {
-            Err(_) => jitr_core::event::RegistrationEvent::from_slice(&bytes)
+            Err(_) => jitr_domain::event::RegistrationEvent::from_slice(&bytes)
                 .unwrap_err()
                 .error_type(),
             Ok(payload) => match registrar.handle(&payload, &sample.account).await {
@@ -64,7 +65,7 @@ async fn sample_events_have_their_documented_outcomes() {
     let snapshot = registry.snapshot();
     let status = |cn: &str| {
         let pem = std::fs::read_to_string(samples_dir().join(format!("{cn}.pem"))).unwrap();
-        let id = jitr_core::registry::memory::certificate_id_of(&pem, "test").unwrap();
+        let id = jitr_domain::registry::memory::certificate_id_of(&pem, "test").unwrap();
         snapshot
             .certificates
             .iter()
@@ -130,9 +131,9 @@ async fn every_file_under_events_parses() {
                 samples::load(path.parent().unwrap()).await.unwrap();
             } else if name == "profiles.json" {
                 let default = Config::with_policy("jitr-device").default_profile();
-                jitr_core::profiles::parse_document(text.as_bytes(), &default).unwrap();
+                jitr_domain::profiles::parse_document(text.as_bytes(), &default).unwrap();
             } else if name.ends_with(".json") {
-                let parsed = jitr_core::event::RegistrationEvent::from_slice(text.as_bytes());
+                let parsed = jitr_domain::event::RegistrationEvent::from_slice(text.as_bytes());
                 assert_eq!(
                     parsed.is_err(),
                     name.contains("malformed"),
@@ -143,14 +144,14 @@ async fn every_file_under_events_parses() {
             } else if name.ends_with("crl.pem") {
                 // <prefix>crl.pem is signed by <prefix>ca.pem.
                 let ca_file = name.replace("crl.pem", "ca.pem");
-                let ca = jitr_core::certificate::CaCertificate::from_pem(
+                let ca = jitr_domain::certificate::CaCertificate::from_pem(
                     &std::fs::read_to_string(path.with_file_name(ca_file)).unwrap(),
                 )
                 .unwrap();
-                jitr_core::revocation::RevocationList::parse(text.as_bytes(), &ca).unwrap();
+                jitr_domain::revocation::RevocationList::parse(text.as_bytes(), &ca).unwrap();
             } else if name.ends_with(".pem") {
                 assert!(
-                    jitr_core::certificate::pem_to_der(&text).is_some(),
+                    jitr_domain::certificate::pem_to_der(&text).is_some(),
                     "{name}"
                 );
             } else {
@@ -666,7 +667,7 @@ async fn failing_once_then_retried(
 /// next registration is handled afresh.
 #[tokio::test]
 async fn duplicates_of_an_admitted_certificate_cost_no_iot_call() {
-    use jitr_core::ledger::{Ledger, MemoryLedger};
+    use jitr_domain::ledger::{Ledger, MemoryLedger};
     let world = World::new();
     let (id, event) = world.pending("stormy");
     let ledger = Arc::new(MemoryLedger::new());

@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
-use jitr_core::Config;
-use jitr_core::crl_server::CrlServer;
-use jitr_core::pki::{Ca, DeviceSpec, registered_event};
-use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
-use jitr_core::source::{AddressPolicy, HttpLimits, SourceFetcher};
+use jitr_aws::SourceFetcher;
+use jitr_aws::source::HttpLimits;
+use jitr_domain::Config;
+use jitr_domain::registry::{CertificateStatus, MemoryRegistry, Registry};
+use jitr_domain::source::AddressPolicy;
 use jitr_registration::{Outcome, Registrar};
+use jitr_testkit::crl_server::CrlServer;
+use jitr_testkit::pki::{Ca, DeviceSpec, registered_event};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -142,7 +144,7 @@ impl Fleet {
         self.registry.describe_certificate(id).await.unwrap().status
     }
 
-    fn row(&self, id: &str) -> jitr_core::registry::memory::CertificateRow {
+    fn row(&self, id: &str) -> jitr_domain::registry::memory::CertificateRow {
         self.registry
             .snapshot()
             .certificates
@@ -167,7 +169,7 @@ fn crl(ca: &Ca, number: u64, serials: &[Vec<u8>]) -> String {
 #[tokio::test]
 async fn fleet_samples_have_their_documented_outcomes() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/fleet");
-    let sample = jitr_core::samples::load(&dir).await.unwrap();
+    let sample = jitr_domain::samples::load(&dir).await.unwrap();
     let config = Config::from_lookup(|name| sample.variable(name)).unwrap();
     let registry = Arc::new(sample.registry);
     let registrar = Registrar::new(Arc::clone(&registry), config, SourceFetcher::without_s3());
@@ -441,7 +443,7 @@ async fn an_unverified_certificate_cannot_make_the_function_fetch_its_url() {
 async fn explain_tells_why_and_writes_nothing() {
     use jitr_registration::Target;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/fleet");
-    let sample = jitr_core::samples::load(&dir).await.unwrap();
+    let sample = jitr_domain::samples::load(&dir).await.unwrap();
     let config = Config::from_lookup(|name| sample.variable(name)).unwrap();
     let registry = Arc::new(sample.registry);
     let registrar = Registrar::new(Arc::clone(&registry), config, SourceFetcher::without_s3());
@@ -454,7 +456,7 @@ async fn explain_tells_why_and_writes_nothing() {
         .await
         .unwrap();
     let before = registry.snapshot();
-    let now = jitr_core::unix_now();
+    let now = jitr_aws::unix_now();
 
     let answer = registrar
         .explain(&Target::Thing("acme-SN0001".into()), now)
@@ -646,7 +648,7 @@ async fn distribution_points_never_reach_loopback_or_private_addresses() {
 /// a factory list older than one already accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_cas_flood_cannot_roll_back_another_cas_list() {
-    use jitr_core::ledger::MemoryLedger;
+    use jitr_domain::ledger::MemoryLedger;
     let fleet = Fleet::new("flood");
     let server = CrlServer::start().await.unwrap();
     let revoked = vec![0x51; 8];
@@ -686,7 +688,7 @@ async fn one_cas_flood_cannot_roll_back_another_cas_list() {
 
     // The factory's source now serves an older list without the revoked serial.
     server.publish("/factory.crl", crl(&fleet.factory, 1, &[]));
-    let later = now + jitr_core::revocation::REFRESH_INTERVAL_SECS + 1;
+    let later = now + jitr_domain::revocation::REFRESH_INTERVAL_SECS + 1;
     let (id, event) = fleet.pending(
         &fleet.factory,
         DeviceSpec {
@@ -737,13 +739,13 @@ impl Bucket {
     }
 }
 
-impl jitr_core::source::Fetcher for Bucket {
+impl jitr_domain::source::Fetcher for Bucket {
     async fn fetch(
         &self,
-        source: &jitr_core::source::ObjectSource,
-        validator: Option<&jitr_core::source::Validator>,
-    ) -> Result<jitr_core::source::Fetched, jitr_core::source::FetchError> {
-        use jitr_core::source::{FetchError, Fetched, ObjectSource, Validator};
+        source: &jitr_domain::source::ObjectSource,
+        validator: Option<&jitr_domain::source::Validator>,
+    ) -> Result<jitr_domain::source::Fetched, jitr_domain::source::FetchError> {
+        use jitr_domain::source::{FetchError, Fetched, ObjectSource, Validator};
         let ObjectSource::S3 { key, .. } = source else {
             return Err(FetchError(format!("{source}: not in the bucket")));
         };
@@ -765,7 +767,7 @@ impl jitr_core::source::Fetcher for Bucket {
 /// event: the disabled CA admits nothing more, within the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_a_ca_reaches_every_container_within_seconds() {
-    use jitr_core::ledger::MemoryLedger;
+    use jitr_domain::ledger::MemoryLedger;
     use lambda_runtime::{Context, LambdaEvent};
     let fleet = Fleet::new("announced");
     let bucket = Bucket::default();

@@ -7,15 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jitr_core::Config;
-use jitr_core::certificate::normalized_serial;
-use jitr_core::crl_server::CrlServer;
-use jitr_core::ledger::{Ledger, MemoryLedger};
-use jitr_core::pki::{Ca, Device, DeviceSpec, registered_event};
-use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
-use jitr_core::source::SourceFetcher;
-use jitr_core::source::{AddressPolicy, HttpLimits};
+use jitr_aws::SourceFetcher;
+use jitr_aws::source::HttpLimits;
+use jitr_domain::Config;
+use jitr_domain::certificate::normalized_serial;
+use jitr_domain::ledger::{Ledger, MemoryLedger};
+use jitr_domain::registry::{CertificateStatus, MemoryRegistry, Registry};
+use jitr_domain::source::AddressPolicy;
 use jitr_registration::{Outcome, Registrar, SyncBudget, handle_lambda_event};
+use jitr_testkit::crl_server::CrlServer;
+use jitr_testkit::pki::{Ca, Device, DeviceSpec, registered_event};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use time::{Duration as Span, OffsetDateTime};
@@ -116,7 +117,7 @@ async fn a_serial_listed_after_admission_is_revoked_by_the_sync() {
 
     // The CA publishes a new list naming two admitted devices.
     world.publish(2, &[&goes, &deactivated]);
-    let now = jitr_core::unix_now() + 400; // past the cache's refresh interval
+    let now = jitr_aws::unix_now() + 400; // past the cache's refresh interval
     let reports = registrar.sync_revocations(now, budget()).await.unwrap();
     assert_eq!(reports.len(), 1);
     let report = &reports[0];
@@ -175,7 +176,7 @@ async fn a_late_admission_under_an_older_list_is_revoked() {
 
     // The CA revokes `late`; another container's sync applies the new list to the end.
     world.publish(2, &[&late]);
-    let now = jitr_core::unix_now();
+    let now = jitr_aws::unix_now();
     let syncing = world.registrar();
     let report = &syncing.sync_revocations(now, budget()).await.unwrap()[0];
     assert!(
@@ -231,7 +232,7 @@ async fn a_run_stopped_by_its_deadline_goes_on_from_its_cursor_in_any_container(
         devices.push(world.admit(&registrar, &format!("cursor-{n}")).await);
     }
     world.publish(2, &devices.iter().collect::<Vec<_>>());
-    let now = jitr_core::unix_now() + 400;
+    let now = jitr_aws::unix_now() + 400;
     let short = SyncBudget {
         rate_per_second: 100,
         deadline: tokio::time::Instant::now() + Duration::from_millis(250),
@@ -273,7 +274,7 @@ async fn the_sync_is_paced_and_stops_at_its_deadline() {
     }
     let (first, rest) = devices.split_at(10);
     world.publish(2, &first.iter().collect::<Vec<_>>());
-    let now = jitr_core::unix_now() + 400;
+    let now = jitr_aws::unix_now() + 400;
     let started = Instant::now();
     let paced = SyncBudget {
         rate_per_second: 20,
@@ -320,7 +321,7 @@ async fn schedules_and_s3_notifications_run_the_sync() {
     let mut context = Context::default();
     context.invoked_function_arn =
         format!("arn:aws:lambda:eu-west-1:{ACCOUNT}:function:registration");
-    context.deadline = u64::try_from(jitr_core::unix_now() * 1000 + 60_000).unwrap();
+    context.deadline = u64::try_from(jitr_aws::unix_now() * 1000 + 60_000).unwrap();
     let s3 = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": "pki"}, "object": {"key": "crl/ca.crl"}}}]});
     // The cache fetched /ca.crl at admission; a fresh container sees the new list at once.
@@ -353,7 +354,7 @@ async fn the_default_list_is_synced_for_its_ca_without_an_allow_list() {
     let device = world.admit(&registrar, "default-profile").await;
     world.publish(2, &[&device]);
     let reports = registrar
-        .sync_revocations(jitr_core::unix_now(), budget())
+        .sync_revocations(jitr_aws::unix_now(), budget())
         .await
         .unwrap();
     assert_eq!(
@@ -379,11 +380,11 @@ fn loopback_fetcher() -> SourceFetcher {
 #[derive(Clone, Default)]
 struct Queries(Arc<std::sync::atomic::AtomicUsize>);
 
-impl jitr_core::interpose::Hook for Queries {
+impl jitr_testkit::interpose::Hook for Queries {
     async fn before(
         &self,
         operation: &'static str,
-    ) -> Result<(), jitr_core::registry::RegistryErrorKind> {
+    ) -> Result<(), jitr_domain::registry::RegistryErrorKind> {
         if operation == "Query" {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
@@ -396,7 +397,7 @@ impl jitr_core::interpose::Hook for Queries {
 /// per listed serial: 25,000 listed against 40 indexed costs one index read, not 25,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_far_longer_than_the_index_walks_the_index() {
-    use jitr_core::interpose::Interposed;
+    use jitr_testkit::interpose::Interposed;
     let world = World::new().await;
     world.publish(1, &[]);
     let registrar = world.registrar();
@@ -428,7 +429,7 @@ async fn a_list_far_longer_than_the_index_walks_the_index() {
     let counted = Registrar::new(Arc::clone(&world.registry), config, loopback_fetcher())
         .with_ledger(Interposed::new(Arc::clone(&world.ledger), queries.clone()));
     let report = &counted
-        .sync_revocations(jitr_core::unix_now() + 400, budget())
+        .sync_revocations(jitr_aws::unix_now() + 400, budget())
         .await
         .unwrap()[0];
     assert_eq!(report.listed, listed + 5, "{report:?}");
@@ -457,7 +458,7 @@ async fn a_list_far_longer_than_the_index_walks_the_index() {
 /// refused), and never raises the mark itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_compares_lists_with_the_mark_and_never_raises_it() {
-    use jitr_core::event::RegistrationEvent;
+    use jitr_domain::event::RegistrationEvent;
     let world = World::new().await;
     world.publish(2, &[]);
     let device = world.ca.issue(&DeviceSpec::named("explained")).unwrap();
@@ -468,7 +469,7 @@ async fn explain_compares_lists_with_the_mark_and_never_raises_it() {
     let event =
         RegistrationEvent::from_value(&registered_event(&id, &world.ca_id, ACCOUNT)).unwrap();
     let source = world.server.url("/ca.crl");
-    let now = jitr_core::unix_now();
+    let now = jitr_aws::unix_now();
     let reader = world.registrar().reading_only();
     reader.assess(&event, now).await.unwrap();
     assert_eq!(

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use jitr_core::Config;
-use jitr_core::ledger::{Ledger, MemoryLedger};
-use jitr_core::pki::{Ca, DeviceSpec, registered_event};
-use jitr_core::registry::{CertificateStatus, MemoryRegistry, Registry};
-use jitr_core::rotation::RotationPolicy;
-use jitr_core::source::SourceFetcher;
+use jitr_aws::SourceFetcher;
+use jitr_domain::Config;
+use jitr_domain::ledger::{Ledger, MemoryLedger};
+use jitr_domain::registry::{CertificateStatus, MemoryRegistry, Registry};
+use jitr_domain::rotation::RotationPolicy;
 use jitr_registration::{Outcome, Registrar, Report};
+use jitr_testkit::pki::{Ca, DeviceSpec, registered_event};
 use time::{Duration, OffsetDateTime};
 
 const ACCOUNT: &str = "123456789012";
@@ -119,7 +119,7 @@ async fn rotation_never_touches_a_certificate_another_thing_uses() {
     // The gateway's certificate also serves meter-2 (a shared identity).
     world
         .registry
-        .create_thing(&jitr_core::registry::ThingSpec {
+        .create_thing(&jitr_domain::registry::ThingSpec {
             name: "meter-2".into(),
             ..Default::default()
         })
@@ -162,7 +162,7 @@ async fn an_older_certificate_after_a_newer_one_is_superseded() {
 /// interleaving, the newest stays ACTIVE and the older one does not.
 #[tokio::test]
 async fn when_two_certificates_race_the_newest_wins() {
-    use jitr_core::interpose::{Gate, Interposed};
+    use jitr_testkit::interpose::{Gate, Interposed};
     for n in 0.. {
         let world = World::new(RotationPolicy::DeactivatePrevious);
         let old = world.pending("meter-4", 30);

@@ -28,12 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_iot::config::retry::RetryPartition;
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::pki::{Device, DeviceSpec};
-use jitr_core::registry::{CertificateStatus, IotRegistry, Registry};
-use jitr_core::source::SourceFetcher;
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_domain::registry::{CertificateStatus, Registry};
 use jitr_registration::{Outcome, Registrar};
-use jitr_tests::fault_model::{DEFAULT_IOT_QUOTAS, FaultModel, Faults};
+use jitr_testkit::fault_model::{DEFAULT_IOT_QUOTAS, FaultModel, Faults};
+use jitr_testkit::pki::{Device, DeviceSpec};
 use jitr_tests::fleet::Fleet;
 use jitr_tests::ministack::workspace_root;
 use serde_json::Value;

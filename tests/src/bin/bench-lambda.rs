@@ -23,13 +23,14 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use jitr_core::config::Config;
-use jitr_core::ledger::DynamoLedger;
-use jitr_core::pki::DeviceSpec;
-use jitr_core::registry::IotRegistry;
-use jitr_core::source::{S3Fetcher, SourceFetcher};
+use jitr_aws::DynamoLedger;
+use jitr_aws::IotRegistry;
+use jitr_aws::SourceFetcher;
+use jitr_aws::source::S3Fetcher;
+use jitr_domain::config::Config;
 use jitr_registration::{Outcome, Registrar};
-use jitr_tests::fault_model::{Call, FaultModel, Faults};
+use jitr_testkit::fault_model::{Call, FaultModel, Faults};
+use jitr_testkit::pki::DeviceSpec;
 use jitr_tests::fleet::{Fleet, POLICY};
 use jitr_tests::ministack::workspace_binary;
 use jitr_tests::runtime_api::{Seen, function_command, serve_observed};
@@ -48,7 +49,7 @@ const COLD_START_RATIO: f64 = 1.5;
 const CRL_ENTRIES: usize = 1_000_000;
 const RSS_BUDGET_MB: f64 = 100.0;
 
-#[path = "../../../functions/core/benches/support/rows.rs"]
+#[path = "../../../crates/domain/benches/support/rows.rs"]
 mod rows;
 use rows::Rows;
 
@@ -386,7 +387,8 @@ async fn memory(rows: &mut Rows) {
         .crl(&serials, now - Span::hours(1), now + Span::days(1))
         .unwrap();
     drop(serials);
-    let der = jitr_core::certificate::pem_to_der(&pem.replace("X509 CRL", "CERTIFICATE")).unwrap();
+    let der =
+        jitr_domain::certificate::pem_to_der(&pem.replace("X509 CRL", "CERTIFICATE")).unwrap();
     std::fs::write(&crl, &der).unwrap();
     let size_mb = der.len() as f64 / 1e6;
     drop((pem, der));

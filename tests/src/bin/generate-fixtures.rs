@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use jitr_tests::pki::{Ca, Device, DeviceSpec};
+use jitr_testkit::pki::{Ca, Device, DeviceSpec};
 use serde_json::json;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -339,7 +339,7 @@ fn registration(dir: &Path) {
 }
 
 fn lifecycle(dir: &Path) {
-    use jitr_lifecycle::webhook::sign;
+    use jitr_domain::webhook::sign;
     use time::format_description::well_known::Rfc3339;
 
     std::fs::create_dir_all(dir).unwrap();

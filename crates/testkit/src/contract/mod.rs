@@ -1,0 +1,4 @@
+//! The ports' contracts: one suite per port, run against every adapter of it.
+
+pub mod ledger;
+pub mod registry;
