@@ -16,7 +16,7 @@ MINISTACK := $(abspath $(VENV)/bin/ministack)
 # Cargo's target directory, wherever CARGO_TARGET_DIR or a config puts it (never assume target/).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
-.PHONY: deploy delete newcomer tools docs-check module-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz lambda-loop fixtures clean-state
+.PHONY: deploy delete newcomer tools docs-check module-check help demo build sam-build test e2e lint fmt-check clippy template-lint toolchain venv unit integration bench bench-no-pie bench-sync bench-cost bench-burst fuzz mutants lambda-loop fixtures clean-state
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -199,6 +199,9 @@ bench-burst: venv ## N devices (DEVICES=1000, ~2 min after the build; 10000, ~20
 
 fuzz: ## cargo-fuzz on every parser of outside input, FUZZ_SECONDS (30) each, corpus in fuzz/corpus (nightly; ~10 min cold build)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+mutants: ## cargo-mutants over jitr-domain's decision-critical modules; last line `mutants: C caught, M missed, T timeouts, S%` (goal 90 %; ~45 min on 2 cores, docs/mutants.md)
+	scripts/mutants.sh
 
 fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events)
 	$(CARGO) run --quiet -p jitr-tests --bin generate-fixtures -- events

@@ -77,6 +77,7 @@ def main() -> int:
         if dep == "tokio" and not features <= TOKIO_FEATURES_IN_DOMAIN:
             extra = ", ".join(sorted(features - TOKIO_FEATURES_IN_DOMAIN))
             problems.append(f"jitr-domain's tokio has features {extra}: only sync (the caches' locks)")
+    problems = list(dict.fromkeys(problems))  # a package appears once per path to it
     for problem in problems:
         print(problem)
     print(f"crate layers: {'broken' if problems else 'kept'} ({len(ours)} crates; jitr-domain's tree: {len(set(d for d, _ in tree))} packages, no SDK/HTTP/TLS)"

@@ -228,4 +228,15 @@ mod tests {
         }
         assert!("adopt".parse::<BindingRule>().is_err());
     }
+
+    #[test]
+    fn only_a_thing_bound_elsewhere_or_unbound_under_strict_is_refused() {
+        assert_eq!(
+            Binding::BoundToOtherCa.refusal(),
+            Some(RejectReason::ThingBoundToOtherCa)
+        );
+        assert_eq!(Binding::Unbound.refusal(), Some(RejectReason::ThingUnbound));
+        assert_eq!(Binding::Bound.refusal(), None);
+        assert_eq!(Binding::Adopt.refusal(), None);
+    }
 }

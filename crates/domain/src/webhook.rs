@@ -540,4 +540,77 @@ mod tests {
             "Replay"
         );
     }
+
+    #[test]
+    fn bodies_up_to_the_limit_pass_and_an_oversized_encoding_is_refused_before_decoding() {
+        // Exactly the limit, plain and base64-encoded (4/3 of it): accepted.
+        let limit = "x".repeat(MAX_BODY_BYTES);
+        assert_eq!(MAX_BODY_BYTES, 262_144);
+        for base64 in [false, true] {
+            let read = WebhookRequest::from_event(&request(&limit, json!({}), base64)).unwrap();
+            assert_eq!(read.body.len(), MAX_BODY_BYTES, "base64 {base64}");
+        }
+        // Undecodable text at the encoded limit is decoded (and fails as an encoding); one
+        // byte more is refused by its size, without being decoded at all.
+        let encoded_limit = MAX_BODY_BYTES * 4 / 3 + 4;
+        for (len, expected) in [
+            (encoded_limit, WebhookError::BadEncoding),
+            (encoded_limit + 1, WebhookError::BodyTooLarge),
+        ] {
+            let mut event = request("{}", json!({}), true);
+            event["body"] = "%".repeat(len).into();
+            assert_eq!(WebhookRequest::from_event(&event), Err(expected), "{len}");
+        }
+    }
+
+    #[test]
+    fn every_refusal_has_its_status() {
+        let cases = [
+            (WebhookError::MethodNotAllowed("GET".into()), 405),
+            (WebhookError::BodyTooLarge, 413),
+            (WebhookError::BadEncoding, 400),
+            (WebhookError::NoSecret, 500),
+            (WebhookError::SecretUnavailable, 503),
+            (WebhookError::MissingSignature, 401),
+            (WebhookError::UnsupportedAlgorithm("x".into()), 401),
+            (WebhookError::BadSignature, 401),
+            (WebhookError::Malformed("x".into()), 400),
+            (WebhookError::UnknownType("x".into()), 400),
+            (WebhookError::UnknownStatus("x".into()), 400),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_secret_needs_sixteen_characters_and_is_never_shown() {
+        assert!(WebhookSecret::parse(&"s".repeat(MIN_SECRET_LEN - 1)).is_err());
+        assert!(WebhookSecret::parse(&"s".repeat(MIN_SECRET_LEN)).is_ok());
+        assert!(WebhookSecret::parse(&"s".repeat(MIN_SECRET_LEN + 1)).is_ok());
+        let shown = format!("{:?}", secret());
+        assert_eq!(shown, "WebhookSecret(redacted)");
+        assert!(!shown.contains(SECRET));
+    }
+
+    #[test]
+    fn only_a_function_url_request_is_read_as_one() {
+        assert!(is_function_url_request(&request("{}", json!({}), false)));
+        let eventbridge = json!({"detail-type": "x", "detail": {}, "source": "s"});
+        assert!(!is_function_url_request(&eventbridge));
+        let mut no_headers = request("{}", json!({}), false);
+        no_headers.as_object_mut().unwrap().remove("headers");
+        assert!(!is_function_url_request(&no_headers));
+        let mut context_not_object = request("{}", json!({}), false);
+        context_not_object["requestContext"] = "x".into();
+        assert!(!is_function_url_request(&context_not_object));
+    }
+
+    #[test]
+    fn the_stamp_keeps_the_events_milliseconds() {
+        let text = body("device-status-changed", "accepted").replace("08:26:40Z", "08:26:40.123Z");
+        let event = parse_envelope(text.as_bytes()).unwrap();
+        assert_eq!(event.time, NOW);
+        assert_eq!(event.stamp().at_ms, NOW * 1000 + 123);
+    }
 }

@@ -126,4 +126,53 @@ mod tests {
         assert_eq!(plan.thing.attributes["subjectSerialNumber"], "SN-7");
         assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
     }
+
+    #[test]
+    fn a_value_iot_core_would_refuse_is_left_out_not_altered() {
+        let w = world();
+        let device =
+            w.ca.issue(&jitr_pki::DeviceSpec {
+                organization: Some("Acme Devices".into()),
+                ..jitr_pki::DeviceSpec::named("sensor-8")
+            })
+            .unwrap();
+        let mut config = Config::with_policy("p");
+        config.thing_type_name = Some("sensor".into());
+        let run_in = |w: &crate::decision::world::World| {
+            run(
+                w,
+                &device,
+                CertificateStatus::PendingActivation,
+                &config,
+                Tweak::default(),
+            )
+        };
+        let Ok(Decision::Provision(plan)) = run_in(&w) else {
+            panic!("expected a provision plan");
+        };
+        assert_eq!(plan.thing.attributes["commonName"], "sensor-8");
+        assert!(
+            !plan.thing.attributes.contains_key("organization"),
+            "{:?}",
+            plan.thing.attributes
+        );
+    }
+
+    #[test]
+    fn a_device_id_the_profile_does_not_name_falls_back_to_the_thing() {
+        let w = world();
+        let device = sensor_7(&w);
+        let mut config = Config::with_policy("p");
+        config.device_id_attribute = Some("menderId".into());
+        let Ok(Decision::Provision(plan)) = run(
+            &w,
+            &device,
+            CertificateStatus::PendingActivation,
+            &config,
+            Tweak::default(),
+        ) else {
+            panic!("expected a provision plan, not a DeviceIdMissing refusal");
+        };
+        assert!(!plan.thing.attributes.contains_key("menderId"));
+    }
 }

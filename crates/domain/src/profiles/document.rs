@@ -331,6 +331,7 @@ mod tests {
                 "profiles.short".into(),
             ),
             (p(r#"{"policy": "x"}"#), "line 1".into()),
+            (p(r#"{"name": "bad name"}"#), format!("{a}.name")),
             (p(r#"{"policies": []}"#), format!("{a}.policies")),
             (
                 p(r#"{"policies": ["a","b","c","d","e","f","g","h","i","j","k"]}"#),
@@ -398,5 +399,40 @@ mod tests {
         let err = parse(r#"{"profiles": {}}"#).unwrap_err().to_string();
         assert_eq!(err.matches("line 1 column").count(), 1, "{err}");
         assert!(err.contains("missing field `version`"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let p = |body: String| format!(r#"{{"version": 1, "profiles": {{"{A}": {body}}}}}"#);
+        let names = |n: usize, prefix: &str| {
+            (0..n)
+                .map(|i| format!(r#""{prefix}{i}""#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let attributes = |n: usize| {
+            (0..n)
+                .map(|i| format!(r#""a{i}": "{{CN}}""#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let policies = p(format!(r#"{{"policies": [{}]}}"#, names(MAX_POLICIES, "p")));
+        assert!(parse(&policies).is_ok(), "{MAX_POLICIES} policies");
+        let untyped = p(format!(
+            r#"{{"attributes": {{{}}}}}"#,
+            attributes(MAX_UNTYPED_EXTRA_ATTRIBUTES)
+        ));
+        assert!(parse(&untyped).is_ok(), "untyped");
+        let typed = |n: usize| {
+            p(format!(
+                r#"{{"thingType": "sensor", "attributes": {{{}}}}}"#,
+                attributes(n)
+            ))
+        };
+        assert!(parse(&typed(MAX_TYPED_EXTRA_ATTRIBUTES)).is_ok(), "typed");
+        assert!(
+            parse(&typed(MAX_TYPED_EXTRA_ATTRIBUTES + 1)).is_err(),
+            "typed + 1"
+        );
     }
 }

@@ -547,4 +547,29 @@ mod tests {
             "stale list plus failed refresh fails closed"
         );
     }
+
+    /// "Not modified" keeps the held list as it is: once it is stale that is what is said; with
+    /// no list held it is an error of its own.
+    #[tokio::test]
+    async fn not_modified_is_only_good_with_a_list_held() {
+        let ca = Ca::new("Cache CA", "Acme").unwrap();
+        let ca_cert = CaCertificate::from_pem(&ca.pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        let list = ca
+            .crl(
+                &[vec![7]],
+                now - Duration::hours(1),
+                now + Duration::hours(1),
+            )
+            .unwrap();
+        let cached = scripted(vec![body(list, "\"v1\""), Ok(Fetched::NotModified)]);
+        assert!(cached.get(&ca_cert, t).await.unwrap().is_revoked(&[7]));
+        let err = cached.get(&ca_cert, t + 2 * 3600).await.unwrap_err();
+        assert_eq!(err.kind(), "RevocationListStale", "{err}");
+
+        let nothing_held = scripted(vec![Ok(Fetched::NotModified)]);
+        let err = nothing_held.get(&ca_cert, t).await.unwrap_err();
+        assert!(err.to_string().contains("not-modified"), "{err}");
+    }
 }

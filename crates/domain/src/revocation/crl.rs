@@ -472,4 +472,87 @@ mod tests {
             Err(RevocationError::Stale { .. })
         ));
     }
+
+    #[test]
+    fn a_list_reports_what_it_holds() {
+        let ca = Ca::new("CRL CA", "Acme").unwrap();
+        let this_update = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let next_update = this_update + Duration::days(7);
+        let serials: Vec<Vec<u8>> = (1..=200u32).map(|n| n.to_be_bytes().to_vec()).collect();
+        let pem = ca
+            .crl_numbered(&serials, 300, this_update, next_update)
+            .unwrap();
+        let list = RevocationList::parse(pem.as_bytes(), &ca_certificate(&ca)).unwrap();
+        // A number of more than one byte reads back in decimal.
+        assert_eq!(list.crl_number().as_deref(), Some("300"));
+        assert_eq!(list.this_update(), this_update.unix_timestamp());
+        assert_eq!(list.next_update(), next_update.unix_timestamp());
+        // Fresh until nextUpdate, not at it.
+        assert!(list.check_fresh(list.next_update() - 1).is_ok());
+        assert!(list.check_fresh(list.next_update()).is_err());
+        assert!(!list.is_empty());
+        let mut listed: Vec<Vec<u8>> = list.serials().map(<[u8]>::to_vec).collect();
+        listed.sort();
+        let mut expected: Vec<Vec<u8>> = serials
+            .iter()
+            .map(|s| crate::certificate::normalized_serial(s).to_vec())
+            .collect();
+        expected.sort();
+        assert_eq!(listed, expected);
+        // The serials' bytes plus the signer's subject and key (about 150 bytes for P-256).
+        let serial_bytes: usize = expected.iter().map(Vec::len).sum();
+        let held = list.heap_bytes();
+        assert!(
+            held > serial_bytes + 64 && held < serial_bytes + 4096,
+            "{held} for {serial_bytes} bytes of serials"
+        );
+        let empty = ca.crl(&[], this_update, next_update).unwrap();
+        let empty = RevocationList::parse(empty.as_bytes(), &ca_certificate(&ca)).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.serials().count(), 0);
+    }
+
+    /// Entries are read only in their one shape: a universal non-empty INTEGER, then a
+    /// universal UTCTime or GeneralizedTime, each inside a universal constructed SEQUENCE.
+    #[test]
+    fn an_entry_of_any_other_shape_is_refused() {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag, u8::try_from(content.len()).unwrap()];
+            out.extend_from_slice(content);
+            out
+        }
+        let serial = tlv(0x02, &[0x01]);
+        let utc = tlv(0x17, b"250101000000Z");
+        let generalized = tlv(0x18, b"20250101000000Z");
+        let entry = |serial: &[u8], date: &[u8]| tlv(0x30, &[serial, date].concat());
+        assert_eq!(revoked_serials(&entry(&serial, &utc)).unwrap().len(), 1);
+        assert_eq!(
+            revoked_serials(&entry(&serial, &generalized))
+                .unwrap()
+                .len(),
+            1
+        );
+        let refused = [
+            ("serial context-specific", entry(&tlv(0x82, &[0x01]), &utc)),
+            ("serial not an INTEGER", entry(&tlv(0x04, &[0x01]), &utc)),
+            ("serial empty", entry(&tlv(0x02, &[]), &utc)),
+            (
+                "date context-specific",
+                entry(&serial, &tlv(0x97, b"250101000000Z")),
+            ),
+            ("date not a time", entry(&serial, &tlv(0x02, &[0x01]))),
+        ];
+        for (what, bytes) in refused {
+            assert!(revoked_serials(&bytes).is_none(), "{what}");
+        }
+        let content = [serial.as_slice(), utc.as_slice()].concat();
+        assert!(sequence(&tlv(0x30, &content)).is_some());
+        for (what, tag) in [
+            ("context-specific", 0xb0),
+            ("a SET", 0x31),
+            ("application class", 0x70),
+        ] {
+            assert!(sequence(&tlv(tag, &content)).is_none(), "{what}");
+        }
+    }
 }

@@ -53,3 +53,51 @@ impl ListMark {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(number: Option<&[u8]>, this_update: i64) -> ListMark {
+        ListMark {
+            crl_number: number.map(<[u8]>::to_vec),
+            this_update,
+        }
+    }
+
+    #[test]
+    fn older_by_number_then_by_this_update() {
+        let cases = [
+            // (self, other, older)
+            (mark(Some(&[1]), 200), mark(Some(&[2]), 100), true),
+            (mark(Some(&[2]), 100), mark(Some(&[1]), 200), false),
+            (mark(Some(&[0xff]), 100), mark(Some(&[1, 0]), 100), true),
+            (mark(Some(&[5]), 100), mark(Some(&[5]), 200), true),
+            (mark(Some(&[5]), 200), mark(Some(&[5]), 200), false),
+            (mark(None, 100), mark(Some(&[9]), 200), true),
+            (mark(Some(&[9]), 200), mark(None, 100), false),
+            (mark(None, 100), mark(None, 100), false),
+            (mark(None, 300), mark(None, 100), false),
+        ];
+        for (this, other, older) in cases {
+            assert_eq!(this.is_older_than(&other), older, "{this:?} vs {other:?}");
+        }
+    }
+
+    #[test]
+    fn the_number_key_sorts_as_the_numbers_and_reads_back() {
+        let small = mark(Some(&[0xff]), 1);
+        let large = mark(Some(&[0x01, 0x2c]), 1);
+        assert_eq!(small.number_key().as_deref(), Some("00000001ff"));
+        assert_eq!(large.number_key().as_deref(), Some("00000002012c"));
+        assert!(small.number_key() < large.number_key());
+        assert_eq!(mark(None, 1).number_key(), None);
+        for m in [small, large, mark(None, 7)] {
+            assert_eq!(
+                ListMark::from_number_key(m.number_key().as_deref(), m.this_update),
+                Some(m.clone())
+            );
+        }
+        assert_eq!(ListMark::from_number_key(Some("00000001zz"), 1), None);
+    }
+}

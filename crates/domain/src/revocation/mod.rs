@@ -97,3 +97,24 @@ impl RevocationError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_reads_back_as_written() {
+        for text in [
+            "s3://lists/ca.crl",
+            "https://pki.example.com/ca.crl",
+            DISTRIBUTION_POINT,
+        ] {
+            let source: RevocationSource = text.parse().unwrap();
+            assert_eq!(source.to_string(), text);
+        }
+        assert_eq!(
+            "distribution-point".parse(),
+            Ok(RevocationSource::DistributionPoint)
+        );
+    }
+}

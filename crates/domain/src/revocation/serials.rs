@@ -177,6 +177,10 @@ mod tests {
         assert!(s.contains(&[0]) && s.contains(&[]));
         assert_eq!(s.iter().collect::<Vec<_>>(), [&[][..], &[5]]);
         assert!(!set(&[&[5]]).contains(&[0]));
+        // The zero serial alone is not nothing.
+        assert!(!set(&[&[0]]).is_empty());
+        assert!(!set(&[&[5]]).is_empty());
+        assert!(set(&[]).is_empty());
     }
 
     #[test]
@@ -211,5 +215,35 @@ mod tests {
                 "{probe:?}"
             );
         }
+    }
+
+    #[test]
+    fn long_serials_sort_and_dedup_through_the_index() {
+        let (a, b, c) = ([0x0a; 40], [0x0b; 40], [0x0c; 41]);
+        let mut b_low = b;
+        b_low[39] = 0x01;
+        let s = set(&[&c, &b, &a, &b_low, &b, &a]);
+        assert_eq!(s.len(), 4, "repeats count once");
+        for present in [&a[..], &b, &b_low, &c] {
+            assert!(s.contains(present));
+        }
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [&a[..], &b_low, &b, &c],
+            "shortest first, in order within a length"
+        );
+    }
+
+    #[test]
+    fn heap_bytes_count_the_serials_and_their_groups() {
+        let serials: Vec<Vec<u8>> = (1..=1000u64)
+            .map(|n| (n | 0x4000_0000_0000_0000).to_be_bytes().to_vec())
+            .collect();
+        let s: SerialSet = serials.into_iter().collect();
+        let payload = 1000 * 8;
+        let headers = s.groups.len() * size_of::<Vec<u8>>();
+        let held = s.heap_bytes();
+        assert!(held >= payload + headers, "{held} < {payload} + {headers}");
+        assert!(held <= 2 * payload + 2 * headers + 64, "{held}");
     }
 }
