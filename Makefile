@@ -200,7 +200,7 @@ bench-burst: venv ## N devices (DEVICES=1000, ~2 min after the build; 10000, ~20
 fuzz: ## cargo-fuzz on every parser of outside input, FUZZ_SECONDS (30) each, corpus in fuzz/corpus (nightly; ~10 min cold build)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
-mutants: ## cargo-mutants over jitr-domain's decision-critical modules; last line `mutants: C caught, M missed, T timeouts, S%` (goal 90 %; ~45 min on 2 cores, docs/mutants.md)
+mutants: ## cargo-mutants over jitr-domain's decision-critical modules; last line `mutants: C caught, M missed, T timeouts, S%` (goal 90 %; about 20 min on 2 cores, docs/mutants.md)
 	scripts/mutants.sh
 
 fixtures: ## Regenerate events/ (CAs, certificates, CRL, signed webhooks, events)
