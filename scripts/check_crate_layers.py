@@ -80,8 +80,11 @@ def main() -> int:
     problems = list(dict.fromkeys(problems))  # a package appears once per path to it
     for problem in problems:
         print(problem)
-    print(f"crate layers: {'broken' if problems else 'kept'} ({len(ours)} crates; jitr-domain's tree: {len(set(d for d, _ in tree))} packages, no SDK/HTTP/TLS)"
-          if not problems else f"crate layers: broken ({len(problems)} problems)")
+    if problems:
+        print(f"crate layers: broken ({len(problems)} problems)")
+    else:
+        packages = len({name for name, _ in tree})
+        print(f"crate layers: kept ({len(ours)} crates; jitr-domain's tree: {packages} packages, no SDK/HTTP/TLS)")
     return 1 if problems else 0
 
 

@@ -103,25 +103,30 @@ pub(super) fn thing_attributes(
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use crate::decision::Decision;
-    use crate::decision::world::{Tweak, run, sensor_7, world};
+    use crate::decision::world::{Tweak, World, run, sensor_7, world};
+    use crate::decision::{Decision, ProvisionPlan};
     use crate::registry::CertificateStatus;
+
+    /// The plan for a pending `device` under `config`; anything else fails the test, naming it.
+    fn provision(w: &World, device: &jitr_pki::Device, config: &Config) -> Box<ProvisionPlan> {
+        match run(
+            w,
+            device,
+            CertificateStatus::PendingActivation,
+            config,
+            Tweak::default(),
+        ) {
+            Ok(Decision::Provision(plan)) => plan,
+            other => panic!("expected a provision plan, got {other:?}"),
+        }
+    }
 
     #[test]
     fn typed_things_get_every_valid_attribute() {
         let w = world();
-        let device = sensor_7(&w);
         let mut config = Config::with_policy("p");
         config.thing_type_name = Some("sensor".into());
-        let Ok(Decision::Provision(plan)) = run(
-            &w,
-            &device,
-            CertificateStatus::PendingActivation,
-            &config,
-            Tweak::default(),
-        ) else {
-            panic!("expected a provision plan");
-        };
+        let plan = provision(&w, &sensor_7(&w), &config);
         assert_eq!(plan.thing.type_name.as_deref(), Some("sensor"));
         assert_eq!(plan.thing.attributes["subjectSerialNumber"], "SN-7");
         assert_eq!(plan.thing.attributes["organization"], "Acme-Devices");
@@ -138,18 +143,7 @@ mod tests {
             .unwrap();
         let mut config = Config::with_policy("p");
         config.thing_type_name = Some("sensor".into());
-        let run_in = |w: &crate::decision::world::World| {
-            run(
-                w,
-                &device,
-                CertificateStatus::PendingActivation,
-                &config,
-                Tweak::default(),
-            )
-        };
-        let Ok(Decision::Provision(plan)) = run_in(&w) else {
-            panic!("expected a provision plan");
-        };
+        let plan = provision(&w, &device, &config);
         assert_eq!(plan.thing.attributes["commonName"], "sensor-8");
         assert!(
             !plan.thing.attributes.contains_key("organization"),
@@ -158,21 +152,13 @@ mod tests {
         );
     }
 
+    /// Provisioned, not refused as DeviceIdMissing.
     #[test]
     fn a_device_id_the_profile_does_not_name_falls_back_to_the_thing() {
         let w = world();
-        let device = sensor_7(&w);
         let mut config = Config::with_policy("p");
         config.device_id_attribute = Some("menderId".into());
-        let Ok(Decision::Provision(plan)) = run(
-            &w,
-            &device,
-            CertificateStatus::PendingActivation,
-            &config,
-            Tweak::default(),
-        ) else {
-            panic!("expected a provision plan, not a DeviceIdMissing refusal");
-        };
+        let plan = provision(&w, &sensor_7(&w), &config);
         assert!(!plan.thing.attributes.contains_key("menderId"));
     }
 }
